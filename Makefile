@@ -1,0 +1,22 @@
+# The two set-up commands from README.md:
+#   make run    install dnnkit and run the main job on the built-in default
+#   make test   install dnnkit with its test extra and run the whole test suite (CI runs this)
+PYTHON ?= python3
+PIP_INSTALL = $(PYTHON) -m pip install --disable-pip-version-check -q
+
+.PHONY: install install-test run test test-fast
+
+install:
+	$(PIP_INSTALL) -e .
+
+install-test:
+	$(PIP_INSTALL) -e ".[test]"
+
+run: install
+	dnnkit train models/digits_cnn.toml --out runs/digits_cnn
+
+test: install-test
+	$(PYTHON) -m pytest -q
+
+test-fast: install-test
+	$(PYTHON) -m pytest -q -m "not slow"

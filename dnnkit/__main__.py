@@ -1,0 +1,3 @@
+from dnnkit.cli import entry
+
+entry()

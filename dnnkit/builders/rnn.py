@@ -1,0 +1,49 @@
+"""Recurrent network: stacked LSTM or GRU layers, optionally bidirectional."""
+
+from __future__ import annotations
+
+import keras
+
+from dnnkit.builders.common import dense_stack, head, input_layer, policy
+from dnnkit.config import RNNConfig, Spec
+
+
+def build_rnn(spec: Spec) -> keras.Model:
+    """Build the recurrent network the spec describes.
+
+    Every layer but the last returns sequences. If the last one does too
+    (``return_sequences = true``), the sequence is reduced by ``sequence_pooling``
+    (mean, max or flatten) before the head. Dropout sits between layers (not inside the
+    cell, which would rule out the fused cuDNN / TFLite kernels). Recurrent layers stay
+    float32 under mixed precision: the cuDNN path rejects bfloat16.
+
+    Args:
+        spec: a spec whose ``model.family`` is ``"rnn"``.
+
+    Returns:
+        A built, named functional ``keras.Model``.
+    """
+    cfg = spec.model
+    opts: RNNConfig = cfg.options
+    dtype = policy(spec)
+    cell = keras.layers.LSTM if opts.cell == "lstm" else keras.layers.GRU
+    inputs = input_layer(cfg)
+    x = inputs
+    last = len(opts.units) - 1
+    for i, units in enumerate(opts.units):
+        seq = i < last or opts.return_sequences
+        layer = cell(units, return_sequences=seq, name=f"{opts.cell}_{i}", dtype="float32")
+        if opts.bidirectional:
+            layer = keras.layers.Bidirectional(layer, name=f"bi_{opts.cell}_{i}", dtype="float32")
+        x = layer(x)
+        if cfg.dropout > 0:
+            x = keras.layers.Dropout(cfg.dropout, name=f"{opts.cell}_{i}_dropout")(x)
+    if opts.return_sequences:
+        if opts.sequence_pooling == "mean":
+            x = keras.layers.GlobalAveragePooling1D(name="sequence_pool")(x)
+        elif opts.sequence_pooling == "max":
+            x = keras.layers.GlobalMaxPooling1D(name="sequence_pool")(x)
+        else:
+            x = keras.layers.Flatten(name="flatten")(x)
+    x = dense_stack(x, opts.dense_units, cfg, dtype, prefix="dense")
+    return keras.Model(inputs, head(x, cfg), name=spec.name)

@@ -1,0 +1,79 @@
+"""Transformer encoder over token ids (Embedding) or feature vectors (Dense projection)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from dnnkit.builders.common import activation, dense_stack, head, input_layer, policy
+from dnnkit.builders.layers import ClassToken, PositionEmbedding, SinePositionEncoding
+from dnnkit.config import ModelConfig, Spec, TransformerConfig
+
+
+def _block(x: Any, i: int, cfg: ModelConfig, opts: TransformerConfig, dtype: str) -> Any:
+    pre = opts.norm == "pre"
+
+    def norm(name: str) -> keras.layers.Layer:
+        return keras.layers.LayerNormalization(epsilon=1e-6, name=f"block_{i}_{name}", dtype=dtype)
+
+    h = norm("attn_norm")(x) if pre else x
+    h = keras.layers.MultiHeadAttention(opts.num_heads, opts.key_dim, dropout=cfg.dropout,
+                                        name=f"block_{i}_attention", dtype=dtype)(h, h)
+    if cfg.dropout > 0:
+        h = keras.layers.Dropout(cfg.dropout, name=f"block_{i}_attn_dropout")(h)
+    x = keras.layers.Add(name=f"block_{i}_attn_add")([x, h])
+    if not pre:
+        x = norm("attn_norm")(x)
+    h = norm("ff_norm")(x) if pre else x
+    h = keras.layers.Dense(opts.ff_dim, activation=activation(cfg.activation),
+                           name=f"block_{i}_ff_in", dtype=dtype)(h)
+    if cfg.dropout > 0:
+        h = keras.layers.Dropout(cfg.dropout, name=f"block_{i}_ff_dropout")(h)
+    h = keras.layers.Dense(opts.d_model, name=f"block_{i}_ff_out", dtype=dtype)(h)
+    x = keras.layers.Add(name=f"block_{i}_ff_add")([x, h])
+    if not pre:
+        x = norm("ff_norm")(x)
+    return x
+
+
+def build_transformer(spec: Spec) -> keras.Model:
+    """Build the transformer encoder the spec describes.
+
+    Args:
+        spec: a spec whose ``model.family`` is ``"transformer"``.
+
+    Returns:
+        A built, named functional ``keras.Model``.
+    """
+    cfg = spec.model
+    opts: TransformerConfig = cfg.options
+    dtype = policy(spec)
+    tokens = opts.input == "tokens"
+    inputs = input_layer(cfg, dtype="int32" if tokens else "float32")
+    if tokens:
+        x = keras.layers.Embedding(opts.vocab_size, opts.d_model, name="token_embedding",
+                                   dtype=dtype)(inputs)
+    else:
+        x = keras.layers.Dense(opts.d_model, name="projection", dtype=dtype)(inputs)
+    cls = opts.pooling == "cls"
+    if cls:
+        x = ClassToken(name="class_token", dtype=dtype)(x)
+    if opts.positional == "learned":
+        x = PositionEmbedding(name="position_embedding", dtype=dtype)(x)
+    else:
+        x = SinePositionEncoding(name="position_encoding", dtype=dtype)(x)
+    if cfg.dropout > 0:
+        x = keras.layers.Dropout(cfg.dropout, name="embedding_dropout")(x)
+    for i in range(opts.num_blocks):
+        x = _block(x, i, cfg, opts, dtype)
+    if opts.norm == "pre":
+        x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm", dtype=dtype)(x)
+    if cls:
+        steps = x.shape[1]
+        x = keras.layers.Cropping1D((0, steps - 1), name="class_token_select", dtype=dtype)(x)
+        x = keras.layers.Flatten(name="class_token_flatten")(x)
+    else:
+        x = keras.layers.GlobalAveragePooling1D(name="mean_pool", dtype=dtype)(x)
+    x = dense_stack(x, opts.dense_units, cfg, dtype, prefix="dense")
+    return keras.Model(inputs, head(x, cfg), name=spec.name)

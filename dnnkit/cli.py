@@ -1,0 +1,141 @@
+"""The ``dnnkit`` command line: thin argument parsing over the Python API.
+
+Exit codes: 0 ok, 1 a check or run failed, 2 bad input (one line on stderr, no traceback).
+Nothing heavy is imported until a subcommand runs, so ``dnnkit --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from dnnkit import __version__
+from dnnkit.errors import DnnkitError
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from dnnkit.config import load_spec
+
+    spec = load_spec(args.spec)
+    _quiet_tensorflow()
+    from dnnkit.builders import build
+
+    model = build(spec)
+    model.summary(print_fn=lambda line, *a, **k: print(line))
+    print(f"model: {model.name}  family: {spec.model.family}  parameters: {model.count_params()}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from dnnkit.config import load_spec
+
+    spec = load_spec(args.spec)
+    _quiet_tensorflow()
+    from dnnkit.train import train
+
+    run = train(spec, args.out, strategy=args.strategy, epochs=args.epochs,
+                cpu_devices=args.cpu_devices, data=args.data, verbose=0 if args.quiet else 2)
+    if run.resumed_from_epoch:
+        print(f"resumed from epoch {run.resumed_from_epoch} (BackupAndRestore)")
+    print(f"trained {spec.name} with strategy {run.strategy} ({run.replicas} replicas) "
+          f"in {run.train_seconds:.1f} s -> {run.out_dir}")
+    print("test " + "  ".join(f"{k}={v:.4f}" for k, v in run.metrics.items()))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from dnnkit.evaluate import evaluate
+
+    metrics = evaluate(args.target, args.data, split=args.split, task=args.task,
+                       unsafe=args.unsafe)
+    if args.json:
+        print(json.dumps(metrics, indent=2, sort_keys=True))
+    else:
+        print(f"{args.split} " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    """The argument parser (exposed for tests and docs)."""
+    p = argparse.ArgumentParser(prog="dnnkit", description="From a model spec to a trained Keras 3 "
+                                "model and verified SavedModel, TFLite and ONNX artifacts.")
+    p.add_argument("--version", action="version", version=f"dnnkit {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    b = sub.add_parser("build", help="build the model a spec describes; print summary and parameters",
+                       description="Build the model a spec describes and print its summary.")
+    b.add_argument("spec", help="model spec (TOML), e.g. models/digits_cnn.toml")
+    b.set_defaults(func=cmd_build)
+
+    t = sub.add_parser("train", help="train a spec into a run directory",
+                       description="Train a spec; re-running the same command resumes a killed run.")
+    t.add_argument("spec", help="model spec (TOML)")
+    t.add_argument("--out", required=True, help="run directory to write")
+    t.add_argument("--strategy", choices=("auto", "default", "mirrored", "multi_worker", "tpu"),
+                   help="tf.distribute strategy (default: the spec's train.strategy)")
+    t.add_argument("--epochs", type=_positive, help="override train.epochs")
+    t.add_argument("--cpu-devices", type=_positive,
+                   help="split the CPU into N logical devices (tf.distribute without GPUs)")
+    t.add_argument("--data", help='override data.source ("digits", .npz or .csv)')
+    t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="score a run directory or .keras model on data",
+                       description="Score a run directory or a .keras model on a data split.")
+    e.add_argument("target", help="run directory or MODEL.keras")
+    e.add_argument("--data", help='"digits", .npz or .csv (default: the run\'s own data)')
+    e.add_argument("--split", choices=("train", "val", "test"), default="test")
+    e.add_argument("--task", choices=("multiclass", "binary", "regression"),
+                   help="head type of a bare model file (inferred when omitted)")
+    e.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    e.add_argument("--json", action="store_true", help="print metrics as JSON")
+    e.set_defaults(func=cmd_evaluate)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return its exit code."""
+    args = parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except DnnkitError as exc:
+        print(f"dnnkit: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("dnnkit: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - last line of defence for a one-line report
+        if os.environ.get("DNNKIT_DEBUG"):
+            raise
+        text = " ".join(str(exc).split())[:400]
+        print(f"dnnkit: failed: {type(exc).__name__}: {text} (set DNNKIT_DEBUG=1 for a traceback)",
+              file=sys.stderr)
+        return 1
+
+
+def entry() -> Any:
+    """Console-script entry point."""
+    sys.exit(main())

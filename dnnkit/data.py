@@ -1,0 +1,264 @@
+"""Data: the built-in ``digits`` set, user ``.npz``/``.csv`` files, splits and checks.
+
+Everything here is NumPy and scikit-learn; the ``tf.data`` pipeline lives in
+:mod:`dnnkit.train`. All checks run before training starts and raise :class:`DataError`
+with one line naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from dnnkit.config import ModelConfig, Spec
+from dnnkit.errors import DataError
+
+DIGITS_LAYOUTS = {"flat": (64,), "image": (8, 8, 1), "sequence": (8, 8), "tokens": (64,)}
+DIGITS_LABELS = [str(i) for i in range(10)]
+
+
+@dataclass
+class Dataset:
+    """A split data set, ready for a model of the spec it was loaded for."""
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    labels: list[str] | None = None
+
+    def split(self, which: str) -> tuple[np.ndarray, np.ndarray]:
+        """Return ``(x, y)`` of ``train``, ``val`` or ``test``."""
+        if which not in ("train", "val", "test"):
+            raise DataError(f"split: expected 'train', 'val' or 'test', got {which!r}")
+        return getattr(self, f"x_{which}"), getattr(self, f"y_{which}")
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.x_train), "val": len(self.x_val), "test": len(self.x_test)}
+
+
+def _split(x: np.ndarray, y: np.ndarray, fraction: float, seed: int, stratify: bool):
+    from sklearn.model_selection import train_test_split
+
+    strat = y if stratify and len(np.unique(y)) > 1 and np.min(np.bincount(y)) >= 2 else None
+    return train_test_split(x, y, test_size=fraction, random_state=seed, stratify=strat)
+
+
+def _digits(layout: str) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.datasets import load_digits
+
+    raw, y = load_digits(return_X_y=True)
+    if layout == "tokens":
+        return raw.astype(np.int32), y.astype(np.int32)
+    x = (raw / 16.0).astype(np.float32).reshape((-1, *DIGITS_LAYOUTS[layout]))
+    return x, y.astype(np.int32)
+
+
+def _infer_layout(model: ModelConfig) -> str | None:
+    shape = tuple(model.input_shape)
+    tokens = getattr(model.options, "input", None) == "tokens"
+    if tokens:
+        return "tokens" if shape == (64,) else None
+    for layout, s in DIGITS_LAYOUTS.items():
+        if s == shape and layout != "tokens":
+            return layout
+    return None
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    for key in ("x_train", "y_train"):
+        if key not in arrays:
+            raise DataError(f"{path}: array {key!r} is missing; expected x_train and y_train "
+                            f"(optional x_val/y_val, x_test/y_test), got {sorted(arrays)}")
+    for part in ("val", "test"):
+        if (f"x_{part}" in arrays) != (f"y_{part}" in arrays):
+            raise DataError(f"{path}: x_{part} and y_{part} must be given together, "
+                            f"got only {'x' if f'x_{part}' in arrays else 'y'}_{part}")
+    return arrays
+
+
+def _load_csv(path: Path, label_column: str) -> dict[str, np.ndarray]:
+    try:
+        with path.open(newline="", encoding="utf-8") as fh:
+            rows = list(csv.reader(fh))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read CSV ({exc})") from None
+    if len(rows) < 2:
+        raise DataError(f"{path}: expected a header row and at least one data row, got {len(rows)} rows")
+    header = [h.strip() for h in rows[0]]
+    if label_column not in header:
+        raise DataError(f"{path}: data.label_column: column {label_column!r} not found; "
+                        f"columns are {header}")
+    col = header.index(label_column)
+    values = []
+    for line, row in enumerate(rows[1:], start=2):
+        if not row:
+            continue
+        if len(row) != len(header):
+            raise DataError(f"{path}: line {line}: expected {len(header)} columns, got {len(row)}")
+        try:
+            values.append([float(v) for v in row])
+        except ValueError:
+            bad = next(v for v in row if not _is_float(v))
+            raise DataError(f"{path}: line {line}: expected numbers, got {bad!r}") from None
+    table = np.asarray(values, dtype=np.float64)
+    y = table[:, col]
+    x = np.delete(table, col, axis=1).astype(np.float32)
+    return {"x_train": x, "y_train": y}
+
+
+def _is_float(v: str) -> bool:
+    try:
+        float(v)
+    except ValueError:
+        return False
+    return True
+
+
+def _labels(y: np.ndarray, model: ModelConfig, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.dtype.kind not in "iufb":
+        raise DataError(f"{where}: expected numeric labels, got dtype {y.dtype}")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise DataError(f"{where}: labels contain NaN or infinity")
+    if model.head == "regression":
+        y = y.astype(np.float32)
+        want = model.output_units
+        if y.ndim == 1 and want == 1:
+            return y
+        if y.ndim == 2 and y.shape[1] == want:
+            return y
+        raise DataError(f"{where}: regression targets have shape {y.shape[1:]}, "
+                        f"expected model.output_units = {want}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{where}: expected one integer class label per sample, got shape {y.shape}")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise DataError(f"{where}: expected integer class labels, got non-integer values")
+    y = y.astype(np.int32)
+    high = model.num_classes if model.head == "multiclass" else 2
+    if y.min(initial=0) < 0 or y.max(initial=0) >= high:
+        field = "model.num_classes" if model.head == "multiclass" else "a binary head (0 or 1)"
+        raise DataError(f"{where}: labels range {int(y.min())}..{int(y.max())}, "
+                        f"expected 0..{high - 1} for {field} = {high}"
+                        if model.head == "multiclass" else
+                        f"{where}: labels range {int(y.min())}..{int(y.max())}, expected 0 or 1 for {field}")
+    return y
+
+
+def _features(x: np.ndarray, model: ModelConfig, where: str) -> np.ndarray:
+    x = np.asarray(x)
+    tokens = getattr(model.options, "input", None) == "tokens"
+    if x.dtype.kind not in "iuf":
+        raise DataError(f"{where}: expected numeric features, got dtype {x.dtype}")
+    want = tuple(model.input_shape)
+    got = tuple(x.shape[1:])
+    if got != want:
+        if int(np.prod(got)) == int(np.prod(want)) and len(got) == 1:
+            x = x.reshape((-1, *want))
+        else:
+            raise DataError(f"{where}: per-sample shape {list(got)} does not match "
+                            f"model.input_shape {list(want)}")
+    if tokens:
+        if x.dtype.kind == "f" and not np.all(x == np.round(x)):
+            raise DataError(f"{where}: token input needs integer ids, got non-integer values")
+        x = x.astype(np.int32)
+        vocab = model.options.vocab_size
+        if x.min(initial=0) < 0 or x.max(initial=0) >= vocab:
+            raise DataError(f"{where}: token ids range {int(x.min())}..{int(x.max())}, "
+                            f"expected 0..{vocab - 1} for model.vocab_size = {vocab}")
+        return x
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{where}: features contain NaN or infinity")
+    return x
+
+
+def load_data(spec: Spec, source: str | None = None) -> Dataset:
+    """Load, split and check the data a spec names (or ``source`` instead).
+
+    Args:
+        spec: the validated spec; its model section fixes the shapes and labels expected.
+        source: overrides ``spec.data.source`` (``"digits"`` or a ``.npz``/``.csv`` path).
+
+    Returns:
+        The :class:`Dataset` with train/val/test splits in the model's input layout.
+
+    Raises:
+        DataError: if the file is missing or unreadable, or shapes/labels do not match.
+    """
+    cfg = spec.data
+    model = spec.model
+    src = source or cfg.source
+    stratify = model.head != "regression"
+    if src == "digits":
+        layout = cfg.layout or _infer_layout(model)
+        if layout is None or (layout != "tokens" and DIGITS_LAYOUTS[layout] != tuple(model.input_shape)):
+            raise DataError(
+                f"data.layout: digits cannot be laid out for model.input_shape "
+                f"{list(model.input_shape)}; expected one of " +
+                ", ".join(f"{k} {list(v)}" for k, v in DIGITS_LAYOUTS.items()))
+        if model.head != "multiclass" or model.num_classes != 10:
+            raise DataError("model.num_classes: digits has 10 classes, expected a multiclass "
+                            f"head with num_classes = 10, got head {model.head!r} with "
+                            f"num_classes = {model.num_classes}")
+        x, y = _digits(layout)
+        arrays = {"x_train": x, "y_train": y}
+        name, labels = "digits", DIGITS_LABELS
+    else:
+        path = Path(src)
+        if not path.is_absolute():
+            # An explicit override is the caller's path (relative to the working
+            # directory); the spec's own source is relative to the spec file.
+            path = (Path.cwd() if source else spec.base_dir) / path
+        if not path.is_file():
+            raise DataError(f"data.source: file not found: {src}")
+        if path.suffix.lower() == ".npz":
+            arrays = _load_npz(path)
+        elif path.suffix.lower() == ".csv":
+            if not cfg.label_column:
+                raise DataError(f"data.label_column: a CSV source needs the label column's "
+                                f"name, got none for {src}")
+            arrays = _load_csv(path, cfg.label_column)
+        else:
+            raise DataError(f"data.source: expected \"digits\" or a .npz/.csv file, got {src!r}")
+        name, labels = path.stem, None
+
+    checked: dict[str, np.ndarray] = {}
+    for part in ("train", "val", "test"):
+        if f"x_{part}" not in arrays:
+            continue
+        where = f"{name}: x_{part}"
+        x = _features(arrays[f"x_{part}"], model, where)
+        y = _labels(arrays[f"y_{part}"], model, f"{name}: y_{part}")
+        if len(x) != len(y):
+            raise DataError(f"{name}: x_{part} has {len(x)} samples but y_{part} has {len(y)}")
+        if len(x) == 0:
+            raise DataError(f"{name}: x_{part} is empty")
+        checked[f"x_{part}"], checked[f"y_{part}"] = x, y
+
+    x, y = checked["x_train"], checked["y_train"]
+    if "x_test" not in checked:
+        x, checked["x_test"], y, checked["y_test"] = _split(x, y, cfg.test_fraction, cfg.seed, stratify)
+    if "x_val" not in checked:
+        if cfg.val_fraction <= 0:
+            raise DataError("data.val_fraction: expected a fraction > 0 when the data has no "
+                            "x_val/y_val, got 0")
+        frac = cfg.val_fraction / (1.0 - (cfg.test_fraction if "x_test" not in arrays else 0.0))
+        x, checked["x_val"], y, checked["y_val"] = _split(x, y, min(frac, 0.5), cfg.seed + 1, stratify)
+    if len(x) < 2:
+        raise DataError(f"{name}: only {len(x)} training samples left after splitting")
+    return Dataset(name=name, x_train=x, y_train=y, x_val=checked["x_val"], y_val=checked["y_val"],
+                   x_test=checked["x_test"], y_test=checked["y_test"], labels=labels)

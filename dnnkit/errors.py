@@ -1,0 +1,34 @@
+"""One exception hierarchy for dnnkit.
+
+Every error a user can cause by bad input subclasses :class:`DnnkitError` (itself a
+``ValueError``) and carries ``exit_code = 2``; the CLI prints ``str(error)`` on one line
+and exits with that code, without a traceback.
+"""
+
+from __future__ import annotations
+
+
+class DnnkitError(ValueError):
+    """Base class of dnnkit's user-facing errors (exit code 2)."""
+
+    exit_code = 2
+
+    def __str__(self) -> str:
+        # Always one line: a multi-line message would break the CLI contract.
+        return " ".join(super().__str__().split())
+
+
+class SpecError(DnnkitError):
+    """A model spec (TOML) is missing, malformed or inconsistent."""
+
+
+class DataError(DnnkitError):
+    """Data is missing, malformed or does not match the spec."""
+
+
+class ModelLoadError(DnnkitError):
+    """A model file cannot be loaded (missing, corrupt, or refused by safe mode)."""
+
+
+class StrategyError(DnnkitError):
+    """The requested tf.distribute strategy cannot be created here."""

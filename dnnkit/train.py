@@ -1,0 +1,270 @@
+"""Training: strategy, compile, tf.data pipeline, callbacks and the run directory.
+
+A run directory holds ``model.keras`` (the trained model), ``spec.toml`` (the resolved
+spec), ``history.json`` (every epoch, across restarts), ``metrics.json`` (test-split
+metrics), ``run.json`` (strategy, replicas, timings, the epoch a resumed run started
+from), ``checkpoints/best.keras``, ``backup/`` (BackupAndRestore, removed when a run
+finishes) and ``logs/`` (TensorBoard).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnnkit.config import Spec, TrainConfig, as_spec, dump_toml, spec_to_dict
+from dnnkit.data import Dataset, load_data
+from dnnkit.errors import DnnkitError, SpecError
+
+
+@dataclass
+class Run:
+    """What :func:`train` produced."""
+
+    out_dir: Path
+    spec: Spec
+    model: Any
+    metrics: dict[str, float]
+    history: dict[str, list[float]] = field(default_factory=dict)
+    strategy: str = "default"
+    replicas: int = 1
+    train_seconds: float = 0.0
+    resumed_from_epoch: int = 0
+
+    @property
+    def model_path(self) -> Path:
+        return self.out_dir / "model.keras"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def make_tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool,
+                    seed: int = 0) -> Any:
+    """A ``tf.data`` pipeline: shuffle (seeded), batch at the global batch size, prefetch.
+
+    Sharding is by data, so the same pipeline feeds every tf.distribute strategy.
+    """
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices((x, y))
+    if shuffle:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    """The optimizer and learning-rate schedule the train config names."""
+    import keras
+
+    lr: Any = cfg.learning_rate
+    if cfg.schedule == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(cfg.learning_rate,
+                                                    decay_steps=max(1, cfg.epochs * steps_per_epoch))
+    elif cfg.schedule == "step":
+        lr = keras.optimizers.schedules.ExponentialDecay(
+            cfg.learning_rate, decay_steps=max(1, cfg.step_epochs * steps_per_epoch),
+            decay_rate=cfg.step_gamma, staircase=True)
+    if cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
+    elif cfg.optimizer == "adam":
+        opt = keras.optimizers.Adam(lr)
+    elif cfg.optimizer == "adamw":
+        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay or 0.004)
+    else:
+        opt = keras.optimizers.RMSprop(lr, momentum=cfg.momentum)
+    if cfg.mixed_precision == "float16":
+        opt = keras.optimizers.LossScaleOptimizer(opt)
+    return opt
+
+
+def make_loss(spec: Spec) -> Any:
+    """The loss for the spec's head (``auto``) or the one it names."""
+    import keras
+
+    head, loss = spec.model.head, spec.train.loss
+    if head == "multiclass":
+        if loss == "categorical_crossentropy":
+            return keras.losses.CategoricalCrossentropy(from_logits=True)
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    if head == "binary":
+        return keras.losses.BinaryCrossentropy()
+    return keras.losses.MeanSquaredError()
+
+
+def _one_hot(spec: Spec) -> bool:
+    return spec.model.head == "multiclass" and spec.train.loss == "categorical_crossentropy"
+
+
+def _targets(spec: Spec, y: np.ndarray) -> np.ndarray:
+    if _one_hot(spec):
+        return np.eye(spec.model.num_classes, dtype=np.float32)[y]
+    if spec.model.head == "binary":
+        return y.astype(np.float32).reshape(-1, 1)
+    return y
+
+
+def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Run a Keras model eagerly over ``x`` in batches (outside any strategy) and return NumPy."""
+    import keras
+
+    outs = [keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
+            for i in range(0, len(x), batch_size)]
+    return np.concatenate(outs, axis=0).astype(np.float32)
+
+
+class _EpochRecorder:
+    """Remembers the first epoch this process trains (where a resumed run picked up)."""
+
+    def __new__(cls, path: Path):
+        import keras
+
+        class Recorder(keras.callbacks.Callback):
+            def __init__(self) -> None:
+                super().__init__()
+                self.first_epoch: int | None = None
+
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                if self.first_epoch is None:
+                    self.first_epoch = epoch
+                    _write_json(path, {"first_epoch": epoch})
+
+        return Recorder()
+
+
+def _read_history(path: Path) -> dict[str, list[float]]:
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    hist: dict[str, list[float]] = {}
+    for row in rows:
+        for k, v in row.items():
+            hist.setdefault(k, []).append(int(v) if k == "epoch" else float(v))
+    return hist
+
+
+def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | os.PathLike[str] | None = None,
+          *, strategy: str | None = None, epochs: int | None = None, cpu_devices: int | None = None,
+          data: str | None = None, verbose: int = 0) -> Run:
+    """Train the model a spec describes and fill a run directory.
+
+    Args:
+        spec: a Spec, a path to a spec file, or a spec dict.
+        out_dir: the run directory (default ``runs/<spec name>``). Re-running the same
+            command in a directory with a ``backup/`` resumes the interrupted run.
+        strategy: overrides ``train.strategy`` (auto|default|mirrored|multi_worker|tpu).
+        epochs: overrides ``train.epochs``.
+        cpu_devices: split the CPU into this many logical devices first (tf.distribute
+            without GPUs).
+        data: overrides ``data.source``.
+        verbose: Keras ``fit`` verbosity.
+
+    Returns:
+        A :class:`Run` with the trained model and its test metrics.
+
+    Raises:
+        SpecError, DataError, StrategyError: on bad input, before anything is written.
+    """
+    spec = as_spec(spec)
+    if epochs is not None and (isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1):
+        raise SpecError(f"epochs: expected a positive integer, got {epochs!r}")
+    if cpu_devices is not None and (not isinstance(cpu_devices, int) or cpu_devices < 1):
+        raise SpecError(f"cpu_devices: expected a positive integer, got {cpu_devices!r}")
+    dataset = load_data(spec, source=data)
+    cfg = spec.train
+    n_epochs = epochs or cfg.epochs
+
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from dnnkit.strategy import choose_strategy, fix_multi_worker_build, split_cpu
+
+    if cpu_devices and cpu_devices > 1:
+        split_cpu(cpu_devices)
+    info = choose_strategy(strategy or cfg.strategy)
+
+    import keras
+
+    from dnnkit.builders import build
+    from dnnkit.metrics import keras_metrics, task_metrics
+
+    root = Path(out_dir) if out_dir is not None else Path("runs") / spec.name
+    out = root if info.is_chief else root / f".worker-{info.worker_index}"
+    out.mkdir(parents=True, exist_ok=True)
+    backup_dir = out / "backup"
+    resuming = (backup_dir / "training_metadata.json").is_file()
+    if not resuming:
+        for stale in ("history.csv", "model.keras", "metrics.json", "run.json"):
+            (out / stale).unlink(missing_ok=True)
+
+    keras.utils.set_random_seed(cfg.seed)
+    global_batch = cfg.batch_size * info.replicas
+    steps = math.ceil(len(dataset.x_train) / global_batch)
+    with info.strategy.scope():
+        model = build(spec)
+        model.compile(optimizer=make_optimizer(cfg, steps), loss=make_loss(spec),
+                      metrics=keras_metrics(spec.model.head, cfg.metrics, spec.model.num_classes,
+                                            one_hot=_one_hot(spec)))
+    fix_multi_worker_build(model, info)
+    train_ds = make_tf_dataset(dataset.x_train, _targets(spec, dataset.y_train), global_batch,
+                               shuffle=True, seed=cfg.seed)
+    val_ds = make_tf_dataset(dataset.x_val, _targets(spec, dataset.y_val), global_batch,
+                             shuffle=False)
+
+    recorder = _EpochRecorder(out / ".first_epoch.json")
+    (out / "checkpoints").mkdir(exist_ok=True)
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True),
+        keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "best.keras"),
+                                        monitor="val_loss", save_best_only=True),
+        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
+        recorder,
+    ]
+    if cfg.early_stopping_patience:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True))
+    if cfg.tensorboard and info.is_chief:
+        callbacks.append(keras.callbacks.TensorBoard(str(out / "logs")))
+
+    start = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=n_epochs, callbacks=callbacks,
+              verbose=verbose)
+    seconds = time.perf_counter() - start
+
+    y_pred = predict(model, dataset.x_test)
+    metrics = task_metrics(spec.model.head, dataset.y_test, y_pred)
+    tmp_model = out / ".model.tmp.keras"
+    model.save(tmp_model)
+    os.replace(tmp_model, out / "model.keras")
+    (out / "spec.toml").write_text(dump_toml(spec_to_dict(spec)), encoding="utf-8")
+    history = _read_history(out / "history.csv")
+    _write_json(out / "history.json", history)
+    _write_json(out / "metrics.json", metrics)
+    first = recorder.first_epoch or 0
+    _write_json(out / "run.json", {
+        "spec": spec.name, "strategy": info.name, "replicas": info.replicas,
+        "global_batch_size": global_batch, "epochs": n_epochs, "train_seconds": round(seconds, 3),
+        "resumed_from_epoch": first, "params": int(model.count_params()),
+        "data": dataset.name, "split_sizes": dataset.sizes(),
+        "keras_backend": keras.backend.backend(),
+    })
+    return Run(out_dir=out, spec=spec, model=model, metrics=metrics, history=history,
+               strategy=info.name, replicas=info.replicas, train_seconds=seconds,
+               resumed_from_epoch=first)
+
+
+__all__ = ["Run", "train", "predict", "make_tf_dataset", "make_optimizer", "make_loss",
+           "Dataset", "DnnkitError"]
