@@ -484,6 +484,8 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     model = asdict(spec.model)
     options = model.pop("options")
     model.update(options)
+    if spec.model.head != "regression":
+        model.pop("output_units")
     data = asdict(spec.data)
     source = spec.data.source
     if source != "digits" and not Path(source).is_absolute():

@@ -14,6 +14,7 @@ import json
 import math
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -151,10 +152,13 @@ def _read_history(path: Path) -> dict[str, list[float]]:
         return {}
     with path.open(newline="") as fh:
         rows = list(csv.DictReader(fh))
+    # A run killed between logging an epoch and backing it up logs that epoch twice;
+    # the later row (from the resumed run) wins.
+    by_epoch = {int(row["epoch"]): row for row in rows}
     hist: dict[str, list[float]] = {}
-    for row in rows:
-        for k, v in row.items():
-            hist.setdefault(k, []).append(int(v) if k == "epoch" else float(v))
+    for epoch in sorted(by_epoch):
+        for k, v in by_epoch[epoch].items():
+            hist.setdefault(k, []).append(epoch if k == "epoch" else float(v))
     return hist
 
 
@@ -227,7 +231,8 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
     recorder = _EpochRecorder(out / ".first_epoch.json")
     (out / "checkpoints").mkdir(exist_ok=True)
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True),
+        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True,
+                                         double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "best.keras"),
                                         monitor="val_loss", save_best_only=True),
         keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
@@ -240,8 +245,11 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
         callbacks.append(keras.callbacks.TensorBoard(str(out / "logs")))
 
     start = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=n_epochs, callbacks=callbacks,
-              verbose=verbose)
+    with warnings.catch_warnings():
+        # Keras warns that shuffle=True is ignored for tf.data input; the pipeline shuffles.
+        warnings.filterwarnings("ignore", message=".*shuffle.*", category=UserWarning)
+        model.fit(train_ds, validation_data=val_ds, epochs=n_epochs, callbacks=callbacks,
+                  verbose=verbose)
     seconds = time.perf_counter() - start
 
     y_pred = predict(model, dataset.x_test)

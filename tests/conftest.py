@@ -1,0 +1,39 @@
+"""Shared fixtures: the repo root, a CLI runner, and trained runs reused across tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models"
+SPECS = ["digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_transformer"]
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600,
+        cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run ``python -m dnnkit ARGS`` in a child process and capture its output."""
+    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "dnnkit", *args], capture_output=True, text=True,
+                          timeout=timeout, env=full_env, cwd=cwd or ROOT)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """stderr lines that are dnnkit's (TensorFlow's C++ start-up chatter removed)."""
+    return [ln for ln in stderr.splitlines() if ln.strip() and not ln.startswith(
+        ("I0000", "W0000", "E0000", "WARNING: All log messages", "To enable the following"))]
+
+
+@pytest.fixture(scope="session")
+def trained_runs(tmp_path_factory) -> dict:
+    """Each shipped spec trained once, for the whole session."""
+    import dnnkit
+
+    base = tmp_path_factory.mktemp("runs")
+    return {name: dnnkit.train(MODELS / f"{name}.toml", base / name) for name in SPECS}
