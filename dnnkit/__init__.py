@@ -12,12 +12,12 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "build": ("dnnkit.builders", "build"),
-    "train": ("dnnkit.train", "train"),
-    "Run": ("dnnkit.train", "Run"),
+    "train": ("dnnkit.training", "train"),
+    "Run": ("dnnkit.training", "Run"),
     "load_spec": ("dnnkit.config", "load_spec"),
     "Spec": ("dnnkit.config", "Spec"),
     "load_data": ("dnnkit.data", "load_data"),
-    "evaluate": ("dnnkit.evaluate", "evaluate"),
+    "evaluate": ("dnnkit.evaluation", "evaluate"),
     "load_model": ("dnnkit.modelio", "load_model"),
 }
 

@@ -51,7 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     spec = load_spec(args.spec)
     _quiet_tensorflow()
-    from dnnkit.train import train
+    from dnnkit.training import train
 
     run = train(spec, args.out, strategy=args.strategy, epochs=args.epochs,
                 cpu_devices=args.cpu_devices, data=args.data, verbose=0 if args.quiet else 2)
@@ -65,7 +65,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from dnnkit.evaluate import evaluate
+    from dnnkit.evaluation import evaluate
 
     metrics = evaluate(args.target, args.data, split=args.split, task=args.task,
                        unsafe=args.unsafe)

@@ -62,7 +62,7 @@ def keras_metrics(head: str, names: tuple[str, ...], num_classes: int | None,
             out.append({"accuracy": lambda: keras.metrics.BinaryAccuracy(name="accuracy"),
                         "precision": lambda: keras.metrics.Precision(name="precision"),
                         "recall": lambda: keras.metrics.Recall(name="recall"),
-                        "f1": lambda: keras.metrics.F1Score(threshold=0.5, name="f1")}[name]())
+                        "f1": lambda: keras.metrics.F1Score(average="micro", threshold=0.5, name="f1")}[name]())
         elif name == "accuracy":
             out.append(keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot
                        else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))

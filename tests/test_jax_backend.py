@@ -12,7 +12,7 @@ assert keras.backend.backend() == "jax", keras.backend.backend()
 import dnnkit
 from dnnkit.config import load_spec
 from dnnkit.data import load_data
-from dnnkit.train import make_loss
+from dnnkit.training import make_loss
 for name in ["digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_transformer"]:
     spec = load_spec(f"models/{name}.toml")
     model = dnnkit.build(spec)

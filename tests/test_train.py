@@ -7,7 +7,7 @@ import pytest
 
 from conftest import SPECS, cli
 from dnnkit.config import load_spec
-from dnnkit.evaluate import evaluate
+from dnnkit.evaluation import evaluate
 
 # The floors: MLP and CNN >= 0.95, the sequence families >= 0.93.
 FLOORS = {"digits_mlp": 0.95, "digits_cnn": 0.95, "digits_lstm": 0.93, "digits_gru": 0.93,
@@ -95,13 +95,15 @@ def test_binary_and_regression_heads(tmp_path):
     np.savez(tmp_path / "reg.npz", x_train=x, y_train=x[:, :2] * 2.0 - x[:, 2:4])
     binary = dnnkit.train({"name": "b", "data": {"source": str(tmp_path / "bin.npz")},
                            "model": {"family": "mlp", "input_shape": [6], "head": "binary", "units": [16]},
-                           "train": {"epochs": 15, "metrics": ["accuracy", "precision", "recall", "f1"],
+                           "train": {"epochs": 20, "learning_rate": 0.01,
+                                     "metrics": ["accuracy", "precision", "recall", "f1"],
                                      "tensorboard": False}}, tmp_path / "rb")
     assert binary.metrics["accuracy"] >= 0.9
     reg = dnnkit.train({"name": "r", "data": {"source": str(tmp_path / "reg.npz")},
                         "model": {"family": "mlp", "input_shape": [6], "head": "regression",
                                   "output_units": 2, "units": [32]},
-                        "train": {"epochs": 30, "metrics": ["rmse", "mae"], "tensorboard": False}},
+                        "train": {"epochs": 30, "learning_rate": 0.01, "metrics": ["rmse", "mae"],
+                                  "tensorboard": False}},
                        tmp_path / "rr")
     assert set(reg.metrics) == {"mse", "rmse", "mae"}
     assert reg.metrics["rmse"] < 0.5 * float(np.std(x[:, :2] * 2.0 - x[:, 2:4]))
@@ -109,7 +111,7 @@ def test_binary_and_regression_heads(tmp_path):
 
 def test_learning_rate_schedules():
     from dnnkit.config import TrainConfig
-    from dnnkit.train import make_optimizer
+    from dnnkit.training import make_optimizer
 
     step = make_optimizer(TrainConfig(schedule="step", step_epochs=2, step_gamma=0.5,
                                       learning_rate=0.1), steps_per_epoch=10)

@@ -75,7 +75,7 @@ def evaluate(target: str | os.PathLike[str], data: str | None = None, *, split: 
     """
     from dnnkit.data import load_data
     from dnnkit.metrics import task_metrics
-    from dnnkit.train import predict
+    from dnnkit.training import predict
 
     model, spec = resolve_target(target, unsafe=unsafe, task=task, data=data)
     if data is not None and Path(data).suffix.lower() == ".csv" and spec.data.label_column is None:

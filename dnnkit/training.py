@@ -1,7 +1,7 @@
 """Training: strategy, compile, tf.data pipeline, callbacks and the run directory.
 
 A run directory holds ``model.keras`` (the trained model), ``spec.toml`` (the resolved
-spec), ``history.json`` (every epoch, across restarts), ``metrics.json`` (test-split
+spec), ``history.json`` (every epoch, across restarts; built from ``history.jsonl``), ``metrics.json`` (test-split
 metrics), ``run.json`` (strategy, replicas, timings, the epoch a resumed run started
 from), ``checkpoints/best.keras``, ``backup/`` (BackupAndRestore, removed when a run
 finishes) and ``logs/`` (TensorBoard).
@@ -9,7 +9,6 @@ finishes) and ``logs/`` (TensorBoard).
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -128,32 +127,37 @@ def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(outs, axis=0).astype(np.float32)
 
 
-class _EpochRecorder:
-    """Remembers the first epoch this process trains (where a resumed run picked up)."""
+def _epoch_recorder(first_epoch_path: Path, history_path: Path) -> Any:
+    """A callback that logs every finished epoch (flushed to disk before BackupAndRestore
+    records it) and the first epoch this process trains (where a resumed run picked up)."""
+    import keras
 
-    def __new__(cls, path: Path):
-        import keras
+    class EpochRecorder(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.first_epoch: int | None = None
 
-        class Recorder(keras.callbacks.Callback):
-            def __init__(self) -> None:
-                super().__init__()
-                self.first_epoch: int | None = None
+        def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            if self.first_epoch is None:
+                self.first_epoch = epoch
+                _write_json(first_epoch_path, {"first_epoch": epoch})
 
-            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
-                if self.first_epoch is None:
-                    self.first_epoch = epoch
-                    _write_json(path, {"first_epoch": epoch})
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
+            with history_path.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
 
-        return Recorder()
+    return EpochRecorder()
 
 
 def _read_history(path: Path) -> dict[str, list[float]]:
     if not path.is_file():
         return {}
-    with path.open(newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    # A run killed between logging an epoch and backing it up logs that epoch twice;
-    # the later row (from the resumed run) wins.
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    # A run killed between logging an epoch and backing it up trains that epoch again
+    # when resumed; the later row wins.
     by_epoch = {int(row["epoch"]): row for row in rows}
     hist: dict[str, list[float]] = {}
     for epoch in sorted(by_epoch):
@@ -211,7 +215,7 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
     backup_dir = out / "backup"
     resuming = (backup_dir / "training_metadata.json").is_file()
     if not resuming:
-        for stale in ("history.csv", "model.keras", "metrics.json", "run.json"):
+        for stale in ("history.jsonl", "model.keras", "metrics.json", "run.json"):
             (out / stale).unlink(missing_ok=True)
 
     keras.utils.set_random_seed(cfg.seed)
@@ -228,15 +232,14 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
     val_ds = make_tf_dataset(dataset.x_val, _targets(spec, dataset.y_val), global_batch,
                              shuffle=False)
 
-    recorder = _EpochRecorder(out / ".first_epoch.json")
+    recorder = _epoch_recorder(out / ".first_epoch.json", out / "history.jsonl")
     (out / "checkpoints").mkdir(exist_ok=True)
     callbacks = [
+        recorder,  # before BackupAndRestore: an epoch is logged before it counts as done
         keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True,
                                          double_checkpoint=True),
         keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "best.keras"),
                                         monitor="val_loss", save_best_only=True),
-        keras.callbacks.CSVLogger(str(out / "history.csv"), append=True),
-        recorder,
     ]
     if cfg.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
@@ -258,7 +261,7 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
     model.save(tmp_model)
     os.replace(tmp_model, out / "model.keras")
     (out / "spec.toml").write_text(dump_toml(spec_to_dict(spec)), encoding="utf-8")
-    history = _read_history(out / "history.csv")
+    history = _read_history(out / "history.jsonl")
     _write_json(out / "history.json", history)
     _write_json(out / "metrics.json", metrics)
     first = recorder.first_epoch or 0
