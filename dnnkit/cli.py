@@ -76,6 +76,46 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _finish(manifest: dict, json_out: bool) -> int:
+    from dnnkit.report import table
+
+    if json_out:
+        print(json.dumps(manifest, indent=2))
+    else:
+        print(table(manifest))
+    return 0 if manifest["status"] == "verified" else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from dnnkit.config import load_spec
+    from dnnkit.pipeline import DEFAULT_RECIPE, DEFAULT_SPEC, default_path, run
+    from dnnkit.recipe import load_recipe
+
+    spec = load_spec(args.spec or default_path(DEFAULT_SPEC))
+    recipe = load_recipe(args.recipe or default_path(DEFAULT_RECIPE))
+    _quiet_tensorflow()
+    manifest = run(spec, recipe, args.out, verbose=True, epochs=args.epochs)
+    return _finish(manifest, args.json)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from dnnkit.pipeline import export
+    from dnnkit.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    _quiet_tensorflow()
+    manifest = export(args.model, recipe, args.out, data=args.data, task=args.task,
+                      unsafe=args.unsafe, verbose=True)
+    return _finish(manifest, args.json)
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    _quiet_tensorflow()
+    from dnnkit.pipeline import verify_dir
+
+    return _finish(verify_dir(args.out_dir, unsafe=args.unsafe), args.json)
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     p = argparse.ArgumentParser(prog="dnnkit", description="From a model spec to a trained Keras 3 "
@@ -112,6 +152,38 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
     e.add_argument("--json", action="store_true", help="print metrics as JSON")
     e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("run", help="the main job: train, export every artifact, verify, report",
+                       description="Train a spec, export every artifact of a recipe, verify each in "
+                                   "its runtime and print the table. With no arguments: the digits "
+                                   "CNN and export/all.toml into runs/digits_cnn-all.")
+    r.add_argument("spec", nargs="?", help="model spec (default: models/digits_cnn.toml)")
+    r.add_argument("--recipe", help="export recipe (default: export/all.toml)")
+    r.add_argument("--out", help="output folder (default: runs/<spec>-<recipe>)")
+    r.add_argument("--epochs", type=_positive, help="override train.epochs")
+    r.add_argument("--json", action="store_true", help="print the manifest instead of the table")
+    r.set_defaults(func=cmd_run)
+
+    x = sub.add_parser("export", help="export and verify a .keras model of your own",
+                       description="Convert a Keras 3 .keras model into a recipe's artifacts and "
+                                   "verify each against the model on --data.")
+    x.add_argument("model", help="MODEL.keras")
+    x.add_argument("--recipe", required=True, help="export recipe (TOML)")
+    x.add_argument("--data", required=True, help='"digits", .npz or .csv to verify on')
+    x.add_argument("--out", required=True, help="output folder")
+    x.add_argument("--task", choices=("multiclass", "binary", "regression"),
+                   help="head type (inferred from the output layer when omitted)")
+    x.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    x.add_argument("--json", action="store_true", help="print the manifest instead of the table")
+    x.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("verify", help="re-verify an export folder (checksums and parity)",
+                       description="Run every artifact of an export folder in its runtime again "
+                                   "and check it against the reference model.")
+    v.add_argument("out_dir", help="folder written by dnnkit run/export")
+    v.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    v.add_argument("--json", action="store_true", help="print the manifest instead of the table")
+    v.set_defaults(func=cmd_verify)
     return p
 
 

@@ -158,7 +158,7 @@ class Spec:
         return Path(self.path).parent if self.path else Path.cwd()
 
 
-class _Table:
+class TableReader:
     """Reads one TOML table, checking types and remembering which keys were used."""
 
     def __init__(self, table: Any, where: str, origin: str) -> None:
@@ -265,8 +265,8 @@ class _Table:
                 self.fail(key, v, "each one of " + ", ".join(repr(o) for o in options))
         return tuple(value)
 
-    def sub(self, key: str) -> "_Table":
-        return _Table(self.raw(key, {}), self._dotted(key), self.origin)
+    def sub(self, key: str) -> "TableReader":
+        return TableReader(self.raw(key, {}), self._dotted(key), self.origin)
 
     def done(self, allowed_hint: tuple[str, ...] | None = None) -> None:
         unknown = sorted(set(self.table) - self.used)
@@ -291,7 +291,7 @@ def _show(value: Any) -> str:
     return str(value)
 
 
-def _read_family(t: _Table, family: str, input_shape: tuple[int, ...]) -> FamilyConfig:
+def _read_family(t: TableReader, family: str, input_shape: tuple[int, ...]) -> FamilyConfig:
     if family == "mlp":
         return MLPConfig(units=t.int_list("units", MLPConfig.units, allow_empty=False),
                          norm=t.choice("norm", NORMS, "none"))
@@ -345,7 +345,7 @@ def _read_family(t: _Table, family: str, input_shape: tuple[int, ...]) -> Family
         dense_units=t.int_list("dense_units", ()))
 
 
-def _read_model(t: _Table) -> ModelConfig:
+def _read_model(t: TableReader) -> ModelConfig:
     family = t.choice("family", FAMILIES)
     input_shape = t.int_list("input_shape", allow_empty=False)
     head = t.choice("head", HEADS, "multiclass")
@@ -362,7 +362,7 @@ def _read_model(t: _Table) -> ModelConfig:
                        activation=activation, dropout=dropout, options=options)
 
 
-def _read_data(t: _Table) -> DataConfig:
+def _read_data(t: TableReader) -> DataConfig:
     source = t.string("source", "digits")
     cfg = DataConfig(
         source=source,
@@ -381,7 +381,7 @@ def _read_data(t: _Table) -> DataConfig:
     return cfg
 
 
-def _read_train(t: _Table, head: str) -> TrainConfig:
+def _read_train(t: TableReader, head: str) -> TrainConfig:
     d = TrainConfig()
     allowed_metrics = {"multiclass": ("accuracy", "precision", "recall", "f1"),
                        "binary": ("accuracy", "precision", "recall", "f1"),
@@ -430,7 +430,7 @@ def spec_from_dict(raw: dict[str, Any], origin: str = "<spec>", path: str | None
     Raises:
         SpecError: on any missing, unknown or invalid field.
     """
-    top = _Table(raw, "", origin)
+    top = TableReader(raw, "", origin)
     name = top.string("name")
     if not all(c.isalnum() or c in "_-." for c in name):
         top.fail("name", name, "letters, digits, '_', '-' or '.' only")

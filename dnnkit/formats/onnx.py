@@ -1,0 +1,120 @@
+"""ONNX: fp32 through tf2onnx (Keras's exporter), int8 QDQ through onnxruntime.quantization."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from dnnkit.formats.common import atomic_path, input_spec, io_names
+from dnnkit.formats.tflite import ConversionError
+
+
+def _tidy(path: str, model: Any, metadata: dict[str, Any]) -> None:
+    """Give the graph the model's input/output names, drop initializers listed as inputs
+    (they break calibration: "Required inputs ... are missing"), add metadata."""
+    import onnx
+
+    proto = onnx.load(path)
+    graph = proto.graph
+    inits = {i.name for i in graph.initializer}
+    keep = [i for i in graph.input if i.name not in inits]
+    del graph.input[:]
+    graph.input.extend(keep)
+    want_in, want_out = io_names(model)
+    renames = {graph.input[0].name: want_in, graph.output[0].name: want_out}
+    for node in graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+    graph.input[0].name, graph.output[0].name = want_in, want_out
+    for dim in (graph.input[0].type.tensor_type.shape.dim[0], graph.output[0].type.tensor_type.shape.dim[0]):
+        dim.dim_param = "batch"
+    _set_metadata(proto, metadata)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, path)
+
+
+def _set_metadata(proto: Any, metadata: dict[str, Any]) -> None:
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+
+
+def write_onnx(model: Any, path: str, *, opset: int, metadata: dict[str, Any]) -> None:
+    """Write the fp32 ONNX graph (dynamic batch axis named ``batch``) without atomicity."""
+    model.export(path, format="onnx", opset_version=opset, verbose=False,
+                 input_signature=[input_spec(model, None)])
+    _tidy(path, model, metadata)
+
+
+def export_onnx(model: Any, path: str | os.PathLike[str], *, opset: int = 17,
+                metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export a Keras model to fp32 ONNX, atomically.
+
+    Args:
+        model: a single-input, single-output ``keras.Model``.
+        path: the ``.onnx`` file to write.
+        opset: ONNX opset (>= 13; default 17).
+        metadata: key/value pairs stored in the model's metadata_props.
+
+    Returns:
+        What the manifest records: opset.
+
+    Raises:
+        ConversionError: if tf2onnx fails.
+    """
+    try:
+        with atomic_path(path) as tmp:
+            write_onnx(model, str(tmp), opset=opset, metadata=metadata or {})
+    except ConversionError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"ONNX export failed: {' '.join(str(exc).split())[:400]}") from None
+    return {"opset": opset}
+
+
+def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: np.ndarray,
+                     opset: int = 17, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Export static int8 ONNX (QDQ, per-channel weights) calibrated on ``calibration``.
+
+    Conv, MatMul and Gemm are quantized (the ops that hold weights); the rest stays float,
+    which keeps LayerNorm/Softmax in transformers accurate.
+
+    Raises:
+        ConversionError: if export or calibration fails.
+    """
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+
+    import onnx
+
+    in_name, _ = io_names(model)
+    samples = np.asarray(calibration, dtype=str(model.inputs[0].dtype))
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter([{in_name: samples[i:i + 1]} for i in range(len(samples))])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
+            fp32 = os.path.join(tmp_dir, "fp32.onnx")
+            write_onnx(model, fp32, opset=opset, metadata=metadata or {})
+            with atomic_path(path) as tmp:
+                quantize_static(fp32, str(tmp), Reader(), quant_format=QuantFormat.QDQ,
+                                per_channel=True, activation_type=QuantType.QInt8,
+                                weight_type=QuantType.QInt8,
+                                op_types_to_quantize=["Conv", "MatMul", "Gemm"])
+                proto = onnx.load(str(tmp))
+                _set_metadata(proto, {**(metadata or {}), "dnnkit_precision": "int8"})
+                onnx.save(proto, str(tmp))
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"ONNX int8 quantization failed: {' '.join(str(exc).split())[:400]}") from None
+    return {"opset": opset, "calibration_samples": int(len(samples)),
+            "quantized_ops": ["Conv", "MatMul", "Gemm"]}

@@ -1,0 +1,91 @@
+"""The conversion child process: ``python -m dnnkit.formats.worker JOB.json``.
+
+It loads the Keras model once and converts the job's artifacts in order, printing one
+protocol line per event on stdout (``@@dnnkit {json}``): ``start``, then ``done`` or
+``error``. The parent (:mod:`dnnkit.formats`) enforces time limits and survives crashes.
+
+``DNNKIT_INJECT_FAULT=NAME:crash|hang|error`` makes the artifact NAME fail that way
+(used by the tests to prove a crashing converter is contained).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+PREFIX = "@@dnnkit "
+
+
+def _emit(event: str, **fields: Any) -> None:
+    sys.stdout.write(PREFIX + json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def _inject(name: str) -> None:
+    spec = os.environ.get("DNNKIT_INJECT_FAULT", "")
+    for item in filter(None, spec.split(",")):
+        target, _, mode = item.partition(":")
+        if target != name:
+            continue
+        if mode == "crash":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        elif mode == "hang":
+            time.sleep(3600)
+        elif mode == "error":
+            raise RuntimeError("injected conversion error")
+
+
+def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: dict[str, Any]) -> dict:
+    """Convert one artifact (in this process) and return what the manifest records."""
+    from dnnkit.formats.onnx import export_onnx, export_onnx_int8
+    from dnnkit.formats.saved_model import export_saved_model
+    from dnnkit.formats.tflite import export_tflite
+
+    fmt, precision = art["format"], art["precision"]
+    if fmt == "saved_model":
+        return export_saved_model(model, path)
+    if fmt == "tflite":
+        return export_tflite(model, path, precision=precision, representative=rep[:art["samples"]],
+                             io=art["io"], static_batch=art.get("static_batch"),
+                             allow_flex=art["allow_flex"], float_fallback=art["float_fallback"],
+                             unroll=art["unroll_recurrent"])
+    if precision == "int8":
+        return export_onnx_int8(model, path, calibration=rep[:art["samples"]], opset=art["opset"],
+                                metadata=metadata)
+    return export_onnx(model, path, opset=art["opset"], metadata=metadata)
+
+
+def main(job_path: str) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import numpy as np
+
+    job = json.loads(open(job_path, encoding="utf-8").read())
+    from dnnkit.modelio import load_model
+
+    model = load_model(job["model"], unsafe=job.get("unsafe", False))
+    with np.load(job["representative"]) as f:
+        rep = f["x"]
+    _emit("ready")
+    for art in job["artifacts"]:
+        name = art["name"]
+        _emit("start", name=name)
+        try:
+            _inject(name)
+            info = convert_one(model, art, os.path.join(job["out_dir"], art["filename"]), rep,
+                               job.get("metadata", {}))
+        except Exception as exc:  # noqa: BLE001 - reported per artifact, the rest go on
+            _emit("error", name=name, reason=" ".join(str(exc).split())[:500] or type(exc).__name__)
+            continue
+        _emit("done", name=name, info=info)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

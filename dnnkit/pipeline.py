@@ -1,0 +1,281 @@
+"""The export pipeline: reference model + recipe -> artifacts -> verification -> manifest.
+
+Output folder::
+
+    OUT/manifest.json          every artifact, how it was verified, versions
+    OUT/reference/model.keras  the Keras model the artifacts are checked against
+    OUT/reference/spec.toml    its spec (when known)
+    OUT/artifacts/             the SavedModel folder, .tflite and .onnx files
+    OUT/logs/convert.log       the converter processes' stderr
+    OUT/run/                   the training run (``dnnkit run`` only)
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import shutil
+from dataclasses import asdict
+from importlib import metadata as _metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnnkit import __version__
+from dnnkit.config import Spec, as_spec, dump_toml, load_spec, spec_to_dict
+from dnnkit.errors import DnnkitError, ModelLoadError
+from dnnkit.recipe import ArtifactConfig, Recipe, VerifyConfig, load_recipe
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_SPEC = "models/digits_cnn.toml"
+DEFAULT_RECIPE = "export/all.toml"
+MANIFEST = "manifest.json"
+
+
+class VerificationFailed(DnnkitError):
+    """At least one artifact failed its checks (exit code 1)."""
+
+    exit_code = 1
+
+
+def versions() -> dict[str, str | None]:
+    """Installed versions of the converters and runtimes that made and checked artifacts."""
+    out: dict[str, str | None] = {"dnnkit": __version__}
+    for pkg in ("tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime", "ai-edge-litert"):
+        try:
+            out[pkg] = _metadata.version(pkg)
+        except _metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def default_path(relative: str) -> Path:
+    """A shipped spec/recipe: from the working directory if present, else from the repo."""
+    here = Path(relative)
+    return here if here.exists() else REPO_ROOT / relative
+
+
+def as_recipe(recipe: Recipe | str | os.PathLike[str]) -> Recipe:
+    return recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _reference(model: Any, spec: Spec, data: str | None) -> tuple[Any, Any]:
+    from dnnkit.data import load_data
+    from dnnkit.formats.common import io_names
+    from dnnkit.metrics import task_metrics
+    from dnnkit.training import predict
+    from dnnkit.verify import Reference
+
+    dataset = load_data(spec, source=data)
+    outputs = predict(model, dataset.x_test)
+    in_name, out_name = io_names(model)
+    ref = Reference(x=dataset.x_test, y=dataset.y_test, outputs=outputs, head=spec.model.head,
+                    input_name=in_name, output_name=out_name,
+                    metrics=task_metrics(spec.model.head, dataset.y_test, outputs))
+    return ref, dataset
+
+
+def _representative(dataset: Any, count: int, seed: int) -> np.ndarray:
+    order = np.random.default_rng(seed).permutation(len(dataset.x_train))
+    return dataset.x_train[order[:count]]
+
+
+def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
+           out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
+           data: str | None = None, task: str | None = None, unsafe: bool = False,
+           verbose: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Convert a Keras model into every artifact of a recipe, verify each, write the manifest.
+
+    Args:
+        model: a ``.keras`` file.
+        recipe: a Recipe or a recipe path.
+        out_dir: the output folder.
+        spec: the model's spec (its data section names the data); optional.
+        data: ``"digits"`` or a ``.npz``/``.csv`` path (required without a spec).
+        task: the head type of a model without a spec (inferred when omitted).
+        unsafe: allow Lambda layers (trusted files only).
+        verbose: print progress lines.
+        extra: more top-level manifest fields (e.g. the training run).
+
+    Returns:
+        The manifest (also written to ``OUT/manifest.json``).
+
+    Raises:
+        RecipeError, ModelLoadError, DataError: on bad input, before anything is written.
+    """
+    from dnnkit.evaluation import spec_for_model
+    from dnnkit.modelio import load_model
+
+    recipe = as_recipe(recipe)
+    keras_model = load_model(model, unsafe=unsafe)
+    if spec is not None:
+        spec = as_spec(spec)
+    else:
+        if data is None:
+            raise ModelLoadError(f"data: exporting {model} needs --data (\"digits\" or a .npz/.csv "
+                                 "path) to verify against, got none")
+        spec = spec_for_model(keras_model, task, data)
+    if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
+        raise ModelLoadError(f"model: expected one input and one output, got {len(keras_model.inputs)} "
+                             f"and {len(keras_model.outputs)}")
+    ref, dataset = _reference(keras_model, spec, data)
+
+    out = Path(out_dir)
+    (out / "reference").mkdir(parents=True, exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
+    ref_model = out / "reference" / "model.keras"
+    if Path(model).resolve() != ref_model.resolve():
+        shutil.copyfile(model, ref_model)
+    if spec.path is not None or spec.name:
+        (out / "reference" / "spec.toml").write_text(dump_toml(spec_to_dict(spec)), encoding="utf-8")
+    manifest_path = out / MANIFEST
+    manifest_path.unlink(missing_ok=True)
+
+    from dnnkit.formats import convert_artifacts
+    from dnnkit.verify import file_digest, verify_artifact
+
+    samples = max([a.samples for a in recipe.artifacts if a.quantized] or [1])
+    rep = _representative(dataset, samples, spec.data.seed)
+    if verbose:
+        print(f"converting {len(recipe.artifacts)} artifacts in child processes ...", flush=True)
+    results = convert_artifacts(
+        ref_model, list(recipe.artifacts), out / "artifacts", rep,
+        timeouts={a.name: recipe.timeout(a) for a in recipe.artifacts},
+        metadata={"dnnkit_version": __version__, "spec": spec.name,
+                  "labels": json.dumps(dataset.labels) if dataset.labels else "null",
+                  "head": spec.model.head},
+        unsafe=unsafe, log_path=out / "logs" / "convert.log")
+    entries = []
+    for art in recipe.artifacts:
+        result = results.get(art.name, {"status": "failed", "reason": "not converted", "info": {}})
+        entry: dict[str, Any] = {"name": art.name, "format": art.format, "precision": art.precision,
+                                 "path": f"artifacts/{art.filename}", "options": art.to_dict(),
+                                 "conversion": {"seconds": result.get("seconds"), **result["info"]},
+                                 "fallbacks": result["info"].get("fallbacks", []),
+                                 "converted": result["status"] == "done"}
+        if result["status"] != "done":
+            entry.update(status="failed", failure_reason=f"conversion failed: {result['reason']}",
+                         failures=[f"conversion failed: {result['reason']}"])
+        else:
+            entry.update(verify_artifact(out / entry["path"], art, recipe, ref))
+        if verbose:
+            print(f"  {art.name}: {entry['status']}"
+                  + (f" ({entry['failure_reason']})" if entry.get("failure_reason") else ""), flush=True)
+        entries.append(entry)
+    ref_digest, ref_bytes = file_digest(ref_model)
+    manifest = {
+        "dnnkit_version": __version__,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "recipe": {"name": recipe.name, "path": recipe.path, "verify": asdict(recipe.verify)},
+        "reference": {"model": "reference/model.keras", "sha256": ref_digest, "bytes": ref_bytes,
+                      "spec": spec.name, "head": spec.model.head,
+                      "data": _data_source(spec, data),
+                      "params": int(keras_model.count_params()), "metrics": ref.metrics,
+                      "input_name": ref.input_name, "output_name": ref.output_name,
+                      "test_samples": int(len(ref.x))},
+        "versions": versions(),
+        **(extra or {}),
+        "artifacts": entries,
+        "status": "verified" if all(e["status"] == "verified" for e in entries) else "failed",
+    }
+    _write_json(manifest_path, manifest)
+    return manifest
+
+
+def _data_source(spec: Spec, data: str | None) -> str:
+    """The data the reference was scored on, as an absolute path (or "digits")."""
+    src = data or spec.data.source
+    if src == "digits":
+        return src
+    base = Path.cwd() if data else spec.base_dir  # as dnnkit.data resolves it
+    return str((base / src).resolve())
+
+
+def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict[str, Any]:
+    """Re-verify every artifact an export wrote (checksums, then the runtime checks).
+
+    Returns:
+        The updated manifest (written back to ``OUT/manifest.json``).
+
+    Raises:
+        ModelLoadError: if the folder has no manifest or reference model.
+    """
+    from dnnkit.evaluation import spec_for_model
+    from dnnkit.modelio import load_model
+    from dnnkit.verify import file_digest, verify_artifact
+
+    out = Path(out_dir)
+    path = out / MANIFEST
+    if not path.is_file():
+        raise ModelLoadError(f"verify: {out_dir} has no {MANIFEST}; expected an export folder")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        ref_info = manifest["reference"]
+        verify_cfg = VerifyConfig(**manifest["recipe"]["verify"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"verify: {path} is not a dnnkit manifest ({exc})") from None
+    ref_model = out / ref_info["model"]
+    digest, _ = file_digest(ref_model) if ref_model.is_file() else ("", 0)
+    if digest != ref_info["sha256"]:
+        raise ModelLoadError(f"verify: {ref_model} is missing or changed since export (sha256 mismatch)")
+    model = load_model(ref_model, unsafe=unsafe)
+    spec_file = out / "reference" / "spec.toml"
+    data = ref_info["data"]
+    spec = load_spec(spec_file) if spec_file.is_file() else spec_for_model(model, ref_info["head"], data)
+    ref, _ = _reference(model, spec, data)
+    arts = [ArtifactConfig(**e["options"]) for e in manifest["artifacts"]]
+    recipe = Recipe(name=manifest["recipe"]["name"], artifacts=tuple(arts), verify=verify_cfg)
+    for entry, art in zip(manifest["artifacts"], arts):
+        if not entry.get("converted"):
+            continue  # nothing was produced; it stays failed
+        expected = entry.get("sha256")
+        fresh = verify_artifact(out / entry["path"], art, recipe, ref, expected_sha256=expected)
+        fresh["sha256_recorded"] = expected
+        entry.update(fresh)
+        entry["sha256"] = expected  # the manifest keeps the digest recorded at export
+    manifest["verified_again"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    manifest["status"] = "verified" if all(e["status"] == "verified" for e in manifest["artifacts"]) else "failed"
+    _write_json(path, manifest)
+    return manifest
+
+
+def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str | os.PathLike[str] | None = None,
+        out_dir: str | os.PathLike[str] | None = None, *, verbose: bool = False,
+        epochs: int | None = None) -> dict[str, Any]:
+    """The main job: train a spec, export every artifact of a recipe, verify, write the manifest.
+
+    Args:
+        spec: the model spec (default: the digits CNN).
+        recipe: the export recipe (default: ``export/all.toml``).
+        out_dir: the output folder (default: ``runs/<spec>-<recipe>`` under the working directory).
+        verbose: print progress lines.
+        epochs: override the spec's epochs.
+
+    Returns:
+        The manifest.
+    """
+    from dnnkit.training import train
+
+    spec = as_spec(spec if spec is not None else default_path(DEFAULT_SPEC))
+    recipe = as_recipe(recipe if recipe is not None else default_path(DEFAULT_RECIPE))
+    out = Path(out_dir) if out_dir is not None else Path("runs") / f"{spec.name}-{recipe.name}"
+    from dnnkit.data import load_data
+
+    load_data(spec)  # bad data fails here, before anything is written
+    if verbose:
+        print(f"training {spec.name} ...", flush=True)
+    result = train(spec, out / "run", epochs=epochs)
+    if verbose:
+        print(f"  test accuracy {result.metrics.get('accuracy', float('nan')):.4f} "
+              f"in {result.train_seconds:.1f} s", flush=True)
+    return export(result.model_path, recipe, out, spec=spec, verbose=verbose,
+                  extra={"training": {"run_dir": "run", "seconds": round(result.train_seconds, 3),
+                                      "strategy": result.strategy, "metrics": result.metrics}})

@@ -1,0 +1,192 @@
+"""Export recipes: which artifacts to write, their options, and the verification tolerances.
+
+A recipe (``export/*.toml``) is validated like a spec: one-line errors naming the file, the
+field, the value and what was expected; unknown keys are errors. Example::
+
+    name = "edge-int8"
+    [verify]
+    min_agreement = 0.98
+    [[artifacts]]
+    name = "tflite_int8"
+    format = "tflite"
+    precision = "int8"
+    samples = 100
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dnnkit.config import TableReader
+from dnnkit.errors import SpecError
+
+FORMATS = ("saved_model", "tflite", "onnx")
+PRECISIONS = {"saved_model": ("fp32",), "tflite": ("fp32", "fp16", "dynamic_int8", "int8"),
+              "onnx": ("fp32", "int8")}
+
+
+class RecipeError(SpecError):
+    """A recipe is missing, malformed or inconsistent."""
+
+
+@dataclass(frozen=True)
+class VerifyConfig:
+    """Tolerances and measurement settings shared by every artifact of a recipe."""
+
+    atol_fp32: float = 1e-4
+    atol_fp16: float = 1e-2
+    min_agreement: float = 0.98
+    max_degradation: float = 0.01
+    second_batch: int = 7
+    latency_runs: int = 100
+    warmup_runs: int = 10
+    timeout_s: float = 300.0
+
+
+@dataclass(frozen=True)
+class ArtifactConfig:
+    """One artifact to produce and verify.
+
+    Tolerance fields left as ``None`` take the recipe's ``[verify]`` value.
+    """
+
+    name: str
+    format: str
+    precision: str = "fp32"
+    io: str = "float"
+    samples: int = 100
+    static_batch: int | None = None
+    allow_flex: bool = False
+    float_fallback: bool = False
+    unroll_recurrent: bool = False
+    opset: int = 17
+    atol: float | None = None
+    min_agreement: float | None = None
+    max_degradation: float | None = None
+    timeout_s: float | None = None
+
+    @property
+    def quantized(self) -> bool:
+        return self.precision in ("dynamic_int8", "int8")
+
+    @property
+    def filename(self) -> str:
+        return {"saved_model": self.name, "tflite": f"{self.name}.tflite",
+                "onnx": f"{self.name}.onnx"}[self.format]
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A whole, validated recipe."""
+
+    name: str
+    artifacts: tuple[ArtifactConfig, ...]
+    verify: VerifyConfig = field(default_factory=VerifyConfig)
+    description: str = ""
+    path: str | None = None
+
+    def atol(self, art: ArtifactConfig) -> float:
+        if art.atol is not None:
+            return art.atol
+        return self.verify.atol_fp16 if art.precision == "fp16" else self.verify.atol_fp32
+
+    def min_agreement(self, art: ArtifactConfig) -> float:
+        return self.verify.min_agreement if art.min_agreement is None else art.min_agreement
+
+    def max_degradation(self, art: ArtifactConfig) -> float:
+        return self.verify.max_degradation if art.max_degradation is None else art.max_degradation
+
+    def timeout(self, art: ArtifactConfig) -> float:
+        return self.verify.timeout_s if art.timeout_s is None else art.timeout_s
+
+
+def _read_artifact(t: TableReader) -> ArtifactConfig:
+    name = t.string("name")
+    if not all(c.isalnum() or c in "_-" for c in name):
+        t.fail("name", name, "letters, digits, '_' or '-' only (it becomes a file name)")
+    fmt = t.choice("format", FORMATS)
+    precision = t.choice("precision", PRECISIONS[fmt], "fp32")
+    tflite, int8 = fmt == "tflite", precision == "int8"
+    art = ArtifactConfig(
+        name=name, format=fmt, precision=precision,
+        io=t.choice("io", ("float", "int8"), "float") if tflite and int8 else "float",
+        samples=t.integer("samples", 100) if int8 else 100,
+        static_batch=t.integer("static_batch", None) if tflite else None,
+        allow_flex=t.boolean("allow_flex", False) if tflite else False,
+        float_fallback=t.boolean("float_fallback", False) if tflite and int8 else False,
+        unroll_recurrent=t.boolean("unroll_recurrent", False) if tflite and int8 else False,
+        opset=t.integer("opset", 17, minimum=13) if fmt == "onnx" else 17,
+        atol=t.number("atol", None, low=0.0, low_open=True),
+        min_agreement=t.number("min_agreement", None, low=0.0, high=1.0),
+        max_degradation=t.number("max_degradation", None, low=0.0),
+        timeout_s=t.number("timeout_s", None, low=0.0, low_open=True))
+    t.done()
+    return art
+
+
+def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | None = None) -> Recipe:
+    """Validate a recipe given as a dict (parsed TOML).
+
+    Raises:
+        RecipeError: on any missing, unknown or invalid field.
+    """
+    try:
+        top = TableReader(raw, "", origin)
+        name = top.string("name")
+        description = top.raw("description", "")
+        if not isinstance(description, str):
+            top.fail("description", description, "a string")
+        v = top.sub("verify")
+        d = VerifyConfig()
+        verify = VerifyConfig(
+            atol_fp32=v.number("atol_fp32", d.atol_fp32, low=0.0, low_open=True),
+            atol_fp16=v.number("atol_fp16", d.atol_fp16, low=0.0, low_open=True),
+            min_agreement=v.number("min_agreement", d.min_agreement, low=0.0, high=1.0),
+            max_degradation=v.number("max_degradation", d.max_degradation, low=0.0),
+            second_batch=v.integer("second_batch", d.second_batch, minimum=2),
+            latency_runs=v.integer("latency_runs", d.latency_runs),
+            warmup_runs=v.integer("warmup_runs", d.warmup_runs, minimum=0),
+            timeout_s=v.number("timeout_s", d.timeout_s, low=0.0, low_open=True))
+        v.done()
+        raw_arts = top.raw("artifacts", None)
+        if not isinstance(raw_arts, list) or not raw_arts:
+            top.fail("artifacts", raw_arts if raw_arts is not None else "nothing",
+                     "a non-empty array of [[artifacts]] tables")
+        artifacts = tuple(_read_artifact(TableReader(a, f"artifacts[{i}]", origin))
+                          for i, a in enumerate(raw_arts))
+        seen: set[str] = set()
+        for i, art in enumerate(artifacts):
+            if art.name in seen:
+                top.fail_at(f"artifacts[{i}].name", art.name, "a name not used by another artifact")
+            seen.add(art.name)
+        top.done()
+    except SpecError as exc:
+        if isinstance(exc, RecipeError):
+            raise
+        raise RecipeError(str(exc)) from None
+    return Recipe(name=name, description=description, artifacts=artifacts, verify=verify, path=path)
+
+
+def load_recipe(path: str | os.PathLike[str]) -> Recipe:
+    """Load and validate a recipe file.
+
+    Raises:
+        RecipeError: if the file is missing, not TOML, or invalid.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: not valid TOML: {exc}") from None
+    return recipe_from_dict(raw, origin=str(path), path=str(p.resolve()))

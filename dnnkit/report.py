@@ -1,0 +1,44 @@
+"""Manifest -> a terminal table (artifact, size, accuracy, parity, latency, status)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1024:.1f} KB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MB"
+
+
+def _parity(entry: dict[str, Any]) -> str:
+    parity = entry.get("parity") or {}
+    if not parity:
+        return "-"
+    if entry.get("precision") in ("int8", "dynamic_int8") and parity.get("top1_agreement") is not None:
+        return f"agree {parity['top1_agreement']:.3f}"
+    return f"diff {parity['max_abs_diff']:.1e}"
+
+
+def table(manifest: dict[str, Any]) -> str:
+    """Render the manifest as a fixed-width table, one line per artifact, failures below."""
+    ref = manifest["reference"]
+    metric = "accuracy" if ref["head"] != "regression" else "rmse"
+    rows = [("artifact", "format", "precision", "size", metric, "parity", "p50 ms", "status")]
+    rows.append(("keras (reference)", "keras", "fp32", _size(ref.get("bytes")),
+                 f"{ref['metrics'][metric]:.4f}", "-", "-", "reference"))
+    for e in manifest["artifacts"]:
+        m = (e.get("metrics") or {}).get(metric)
+        lat = (e.get("latency_ms") or {}).get("p50")
+        rows.append((e["name"], e["format"], e["precision"], _size(e.get("bytes")),
+                     "-" if m is None else f"{m:.4f}", _parity(e),
+                     "-" if lat is None else f"{lat:.3f}", e["status"].upper()))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    failed = [e for e in manifest["artifacts"] if e["status"] != "verified"]
+    for e in failed:
+        lines.append(f"FAILED {e['name']}: {e.get('failure_reason')}")
+    n_ok = len(manifest["artifacts"]) - len(failed)
+    lines.append(f"{n_ok} of {len(manifest['artifacts'])} artifacts verified")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""Run an artifact in its own runtime: TensorFlow (SavedModel), the LiteRT interpreter
+(TFLite) and onnxruntime (ONNX), behind one small interface."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+
+class Runner:
+    """An artifact loaded in its runtime.
+
+    Attributes:
+        input_names, output_names: the names the artifact exposes.
+        batch: the static batch size, or ``None`` when the batch is dynamic.
+        input_dtype: NumPy dtype the artifact takes (int8 for quantized I/O).
+    """
+
+    input_names: list[str]
+    output_names: list[str]
+    batch: int | None
+    input_dtype: Any = np.float32
+
+    def _call(self, x: np.ndarray) -> list[np.ndarray]:
+        raise NotImplementedError
+
+    def run(self, x: np.ndarray, chunk: int = 512) -> list[np.ndarray]:
+        """Outputs (float32, dequantized) for all of ``x``, fed in the batches it accepts."""
+        step = self.batch or chunk
+        parts: list[list[np.ndarray]] = []
+        for i in range(0, len(x), step):
+            piece = x[i:i + step]
+            n = len(piece)
+            if self.batch and n < self.batch:  # pad a short last batch, then trim
+                piece = np.concatenate([piece, np.repeat(piece[-1:], self.batch - n, axis=0)])
+            parts.append([o[:n] for o in self._call(piece)])
+        return [np.concatenate([p[k] for p in parts]).astype(np.float32) for k in range(len(parts[0]))]
+
+    def latency_ms(self, sample: np.ndarray, runs: int, warmup: int) -> dict[str, float]:
+        """Median and p90 wall time of one batch-1 call, in milliseconds, after warm-up."""
+        one = sample[:1] if not self.batch else np.repeat(sample[:1], self.batch, axis=0)
+        for _ in range(warmup):
+            self._call(one)
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            self._call(one)
+            times.append((time.perf_counter() - start) * 1000.0)
+        return {"p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90))}
+
+
+class SavedModelRunner(Runner):
+    def __init__(self, path: str) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        self._module = tf.saved_model.load(path)
+        if "serving_default" not in self._module.signatures:
+            raise ValueError("no serving_default signature")
+        self._fn = self._module.signatures["serving_default"]
+        inputs = self._fn.structured_input_signature[1]
+        self.input_names = list(inputs)
+        self.output_names = list(self._fn.structured_outputs)
+        spec = inputs[self.input_names[0]]
+        self.batch = spec.shape[0]
+        self.input_dtype = spec.dtype.as_numpy_dtype
+
+    def _call(self, x: np.ndarray) -> list[np.ndarray]:
+        out = self._fn(**{self.input_names[0]: self._tf.constant(x.astype(self.input_dtype))})
+        return [out[name].numpy() for name in self.output_names]
+
+
+class TFLiteRunner(Runner):
+    def __init__(self, path: str) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = path
+        self.interpreter = Interpreter(model_path=path, num_threads=1)
+        signatures = self.interpreter.get_signature_list()
+        if "serving_default" not in signatures:
+            raise ValueError(f"no serving_default signature (found {sorted(signatures)})")
+        full = self.interpreter._get_full_signature_list()["serving_default"]
+        self.input_names = list(full["inputs"])
+        self.output_names = list(full["outputs"])
+        by_index = {d["index"]: d for d in
+                    self.interpreter.get_input_details() + self.interpreter.get_output_details()}
+        self._in = by_index[full["inputs"][self.input_names[0]]]
+        self._outs = [by_index[full["outputs"][n]] for n in self.output_names]
+        # A dynamic batch shows as -1 in shape_signature.
+        sig = self._in.get("shape_signature", self._in["shape"])
+        self.batch = None if sig[0] == -1 else int(self._in["shape"][0])
+        self.input_dtype = self._in["dtype"]
+        self.interpreter.allocate_tensors()
+        self._shape = tuple(self._in["shape"])
+
+    def _call(self, x: np.ndarray) -> list[np.ndarray]:
+        it = self.interpreter
+        if self._in["dtype"] in (np.int8, np.uint8):
+            scale, zero = self._in["quantization"]
+            info = np.iinfo(self._in["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max)
+        x = x.astype(self._in["dtype"])
+        if x.shape != self._shape:
+            it.resize_tensor_input(self._in["index"], list(x.shape))
+            it.allocate_tensors()
+            self._shape = x.shape
+        it.set_tensor(self._in["index"], x)
+        it.invoke()
+        outs = []
+        for d in self._outs:
+            y = it.get_tensor(d["index"])
+            if d["dtype"] in (np.int8, np.uint8):
+                scale, zero = d["quantization"]
+                y = (y.astype(np.float32) - zero) * scale
+            outs.append(y)
+        return outs
+
+    def _plain(self) -> Any:
+        # The running interpreter's graph is rewritten by the XNNPACK delegate (its ops
+        # show as DELEGATE); inspect the model through one without default delegates.
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+        plain = Interpreter(model_path=self.path,
+                            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        plain.allocate_tensors()
+        return plain
+
+    def ops(self) -> list[str]:
+        """Distinct op names in the main graph."""
+        return sorted({op["op_name"] for op in self._plain()._get_ops_details()})
+
+    def float_ops(self) -> list[str]:
+        """Ops (other than QUANTIZE/DEQUANTIZE) whose outputs are float: they run in float."""
+        plain = self._plain()
+        dtypes = {t["index"]: t["dtype"] for t in plain.get_tensor_details()}
+        found = set()
+        for op in plain._get_ops_details():
+            if op["op_name"] in ("QUANTIZE", "DEQUANTIZE"):
+                continue
+            if any(dtypes.get(i) == np.float32 for i in op["outputs"]):
+                found.add(op["op_name"])
+        return sorted(found)
+
+
+class OnnxRunner(Runner):
+    def __init__(self, path: str) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        inp = self.session.get_inputs()[0]
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
+        self.input_dtype = {"tensor(float)": np.float32, "tensor(int32)": np.int32,
+                            "tensor(int64)": np.int64}.get(inp.type, np.float32)
+
+    def _call(self, x: np.ndarray) -> list[np.ndarray]:
+        return self.session.run(None, {self.input_names[0]: x.astype(self.input_dtype)})
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+
+def open_artifact(fmt: str, path: str | os.PathLike[str]) -> Runner:
+    """Load an artifact in its runtime.
+
+    Args:
+        fmt: ``saved_model``, ``tflite`` or ``onnx``.
+        path: the artifact.
+
+    Returns:
+        A :class:`Runner`.
+    """
+    cls = {"saved_model": SavedModelRunner, "tflite": TFLiteRunner, "onnx": OnnxRunner}[fmt]
+    return cls(str(path))
