@@ -1,5 +1,6 @@
 # The two set-up commands from README.md:
 #   make run    install dnnkit and run the main job on the built-in default
+#               (digits CNN spec -> trained -> every artifact of export/all.toml -> verified -> table)
 #   make test   install dnnkit with its test extra and run the whole test suite (CI runs this)
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install --disable-pip-version-check -q
@@ -13,10 +14,10 @@ install-test:
 	$(PIP_INSTALL) -e ".[test]"
 
 run: install
-	dnnkit train models/digits_cnn.toml --out runs/digits_cnn
+	dnnkit run
 
 test: install-test
-	$(PYTHON) -m pytest -q
+	$(PYTHON) -m pytest -q -m "slow or not slow"
 
 test-fast: install-test
 	$(PYTHON) -m pytest -q -m "not slow"

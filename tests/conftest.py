@@ -37,3 +37,16 @@ def trained_runs(tmp_path_factory) -> dict:
 
     base = tmp_path_factory.mktemp("runs")
     return {name: dnnkit.train(MODELS / f"{name}.toml", base / name) for name in SPECS}
+
+
+RECIPES = ROOT / "export"
+
+
+@pytest.fixture(scope="session")
+def exported(trained_runs, tmp_path_factory) -> dict:
+    """Each trained run exported with export/all.toml (every artifact), for the whole session."""
+    from dnnkit.pipeline import export
+
+    base = tmp_path_factory.mktemp("exports")
+    return {name: (base / name, export(run.model_path, RECIPES / "all.toml", base / name, spec=run.spec))
+            for name, run in trained_runs.items()}

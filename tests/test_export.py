@@ -1,0 +1,123 @@
+"""Export: every shipped spec x every artifact of export/all.toml is produced and verified."""
+
+import json
+import tomllib
+
+import numpy as np
+import pytest
+
+from conftest import RECIPES, SPECS, cli
+from dnnkit.verify import file_digest
+
+ALL = [a["name"] for a in tomllib.loads((RECIPES / "all.toml").read_text())["artifacts"]]
+MANIFEST_KEYS = {"name", "format", "precision", "path", "sha256", "bytes", "status", "failure_reason",
+                 "parity", "metrics", "latency_ms"}
+
+
+@pytest.mark.parametrize("artifact", ALL)
+@pytest.mark.parametrize("name", SPECS)
+def test_every_artifact_verifies(exported, name, artifact):
+    out, manifest = exported[name]
+    entry = next(e for e in manifest["artifacts"] if e["name"] == artifact)
+    assert entry["status"] == "verified", entry.get("failure_reason")
+    assert MANIFEST_KEYS <= set(entry)
+    assert entry["failures"] == []
+    assert (entry["sha256"], entry["bytes"]) == file_digest(out / entry["path"])
+    assert entry["latency_ms"]["p50"] > 0 and entry["latency_ms"]["p90"] >= entry["latency_ms"]["p50"]
+    ref = manifest["reference"]["metrics"]
+    if entry["precision"] in ("fp32", "fp16"):
+        assert entry["parity"]["max_abs_diff"] <= entry["tolerance"]["atol"]
+        assert entry["tolerance"]["atol"] == (1e-2 if entry["precision"] == "fp16" else 1e-4)
+    else:
+        assert entry["parity"]["top1_agreement"] >= 0.98
+        assert ref["accuracy"] - entry["metrics"]["accuracy"] <= 0.01
+    assert set(entry["metrics"]) == {"accuracy", "precision", "recall", "f1"}
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_manifest_top_level(exported, name):
+    out, manifest = exported[name]
+    assert manifest["status"] == "verified"
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert set(manifest["versions"]) >= {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime",
+                                         "ai-edge-litert"}
+    assert all(manifest["versions"].values())
+    ref = manifest["reference"]
+    assert ref["spec"] == name and ref["input_name"] == "inputs" and ref["output_name"] == "logits"
+    assert ref["metrics"]["accuracy"] >= 0.93 and ref["test_samples"] == 360
+
+
+@pytest.mark.parametrize("name", ["digits_lstm", "digits_gru"])
+def test_recurrent_tflite_is_builtin_with_static_batch(exported, name):
+    _, manifest = exported[name]
+    for entry in manifest["artifacts"]:
+        if entry["format"] != "tflite":
+            continue
+        assert entry["flex_ops"] == [] and not any(o.startswith("Flex") for o in entry["ops"])
+        assert entry["batch"] == 1 and entry["conversion"]["batch"] == 1
+        if entry["precision"] == "int8":
+            assert entry["fallbacks"] == ["unroll_recurrent"]
+            assert "WHILE" not in entry["ops"]
+        else:
+            assert entry["fallbacks"] == []
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_int8_tflite_is_full_integer(exported, name):
+    out, manifest = exported[name]
+    entry = next(e for e in manifest["artifacts"] if e["name"] == "tflite_int8")
+    # Strict int8 (no float fallback): every op with weights runs in int8. A few cheap ops
+    # on float constants may remain (measured: the unrolled LSTM keeps SPLIT, the transformer NEG); the
+    # manifest names them.
+    assert set(entry["float_ops"]) <= set(entry["ops"])
+    assert not {"FULLY_CONNECTED", "CONV_2D", "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM"} & set(
+        entry["float_ops"]), entry["float_ops"]
+    if name in ("digits_mlp", "digits_cnn", "digits_gru"):
+        assert entry["float_ops"] == []
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(out / entry["path"]))
+    assert it.get_input_details()[0]["dtype"] == np.int8
+    assert it.get_output_details()[0]["dtype"] == np.int8
+
+
+def test_dynamic_batch_artifacts_tried_at_a_second_batch_size(exported):
+    _, manifest = exported["digits_cnn"]
+    for entry in manifest["artifacts"]:
+        assert entry["batch"] is None, entry["name"]
+        assert entry["parity"]["second_batch"]["size"] == 7
+
+
+def test_onnx_names_metadata_and_dynamic_batch(exported):
+    import onnx
+
+    out, manifest = exported["digits_mlp"]
+    for name in ("onnx_fp32", "onnx_int8"):
+        proto = onnx.load(out / "artifacts" / f"{name}.onnx")
+        assert [i.name for i in proto.graph.input] == ["inputs"]
+        assert [o.name for o in proto.graph.output] == ["logits"]
+        assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+        assert proto.opset_import[0].version == 17 or any(o.version == 17 for o in proto.opset_import)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        assert meta["spec"] == "digits_mlp" and json.loads(meta["labels"]) == [str(i) for i in range(10)]
+        assert meta["dnnkit_version"] == manifest["dnnkit_version"]
+    int8 = onnx.load(out / "artifacts" / "onnx_int8.onnx")
+    assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
+
+
+def test_saved_model_signature(exported):
+    import tensorflow as tf
+
+    out, _ = exported["digits_gru"]
+    sig = tf.saved_model.load(str(out / "artifacts" / "saved_model")).signatures["serving_default"]
+    assert list(sig.structured_input_signature[1]) == ["inputs"]
+    assert sig.structured_input_signature[1]["inputs"].shape.as_list() == [None, 8, 8]
+    assert list(sig.structured_outputs) == ["logits"]
+
+
+def test_verify_cli_passes_again(exported):
+    out, _ = exported["digits_transformer"]
+    result = cli("verify", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "7 of 7 artifacts verified" in result.stdout
+    assert json.loads((out / "manifest.json").read_text())["status"] == "verified"

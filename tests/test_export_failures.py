@@ -1,0 +1,216 @@
+"""Failures: a crashing or hanging converter is contained, tampering and parity misses fail
+verification with exit 1, and bad recipes/models/paths are one-line exit-2 errors."""
+
+import json
+import shutil
+
+import pytest
+
+from conftest import MODELS, RECIPES, cli, error_lines
+from dnnkit.cli import main
+
+RECIPE = """
+name = "faults"
+[[artifacts]]
+name = "saved_model"
+format = "saved_model"
+[[artifacts]]
+name = "tflite_fp32"
+format = "tflite"
+[[artifacts]]
+name = "tflite_crash"
+format = "tflite"
+precision = "fp16"
+[[artifacts]]
+name = "onnx_hang"
+format = "onnx"
+timeout_s = 20
+[[artifacts]]
+name = "tflite_dynamic_int8"
+format = "tflite"
+precision = "dynamic_int8"
+"""
+
+
+@pytest.fixture(scope="module")
+def mlp_model(trained_runs):
+    return trained_runs["digits_mlp"].model_path
+
+
+def test_crash_and_hang_are_contained(mlp_model, tmp_path):
+    recipe = tmp_path / "faults.toml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "out"
+    result = cli("export", str(mlp_model), "--recipe", str(recipe), "--data", "digits", "--out", str(out),
+                 env={"DNNKIT_INJECT_FAULT": "tflite_crash:crash,onnx_hang:hang"})
+    assert result.returncode == 1, result.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    status = {e["name"]: e for e in manifest["artifacts"]}
+    assert status["tflite_crash"]["status"] == "failed"
+    assert "crashed (killed by signal SIGSEGV)" in status["tflite_crash"]["failure_reason"]
+    assert status["onnx_hang"]["status"] == "failed"
+    assert "timed out after 20 s" in status["onnx_hang"]["failure_reason"]
+    for name in ("saved_model", "tflite_fp32", "tflite_dynamic_int8"):
+        assert status[name]["status"] == "verified", status[name]
+    assert not (out / "artifacts" / "tflite_crash.tflite").exists(), "no half-written file"
+    assert not (out / "artifacts" / "onnx_hang.onnx").exists()
+    assert "FAILED tflite_crash: conversion failed: converter process crashed" in result.stdout
+    assert "3 of 5 artifacts verified" in result.stdout
+
+
+def test_converter_error_is_reported_and_rest_go_on(mlp_model, tmp_path, monkeypatch):
+    from dnnkit.pipeline import export
+
+    monkeypatch.setenv("DNNKIT_INJECT_FAULT", "tflite_fp32:error")
+    manifest = export(mlp_model, RECIPES / "mobile.toml", tmp_path / "o", data="digits")
+    assert manifest["status"] == "verified"  # mobile.toml has no tflite_fp32: nothing injected
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(RECIPE.split("[[artifacts]]\nname = \"tflite_crash\"")[0])
+    manifest = export(mlp_model, recipe, tmp_path / "o2", data="digits")
+    status = {e["name"]: e["status"] for e in manifest["artifacts"]}
+    assert status == {"saved_model": "verified", "tflite_fp32": "failed"}
+    assert "injected conversion error" in manifest["artifacts"][1]["failure_reason"]
+
+
+@pytest.fixture()
+def export_copy(exported, tmp_path):
+    src, _ = exported["digits_cnn"]
+    dst = tmp_path / "copy"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_tampered_artifact_fails_verify(export_copy):
+    path = export_copy / "artifacts" / "tflite_fp32.tflite"
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    path.write_bytes(bytes(data))
+    result = cli("verify", str(export_copy))
+    assert result.returncode == 1
+    assert "FAILED tflite_fp32: sha256 mismatch: the file changed after export" in result.stdout
+    assert "6 of 7 artifacts verified" in result.stdout
+
+
+def test_swapped_artifact_fails_on_sha_and_parity(export_copy):
+    # A valid model of the wrong precision in place of fp32: loads, runs, but does not match.
+    shutil.copyfile(export_copy / "artifacts" / "tflite_dynamic_int8.tflite",
+                    export_copy / "artifacts" / "tflite_fp32.tflite")
+    result = cli("verify", str(export_copy))
+    assert result.returncode == 1
+    line = next(ln for ln in result.stdout.splitlines() if ln.startswith("FAILED tflite_fp32"))
+    assert "sha256 mismatch" in line and "max abs diff" in line and "> atol 0.0001" in line
+
+
+def test_parity_miss_fails_export(mlp_model, tmp_path):
+    recipe = tmp_path / "strict.toml"
+    recipe.write_text('name = "strict"\n[verify]\natol_fp16 = 1e-7\n'
+                      '[[artifacts]]\nname = "tflite_fp16"\nformat = "tflite"\nprecision = "fp16"\n')
+    result = cli("export", str(mlp_model), "--recipe", str(recipe), "--data", "digits",
+                 "--out", str(tmp_path / "o"))
+    assert result.returncode == 1
+    assert "FAILED tflite_fp16: max abs diff" in result.stdout and "> atol 1e-07" in result.stdout
+
+
+BAD_RECIPES = {
+    "unknown_key": ('name = "r"\ncolour = 1\n[[artifacts]]\nname = "a"\nformat = "onnx"\n', "colour: unknown key"),
+    "unknown_format": ('name = "r"\n[[artifacts]]\nname = "a"\nformat = "coreml"\n',
+                       "artifacts[0].format: expected one of 'saved_model', 'tflite', 'onnx', got \"coreml\""),
+    "precision_for_format": ('name = "r"\n[[artifacts]]\nname = "a"\nformat = "onnx"\nprecision = "fp16"\n',
+                             "artifacts[0].precision: expected one of 'fp32', 'int8', got \"fp16\""),
+    "no_artifacts": ('name = "r"\n', "artifacts: expected a non-empty array of [[artifacts]] tables"),
+    "duplicate_names": ('name = "r"\n[[artifacts]]\nname = "a"\nformat = "onnx"\n'
+                        '[[artifacts]]\nname = "a"\nformat = "tflite"\n', "artifacts[1].name: expected a name not used"),
+    "io_on_float": ('name = "r"\n[[artifacts]]\nname = "a"\nformat = "tflite"\nio = "int8"\n',
+                    "artifacts[0].io: unknown key"),
+    "negative_samples": ('name = "r"\n[[artifacts]]\nname = "a"\nformat = "tflite"\nprecision = "int8"\n'
+                         'samples = -5\n', "artifacts[0].samples: expected a positive integer, got -5"),
+    "old_opset": ('name = "r"\n[[artifacts]]\nname = "a"\nformat = "onnx"\nopset = 9\n',
+                  "artifacts[0].opset: expected an integer >= 13, got 9"),
+    "bad_agreement": ('name = "r"\n[verify]\nmin_agreement = 1.5\n[[artifacts]]\nname = "a"\nformat = "onnx"\n',
+                      "verify.min_agreement: expected a number >= 0 and <= 1, got 1.5"),
+    "bad_name": ('name = "r"\n[[artifacts]]\nname = "../x"\nformat = "onnx"\n', "artifacts[0].name: expected letters"),
+    "not_toml": ('name = "r\n', "not valid TOML"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_RECIPES))
+def test_bad_recipe_is_one_line_exit_2(case, tmp_path, capsys):
+    text, fragment = BAD_RECIPES[case]
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(text)
+    code = main(["run", str(MODELS / "digits_mlp.toml"), "--recipe", str(recipe), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and fragment in err[0], err
+    assert not (tmp_path / "o").exists()
+
+
+def _lambda_model(path):
+    import keras
+
+    inp = keras.Input((64,), name="inputs")
+    out = keras.layers.Dense(10, name="logits")(keras.layers.Lambda(lambda t: t * 2.0)(inp))
+    keras.Model(inp, out).save(path)
+
+
+@pytest.mark.parametrize("case", ["missing_recipe", "missing_model", "not_keras", "lambda", "missing_data",
+                                  "bad_data_shape", "verify_not_export"])
+def test_bad_model_or_path_is_one_line_exit_2(case, tmp_path, mlp_model, capsys):
+    recipe, model, data = str(RECIPES / "server-onnx.toml"), str(mlp_model), "digits"
+    fragment = {"missing_recipe": "recipe file not found", "missing_model": "model: file not found",
+                "not_keras": "expected a Keras 3 .keras archive", "lambda": "contains a Lambda layer",
+                "missing_data": "data.source: file not found", "bad_data_shape": "does not match model.input_shape [64]",
+                "verify_not_export": "has no manifest.json"}[case]
+    if case == "missing_recipe":
+        recipe = str(tmp_path / "nope.toml")
+    elif case == "missing_model":
+        model = str(tmp_path / "nope.keras")
+    elif case == "not_keras":
+        model = str(tmp_path / "m.h5")
+        (tmp_path / "m.h5").write_bytes(b"\x89HDF")
+    elif case == "lambda":
+        model = str(tmp_path / "lambda.keras")
+        _lambda_model(model)
+    elif case == "missing_data":
+        data = str(tmp_path / "nope.npz")
+    elif case == "bad_data_shape":
+        import numpy as np
+
+        data = str(tmp_path / "d.npz")
+        np.savez(data, x_train=np.zeros((30, 8, 8), np.float32), y_train=np.arange(30) % 10)
+    out = tmp_path / "o"
+    if case == "verify_not_export":
+        code = main(["verify", str(tmp_path)])
+    else:
+        code = main(["export", model, "--recipe", recipe, "--data", data, "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and fragment in err[0], err
+    assert not out.exists(), "nothing may be written for bad input"
+
+
+def test_lambda_model_exports_with_unsafe(tmp_path):
+    from dnnkit.pipeline import export
+
+    model = tmp_path / "lambda.keras"
+    _lambda_model(model)
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "r"\n[[artifacts]]\nname = "onnx_fp32"\nformat = "onnx"\n')
+    manifest = export(model, recipe, tmp_path / "o", data="digits", unsafe=True)
+    assert manifest["artifacts"][0]["status"] == "verified"
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    from dnnkit.formats.common import atomic_path
+
+    target = tmp_path / "a.tflite"
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_errors_in_a_real_process_have_no_traceback(tmp_path):
+    result = cli("export", str(tmp_path / "x.keras"), "--recipe", str(RECIPES / "all.toml"),
+                 "--data", "digits", "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert error_lines(result.stderr) == [f"dnnkit: error: model: file not found: {tmp_path / 'x.keras'}"]
