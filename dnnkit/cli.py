@@ -109,6 +109,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return _finish(manifest, args.json)
 
 
+def cmd_compress(args: argparse.Namespace) -> int:
+    from dnnkit.pipeline import compress
+    from dnnkit.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe)
+    _quiet_tensorflow()
+    manifest = compress(args.target, recipe, args.out, data=args.data, task=args.task,
+                        unsafe=args.unsafe, verbose=True)
+    return _finish(manifest, args.json)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from dnnkit.pipeline import verify_dir
@@ -176,6 +187,19 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
     x.add_argument("--json", action="store_true", help="print the manifest instead of the table")
     x.set_defaults(func=cmd_export)
+
+    c = sub.add_parser("compress", help="run a recipe's compression passes, then export and verify",
+                       description="Prune / distil a trained model as the recipe's [[passes]] say, "
+                                   "check its goals, then export and verify every artifact.")
+    c.add_argument("target", help="run directory or MODEL.keras")
+    c.add_argument("--recipe", required=True, help="recipe with [[passes]] and [[artifacts]]")
+    c.add_argument("--out", required=True, help="output folder")
+    c.add_argument("--data", help='"digits", .npz or .csv (default: the run\'s own data)')
+    c.add_argument("--task", choices=("multiclass", "binary", "regression"),
+                   help="head type of a bare model file (inferred when omitted)")
+    c.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    c.add_argument("--json", action="store_true", help="print the manifest instead of the table")
+    c.set_defaults(func=cmd_compress)
 
     v = sub.add_parser("verify", help="re-verify an export folder (checksums and parity)",
                        description="Run every artifact of an export folder in its runtime again "

@@ -247,6 +247,90 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     return manifest
 
 
+def _drop(head: str, baseline: dict[str, float], now: dict[str, float]) -> float:
+    """How much the task metric got worse: accuracy points, or RMSE ratio - 1 for regression."""
+    if head == "regression":
+        return now["rmse"] / max(baseline["rmse"], 1e-12) - 1.0
+    return baseline["accuracy"] - now["accuracy"]
+
+
+def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
+             out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
+             data: str | None = None, task: str | None = None, unsafe: bool = False,
+             verbose: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run a recipe's compression passes on a model, then export and verify the result.
+
+    Goals (``[goals] max_degradation``, or a pass's own ``max_degradation``) are checked
+    after each pass against the incoming model, and for every artifact at the end; a missed
+    goal makes the manifest's status ``failed`` (exit 1).
+
+    Args:
+        model: a run directory or a ``.keras`` file.
+        recipe: a Recipe or recipe path (passes + artifacts).
+        out_dir: the output folder; the compressed model goes to ``OUT/compressed/model.keras``.
+        spec, data, task, unsafe, verbose, extra: as for :func:`export`.
+
+    Returns:
+        The manifest, with ``passes`` and ``goals`` sections.
+    """
+    from dnnkit.compress import run_pass
+    from dnnkit.compress.context import PassContext
+    from dnnkit.data import load_data
+    from dnnkit.evaluation import resolve_target
+
+    recipe = as_recipe(recipe)
+    keras_model, resolved = resolve_target(model, unsafe=unsafe, task=task, data=data)
+    spec = as_spec(spec) if spec is not None else resolved
+    model_file = Path(model) / "model.keras" if Path(model).is_dir() else Path(model)
+    if not recipe.passes:
+        return export(model_file, recipe, out_dir, spec=spec, data=data, unsafe=unsafe, verbose=verbose,
+                      extra=extra)
+    dataset = load_data(spec, source=data)
+    ctx = PassContext(spec=spec, dataset=dataset, base_dir=recipe.base_dir, seed=spec.train.seed,
+                      verbose=verbose)
+    head = spec.model.head
+    baseline = ctx.score(keras_model)
+    current, records, missed = keras_model, [], []
+    for i, p in enumerate(recipe.passes):
+        if verbose:
+            print(f"pass {i + 1}/{len(recipe.passes)}: {p.type} ...", flush=True)
+        result = run_pass(current, p, ctx)
+        after = ctx.score(result.model)
+        drop = _drop(head, baseline, after)
+        limit = p.max_degradation if p.max_degradation is not None else recipe.goal_degradation
+        met = limit is None or drop <= limit + 1e-12
+        if not met:
+            missed.append(f"after pass {i + 1} ({p.type}): metric dropped {drop:.4f} > max_degradation {limit:g}")
+        records.append({"type": p.type, "options": asdict(p.options), "metrics_after": after,
+                        "degradation": drop, "max_degradation": limit, "goal_met": met,
+                        "params": int(result.model.count_params()), **result.report})
+        if verbose:
+            print(f"  {p.type}: " + "  ".join(f"{k}={v:.4f}" for k, v in after.items()), flush=True)
+        current = result.model
+    out = Path(out_dir)
+    (out / "compressed").mkdir(parents=True, exist_ok=True)
+    compressed = out / "compressed" / "model.keras"
+    tmp = out / "compressed" / ".model.tmp.keras"
+    current.save(tmp)
+    os.replace(tmp, compressed)
+    manifest = export(compressed, recipe, out, spec=spec, data=data, verbose=verbose,
+                      extra={**(extra or {}), "original": {"metrics": baseline,
+                                                           "params": int(keras_model.count_params())},
+                             "passes": records})
+    for entry in manifest["artifacts"]:
+        if recipe.goal_degradation is not None and entry.get("metrics"):
+            drop = _drop(head, baseline, entry["metrics"])
+            entry["degradation_vs_original"] = drop
+            if drop > recipe.goal_degradation + 1e-12:
+                missed.append(f"artifact {entry['name']}: metric dropped {drop:.4f} from the original model "
+                              f"> max_degradation {recipe.goal_degradation:g}")
+    manifest["goals"] = {"max_degradation": recipe.goal_degradation, "met": not missed, "missed": missed}
+    if missed:
+        manifest["status"] = "failed"
+    _write_json(out / MANIFEST, manifest)
+    return manifest
+
+
 def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str | os.PathLike[str] | None = None,
         out_dir: str | os.PathLike[str] | None = None, *, verbose: bool = False,
         epochs: int | None = None) -> dict[str, Any]:
@@ -276,6 +360,6 @@ def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str 
     if verbose:
         print(f"  test accuracy {result.metrics.get('accuracy', float('nan')):.4f} "
               f"in {result.train_seconds:.1f} s", flush=True)
-    return export(result.model_path, recipe, out, spec=spec, verbose=verbose,
-                  extra={"training": {"run_dir": "run", "seconds": round(result.train_seconds, 3),
-                                      "strategy": result.strategy, "metrics": result.metrics}})
+    return compress(result.model_path, recipe, out, spec=spec, verbose=verbose,
+                    extra={"training": {"run_dir": "run", "seconds": round(result.train_seconds, 3),
+                                        "strategy": result.strategy, "metrics": result.metrics}})

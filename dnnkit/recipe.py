@@ -86,13 +86,24 @@ class ArtifactConfig:
 
 @dataclass(frozen=True)
 class Recipe:
-    """A whole, validated recipe."""
+    """A whole, validated recipe: compression passes (in order), artifacts, tolerances, goals.
+
+    ``goal_degradation`` (``[goals] max_degradation``) is the most the task metric may drop from the
+    incoming model, checked after each pass and for every artifact at the end; ``None``
+    means no goal.
+    """
 
     name: str
     artifacts: tuple[ArtifactConfig, ...]
     verify: VerifyConfig = field(default_factory=VerifyConfig)
     description: str = ""
     path: str | None = None
+    passes: tuple[Any, ...] = ()
+    goal_degradation: float | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.path).parent if self.path else Path.cwd()
 
     def atol(self, art: ArtifactConfig) -> float:
         if art.atol is not None:
@@ -157,6 +168,15 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
             warmup_runs=v.integer("warmup_runs", d.warmup_runs, minimum=0),
             timeout_s=v.number("timeout_s", d.timeout_s, low=0.0, low_open=True))
         v.done()
+        g = top.sub("goals")
+        max_degradation = g.number("max_degradation", None, low=0.0)
+        g.done()
+        from dnnkit.compress import read_pass
+
+        raw_passes = top.raw("passes", [])
+        if not isinstance(raw_passes, list):
+            top.fail("passes", raw_passes, "an array of [[passes]] tables")
+        passes = tuple(read_pass(TableReader(p, f"passes[{i}]", origin)) for i, p in enumerate(raw_passes))
         raw_arts = top.raw("artifacts", None)
         if not isinstance(raw_arts, list) or not raw_arts:
             top.fail("artifacts", raw_arts if raw_arts is not None else "nothing",
@@ -173,7 +193,8 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
         if isinstance(exc, RecipeError):
             raise
         raise RecipeError(str(exc)) from None
-    return Recipe(name=name, description=description, artifacts=artifacts, verify=verify, path=path)
+    return Recipe(name=name, description=description, artifacts=artifacts, verify=verify, path=path,
+                  passes=passes, goal_degradation=max_degradation)
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:

@@ -39,6 +39,14 @@ def table(manifest: dict[str, Any]) -> str:
     failed = [e for e in manifest["artifacts"] if e["status"] != "verified"]
     for e in failed:
         lines.append(f"FAILED {e['name']}: {e.get('failure_reason')}")
+    if manifest.get("passes"):
+        lines.append("")
+    for i, p in enumerate(manifest.get("passes", []), start=1):
+        acc = p["metrics_after"].get("accuracy", p["metrics_after"].get("rmse"))
+        lines.append(f"pass {i} {p['type']}: {metric} {acc:.4f}, params {p['params']}, "
+                     f"degradation {p['degradation']:+.4f} ({'ok' if p['goal_met'] else 'GOAL MISSED'})")
+    for line in (manifest.get("goals") or {}).get("missed", []):
+        lines.append(f"GOAL MISSED {line}")
     n_ok = len(manifest["artifacts"]) - len(failed)
     lines.append(f"{n_ok} of {len(manifest['artifacts'])} artifacts verified")
     return "\n".join(lines)

@@ -132,6 +132,24 @@ class TFLiteRunner(Runner):
         """Distinct op names in the main graph."""
         return sorted({op["op_name"] for op in self._plain()._get_ops_details()})
 
+    def weights(self) -> dict[str, np.ndarray]:
+        """Constant tensors with two or more dimensions (kernels), by tensor name.
+
+        A constant is an op input that no op produces and that is not a graph input.
+        """
+        plain = self._plain()
+        ops = plain._get_ops_details()
+        produced = {i for op in ops for i in op["outputs"]}
+        produced |= {d["index"] for d in plain.get_input_details()}
+        consumed = {i for op in ops for i in op["inputs"] if i >= 0}
+        out = {}
+        for t in plain.get_tensor_details():
+            idx = t["index"]
+            if idx in produced or idx not in consumed or len(t["shape"]) < 2 or int(np.prod(t["shape"])) < 16:
+                continue
+            out[t["name"]] = plain.get_tensor(idx)
+        return out
+
     def float_ops(self) -> list[str]:
         """Ops (other than QUANTIZE/DEQUANTIZE) whose outputs are float: they run in float."""
         plain = self._plain()
@@ -152,6 +170,7 @@ class OnnxRunner(Runner):
         options = ort.SessionOptions()
         options.intra_op_num_threads = 1
         options.log_severity_level = 3
+        self.path = path
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
         inp = self.session.get_inputs()[0]
         self.input_names = [i.name for i in self.session.get_inputs()]
@@ -162,6 +181,15 @@ class OnnxRunner(Runner):
 
     def _call(self, x: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {self.input_names[0]: x.astype(self.input_dtype)})
+
+    def weights(self) -> dict[str, np.ndarray]:
+        """Initializers with two or more dimensions (kernels), by name."""
+        import onnx
+        from onnx import numpy_helper
+
+        proto = onnx.load(self.path)
+        return {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer
+                if len(i.dims) >= 2 and int(np.prod(i.dims)) >= 16}
 
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)

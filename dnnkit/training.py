@@ -127,6 +127,14 @@ def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     return np.concatenate(outs, axis=0).astype(np.float32)
 
 
+def fit(model: Any, *args: Any, **kwargs: Any) -> Any:
+    """``model.fit`` on a tf.data pipeline, without Keras's warning that ``shuffle`` is
+    ignored for tf.data input (the pipeline shuffles)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*shuffle.*", category=UserWarning)
+        return model.fit(*args, **kwargs)
+
+
 def _epoch_recorder(first_epoch_path: Path, history_path: Path) -> Any:
     """A callback that logs every finished epoch (flushed to disk before BackupAndRestore
     records it) and the first epoch this process trains (where a resumed run picked up)."""
@@ -248,11 +256,7 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
         callbacks.append(keras.callbacks.TensorBoard(str(out / "logs")))
 
     start = time.perf_counter()
-    with warnings.catch_warnings():
-        # Keras warns that shuffle=True is ignored for tf.data input; the pipeline shuffles.
-        warnings.filterwarnings("ignore", message=".*shuffle.*", category=UserWarning)
-        model.fit(train_ds, validation_data=val_ds, epochs=n_epochs, callbacks=callbacks,
-                  verbose=verbose)
+    fit(model, train_ds, validation_data=val_ds, epochs=n_epochs, callbacks=callbacks, verbose=verbose)
     seconds = time.perf_counter() - start
 
     y_pred = predict(model, dataset.x_test)

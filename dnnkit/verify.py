@@ -50,6 +50,23 @@ def file_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
     return h.hexdigest(), len(data)
 
 
+def gzip_size(path: str | os.PathLike[str]) -> int:
+    """Bytes after gzip (level 9) of a file, or of a folder's files concatenated."""
+    import gzip
+
+    p = Path(path)
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    return len(gzip.compress(b"".join(f.read_bytes() for f in files), compresslevel=9))
+
+
+def weight_sparsity(weights: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Fraction of exact zeros per kernel tensor and over all of them (size-weighted)."""
+    per = {name: float(np.mean(w == 0)) for name, w in weights.items()}
+    total = sum(w.size for w in weights.values())
+    overall = sum(float(np.sum(w == 0)) for w in weights.values()) / total if total else 0.0
+    return {"overall": overall, "tensors": per}
+
+
 def _quality(ref: Reference, outputs: np.ndarray) -> tuple[dict[str, float], dict[str, Any]]:
     metrics = task_metrics(ref.head, ref.y, outputs)
     parity: dict[str, Any] = {"max_abs_diff": float(np.max(np.abs(outputs - ref.outputs)))}
@@ -163,6 +180,9 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
             entry["float_ops"] = runner.float_ops()
     if art.format == "onnx":
         entry["onnx_metadata"] = runner.metadata()
+    if art.format in ("tflite", "onnx"):
+        entry["sparsity"] = weight_sparsity(runner.weights())
+    entry["gzip_bytes"] = gzip_size(p)
     entry["status"] = "failed" if failures else "verified"
     entry["failure_reason"] = "; ".join(failures) or None
     return entry

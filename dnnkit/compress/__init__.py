@@ -1,0 +1,139 @@
+"""Compression passes: each a typed config, read from a recipe's ``[[passes]]`` table, and one
+entry point ``run(model, config, ctx) -> PassResult``.
+
+Passes: ``prune`` (native Keras 3 magnitude pruning, unstructured or m:n), ``distill``
+(keras.distillation), and the ``tfmot`` engine for tf_keras models. Importing this package
+stays light; each pass imports Keras when it runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from dnnkit.config import TableReader
+
+
+@dataclass(frozen=True)
+class PruneOptions:
+    """``[[passes]] type = "prune"``."""
+
+    schedule: str = "polynomial"
+    initial_sparsity: float = 0.0
+    final_sparsity: float = 0.8
+    begin_step: int = 0
+    end_step: int | None = None  # default: two thirds of the fine-tuning steps
+    frequency: int = 10
+    structure: str | None = None  # "2:4"
+    layers: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    skip_first: bool = False
+    skip_last: bool = False
+    scope: str = "layer"
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    engine: str = "native"
+
+
+@dataclass(frozen=True)
+class DistillOptions:
+    """``[[passes]] type = "distill"``: the incoming model is the teacher."""
+
+    student: str = ""
+    temperature: float = 3.0
+    student_loss_weight: float = 0.1
+    epochs: int = 30
+    learning_rate: float = 3e-3
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class PassConfig:
+    """One pass of a recipe, with its typed options."""
+
+    type: str
+    options: Any = field(default=None)
+    max_degradation: float | None = None
+
+
+def _read_prune(t: TableReader) -> PruneOptions:
+    d = PruneOptions()
+    structure = t.string("structure", None)
+    if structure is not None:
+        parts = structure.split(":")
+        if len(parts) != 2 or not all(p.isdigit() for p in parts) or not 0 < int(parts[0]) < int(parts[1]):
+            t.fail("structure", structure, 'an "m:n" pattern with 0 < m < n, e.g. "2:4"')
+    opts = PruneOptions(
+        schedule=t.choice("schedule", ("constant", "polynomial"), d.schedule),
+        initial_sparsity=t.number("initial_sparsity", d.initial_sparsity, low=0.0, high=1.0, high_open=True),
+        final_sparsity=t.number("final_sparsity", d.final_sparsity, low=0.0, high=1.0, high_open=True),
+        begin_step=t.integer("begin_step", d.begin_step, minimum=0),
+        end_step=t.integer("end_step", None),
+        frequency=t.integer("frequency", d.frequency),
+        structure=structure,
+        layers=tuple(t.raw("layers", ())), types=tuple(t.raw("types", ())),
+        skip_first=t.boolean("skip_first", False), skip_last=t.boolean("skip_last", False),
+        scope=t.choice("scope", ("layer", "global"), "layer"),
+        epochs=t.integer("epochs", d.epochs), learning_rate=t.number("learning_rate", d.learning_rate,
+                                                                       low=0.0, low_open=True),
+        batch_size=t.integer("batch_size", d.batch_size),
+        engine=t.choice("engine", ("native", "tfmot"), "native"))
+    for key in ("layers", "types"):
+        value = getattr(opts, key)
+        if not all(isinstance(v, str) for v in value):
+            t.fail(key, list(value), "a list of strings")
+    if opts.end_step is not None and opts.end_step < opts.begin_step:
+        t.fail("end_step", opts.end_step, f"a step >= begin_step ({opts.begin_step})")
+    return opts
+
+
+def _read_distill(t: TableReader) -> DistillOptions:
+    d = DistillOptions()
+    return DistillOptions(
+        student=t.string("student"),
+        temperature=t.number("temperature", d.temperature, low=0.0, low_open=True),
+        student_loss_weight=t.number("student_loss_weight", d.student_loss_weight, low=0.0, high=1.0),
+        epochs=t.integer("epochs", d.epochs),
+        learning_rate=t.number("learning_rate", d.learning_rate, low=0.0, low_open=True),
+        batch_size=t.integer("batch_size", d.batch_size))
+
+
+READERS = {"prune": _read_prune, "distill": _read_distill}
+
+
+def read_pass(t: TableReader) -> PassConfig:
+    """Validate one ``[[passes]]`` table."""
+    kind = t.choice("type", tuple(READERS))
+    max_deg = t.number("max_degradation", None, low=0.0)
+    options = READERS[kind](t)
+    t.done()
+    return PassConfig(type=kind, options=options, max_degradation=max_deg)
+
+
+@dataclass
+class PassResult:
+    """What a pass hands on: the new model and what it measured."""
+
+    model: Any
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def run_pass(model: Any, config: PassConfig, ctx: Any) -> PassResult:
+    """Run one pass on a Keras model.
+
+    Args:
+        model: the incoming Keras model.
+        config: the pass and its options.
+        ctx: a :class:`dnnkit.compress.context.PassContext` (spec, data, recipe folder).
+
+    Returns:
+        The :class:`PassResult`.
+    """
+    if config.type == "prune":
+        from dnnkit.compress.prune_pass import run_prune
+
+        return run_prune(model, config.options, ctx)
+    from dnnkit.compress.distill import run_distill
+
+    return run_distill(model, config.options, ctx)

@@ -1,0 +1,58 @@
+"""The ``prune`` pass: magnitude pruning during fine-tuning, then strip."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dnnkit.compress import PassResult, PruneOptions
+from dnnkit.compress.context import PassContext
+
+
+def schedule_for(opts: PruneOptions, total_steps: int) -> Any:
+    """The pruning schedule the options describe (end step defaults to 2/3 of training)."""
+    from dnnkit.compress.schedules import ConstantSparsity, PolynomialDecay
+
+    end = opts.end_step if opts.end_step is not None else max(opts.begin_step + 1, (2 * total_steps) // 3)
+    if opts.schedule == "constant" or opts.structure:
+        return ConstantSparsity(opts.final_sparsity, begin_step=opts.begin_step, end_step=end,
+                                frequency=opts.frequency)
+    return PolynomialDecay(opts.initial_sparsity, opts.final_sparsity, begin_step=opts.begin_step,
+                           end_step=end, frequency=opts.frequency)
+
+
+def run_prune(model: Any, opts: PruneOptions, ctx: PassContext) -> PassResult:
+    """Prune ``model`` while fine-tuning it; return the stripped, plain Keras model.
+
+    Args:
+        model: the incoming Keras 3 model (left unchanged; a copy is pruned).
+        opts: the pass options.
+        ctx: spec, data and paths.
+
+    Returns:
+        The pruned model and a report: per-weight sparsity, schedule, time.
+    """
+    if opts.engine == "tfmot":
+        from dnnkit.compress.tfmot_engine import prune_with_tfmot
+
+        return prune_with_tfmot(model, opts, ctx)
+    import keras
+
+    from dnnkit.compress.pruning import PruneConfig, prune_low_magnitude, strip_pruning
+    from dnnkit.compress.schedules import serialize
+
+    work = keras.models.clone_model(model)
+    work.set_weights(model.get_weights())
+    total = ctx.steps_per_epoch(opts.batch_size) * opts.epochs
+    structure = tuple(int(p) for p in opts.structure.split(":")) if opts.structure else None
+    schedule = schedule_for(opts, total)
+    state = prune_low_magnitude(work, PruneConfig(
+        schedule=schedule, layers=opts.layers, types=opts.types, skip_first=opts.skip_first,
+        skip_last=opts.skip_last, scope=opts.scope, structure=structure))
+    start = time.perf_counter()
+    ctx.fine_tune(work, epochs=opts.epochs, learning_rate=opts.learning_rate, batch_size=opts.batch_size,
+                  callbacks=[state.callback()])
+    seconds = time.perf_counter() - start
+    report = {"engine": "native", "schedule": serialize(schedule), "structure": opts.structure,
+              "fine_tune_seconds": round(seconds, 3), "layers": state.report(), "skipped": state.skipped}
+    return PassResult(model=strip_pruning(work, state), report=report)
