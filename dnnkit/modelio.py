@@ -33,6 +33,7 @@ def load_model(path: str | os.PathLike[str], *, unsafe: bool = False) -> Any:
     import keras
 
     import dnnkit.builders.layers  # noqa: F401  (registers dnnkit's serializables)
+    import dnnkit.compress.qat  # noqa: F401
     import dnnkit.keras_metrics  # noqa: F401
 
     try:

@@ -127,6 +127,7 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
         raise ModelLoadError(f"model: expected one input and one output, got {len(keras_model.inputs)} "
                              f"and {len(keras_model.outputs)}")
     ref, dataset = _reference(keras_model, spec, data)
+    fake_quant = is_fake_quant(keras_model)
 
     out = Path(out_dir)
     (out / "reference").mkdir(parents=True, exist_ok=True)
@@ -165,7 +166,7 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
             entry.update(status="failed", failure_reason=f"conversion failed: {result['reason']}",
                          failures=[f"conversion failed: {result['reason']}"])
         else:
-            entry.update(verify_artifact(out / entry["path"], art, recipe, ref))
+            entry.update(verify_artifact(out / entry["path"], art, recipe, ref, fake_quant=fake_quant))
         if verbose:
             print(f"  {art.name}: {entry['status']}"
                   + (f" ({entry['failure_reason']})" if entry.get("failure_reason") else ""), flush=True)
@@ -180,7 +181,7 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
                       "data": _data_source(spec, data),
                       "params": int(keras_model.count_params()), "metrics": ref.metrics,
                       "input_name": ref.input_name, "output_name": ref.output_name,
-                      "test_samples": int(len(ref.x))},
+                      "test_samples": int(len(ref.x)), "fake_quant": fake_quant},
         "versions": versions(),
         **(extra or {}),
         "artifacts": entries,
@@ -188,6 +189,11 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
     }
     _write_json(manifest_path, manifest)
     return manifest
+
+
+def is_fake_quant(model: Any) -> bool:
+    """Whether a model carries dnnkit's QAT fake-quant layers."""
+    return any(type(layer).__name__.startswith("Quant") for layer in model.layers)
 
 
 def _data_source(spec: Spec, data: str | None) -> str:
@@ -237,7 +243,8 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
         if not entry.get("converted"):
             continue  # nothing was produced; it stays failed
         expected = entry.get("sha256")
-        fresh = verify_artifact(out / entry["path"], art, recipe, ref, expected_sha256=expected)
+        fresh = verify_artifact(out / entry["path"], art, recipe, ref, expected_sha256=expected,
+                                fake_quant=bool(ref_info.get("fake_quant")))
         fresh["sha256_recorded"] = expected
         entry.update(fresh)
         entry["sha256"] = expected  # the manifest keeps the digest recorded at export

@@ -15,7 +15,7 @@ def _parity(entry: dict[str, Any]) -> str:
     parity = entry.get("parity") or {}
     if not parity:
         return "-"
-    if entry.get("precision") in ("int8", "dynamic_int8") and parity.get("top1_agreement") is not None:
+    if entry.get("checked_as") == "quantized" and parity.get("top1_agreement") is not None:
         return f"agree {parity['top1_agreement']:.3f}"
     return f"diff {parity['max_abs_diff']:.1e}"
 

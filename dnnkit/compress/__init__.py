@@ -1,7 +1,8 @@
 """Compression passes: each a typed config, read from a recipe's ``[[passes]]`` table, and one
 entry point ``run(model, config, ctx) -> PassResult``.
 
-Passes: ``prune`` (native Keras 3 magnitude pruning, unstructured or m:n), ``distill``
+Passes: ``prune`` (native Keras 3 magnitude pruning, unstructured or m:n), ``qat``
+(native quantization-aware training), ``distill``
 (keras.distillation), and the ``tfmot`` engine for tf_keras models. Importing this package
 stays light; each pass imports Keras when it runs.
 """
@@ -46,6 +47,16 @@ class DistillOptions:
     epochs: int = 30
     learning_rate: float = 3e-3
     batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class QATOptions:
+    """``[[passes]] type = "qat"``: fake-quantize, then fine-tune."""
+
+    epochs: int = 5
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    engine: str = "native"
 
 
 @dataclass(frozen=True)
@@ -99,7 +110,15 @@ def _read_distill(t: TableReader) -> DistillOptions:
         batch_size=t.integer("batch_size", d.batch_size))
 
 
-READERS = {"prune": _read_prune, "distill": _read_distill}
+def _read_qat(t: TableReader) -> QATOptions:
+    d = QATOptions()
+    return QATOptions(epochs=t.integer("epochs", d.epochs),
+                      learning_rate=t.number("learning_rate", d.learning_rate, low=0.0, low_open=True),
+                      batch_size=t.integer("batch_size", d.batch_size),
+                      engine=t.choice("engine", ("native", "tfmot"), "native"))
+
+
+READERS = {"prune": _read_prune, "qat": _read_qat, "distill": _read_distill}
 
 
 def read_pass(t: TableReader) -> PassConfig:
@@ -134,6 +153,10 @@ def run_pass(model: Any, config: PassConfig, ctx: Any) -> PassResult:
         from dnnkit.compress.prune_pass import run_prune
 
         return run_prune(model, config.options, ctx)
+    if config.type == "qat":
+        from dnnkit.compress.qat_pass import run_qat
+
+        return run_qat(model, config.options, ctx)
     from dnnkit.compress.distill import run_distill
 
     return run_distill(model, config.options, ctx)
