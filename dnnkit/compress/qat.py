@@ -152,6 +152,14 @@ class QuantActivation(_RangeTracker, keras.layers.Activation):
         return {**super().get_config(), "decay": self.decay}
 
 
+@keras.saving.register_keras_serializable(package="dnnkit")
+class FoldedBatchNorm(keras.layers.Layer):
+    """Identity left where a BatchNormalization was folded into the layer before it."""
+
+    def call(self, inputs: Any, training: Any = None, mask: Any = None) -> Any:
+        return inputs
+
+
 _QUANT = {"Dense": QuantDense, "Conv1D": QuantConv1D, "Conv2D": QuantConv2D}
 
 
@@ -166,7 +174,7 @@ def fold_batch_norm(model: keras.Model) -> tuple[keras.Model, list[str]]:
     """Fold every BatchNormalization that directly follows a Conv/Dense into its weights.
 
     Returns:
-        The folded model (BN layers replaced by Identity) and the names of the folded BNs.
+        The folded model (BN layers replaced by identities) and the folded BNs' names.
     """
     folds: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     folded_bn: list[str] = []
@@ -190,7 +198,7 @@ def fold_batch_norm(model: keras.Model) -> tuple[keras.Model, list[str]]:
 
     def clone(layer: Any) -> Any:
         if layer.name in folded_bn:
-            return keras.layers.Identity(name=layer.name)
+            return FoldedBatchNorm(name=layer.name)
         cfg = layer.get_config()
         if layer.name in folds:
             cfg["use_bias"] = True
@@ -222,7 +230,7 @@ def quantize_model(model: keras.Model) -> tuple[keras.Model, dict[str, Any]]:
         if kind in _QUANT:
             quantized.append(layer.name)
             return _QUANT[kind].from_config({**cfg, "quantize_input": layer.name in first})
-        if kind == "Activation":
+        if kind == "Activation" and cfg.get("activation") != "linear":
             quantized.append(layer.name)
             return QuantActivation.from_config(cfg)
         return layer.__class__.from_config(cfg)
