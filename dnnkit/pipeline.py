@@ -191,6 +191,23 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
     return manifest
 
 
+def _load_tf_keras(path: str | os.PathLike[str], task: str | None, data: str | None) -> tuple[Any, Spec]:
+    """A tf_keras (Keras 2) ``.h5`` model and a minimal spec for its data."""
+    from dnnkit.evaluation import spec_for_model
+
+    if not Path(path).is_file():
+        raise ModelLoadError(f"model: file not found: {path}")
+    if data is None:
+        raise ModelLoadError(f"data: a tf_keras model file needs --data, got none for {path}")
+    import tf_keras
+
+    try:
+        model = tf_keras.models.load_model(path, compile=False)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"model: cannot load {path} with tf_keras: {' '.join(str(exc).split())[:300]}") from None
+    return model, spec_for_model(model, task, data)
+
+
 def is_fake_quant(model: Any) -> bool:
     """Whether a model carries dnnkit's QAT fake-quant layers."""
     return any(type(layer).__name__.startswith("Quant") for layer in model.layers)
@@ -286,9 +303,24 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     from dnnkit.evaluation import resolve_target
 
     recipe = as_recipe(recipe)
-    keras_model, resolved = resolve_target(model, unsafe=unsafe, task=task, data=data)
+    tf_keras_input = Path(model).suffix == ".h5"
+    if tf_keras_input:
+        keras_model, resolved = _load_tf_keras(model, task, data)
+    elif spec is not None and not Path(model).is_dir():
+        from dnnkit.modelio import load_model
+
+        keras_model, resolved = load_model(model, unsafe=unsafe), as_spec(spec)
+    else:
+        keras_model, resolved = resolve_target(model, unsafe=unsafe, task=task, data=data)
     spec = as_spec(spec) if spec is not None else resolved
     model_file = Path(model) / "model.keras" if Path(model).is_dir() else Path(model)
+    if tf_keras_input:
+        from dnnkit.compress.tfmot_engine import to_keras3
+
+        model_file = None  # exported from the Keras 3 rebuild below
+        if not recipe.passes:
+            raise ModelLoadError(f"model: {model} is a tf_keras model; give a recipe with [[passes]] "
+                                 "(tfmot engine) or save it as a Keras 3 .keras file to export it")
     if not recipe.passes:
         return export(model_file, recipe, out_dir, spec=spec, data=data, unsafe=unsafe, verbose=verbose,
                       extra=extra)
@@ -299,6 +331,8 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     baseline = ctx.score(keras_model)
     current, records, missed = keras_model, [], []
     for i, p in enumerate(recipe.passes):
+        if tf_keras_input and getattr(p.options, "engine", "native") != "tfmot":
+            current = to_keras3(current)  # a native pass needs a Keras 3 model
         if verbose:
             print(f"pass {i + 1}/{len(recipe.passes)}: {p.type} ...", flush=True)
         result = run_pass(current, p, ctx)
@@ -314,6 +348,8 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
         if verbose:
             print(f"  {p.type}: " + "  ".join(f"{k}={v:.4f}" for k, v in after.items()), flush=True)
         current = result.model
+    if tf_keras_input and not hasattr(current, "export"):
+        current = to_keras3(current)
     out = Path(out_dir)
     (out / "compressed").mkdir(parents=True, exist_ok=True)
     compressed = out / "compressed" / "model.keras"

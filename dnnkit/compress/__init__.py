@@ -2,8 +2,8 @@
 entry point ``run(model, config, ctx) -> PassResult``.
 
 Passes: ``prune`` (native Keras 3 magnitude pruning, unstructured or m:n), ``qat``
-(native quantization-aware training), ``distill``
-(keras.distillation), and the ``tfmot`` engine for tf_keras models. Importing this package
+(native quantization-aware training), ``distill`` (keras.distillation), and the
+``tfmot`` engine for tf_keras models (``prune`` with ``engine = "tfmot"``, ``cluster``). Importing this package
 stays light; each pass imports Keras when it runs.
 """
 
@@ -57,6 +57,17 @@ class QATOptions:
     learning_rate: float = 1e-4
     batch_size: int = 32
     engine: str = "native"
+
+
+@dataclass(frozen=True)
+class ClusterOptions:
+    """``[[passes]] type = "cluster"``: weight clustering (tfmot engine)."""
+
+    number_of_clusters: int = 16
+    epochs: int = 5
+    learning_rate: float = 1e-4
+    batch_size: int = 32
+    engine: str = "tfmot"
 
 
 @dataclass(frozen=True)
@@ -115,10 +126,19 @@ def _read_qat(t: TableReader) -> QATOptions:
     return QATOptions(epochs=t.integer("epochs", d.epochs),
                       learning_rate=t.number("learning_rate", d.learning_rate, low=0.0, low_open=True),
                       batch_size=t.integer("batch_size", d.batch_size),
-                      engine=t.choice("engine", ("native", "tfmot"), "native"))
+                      engine=t.choice("engine", ("native",), "native"))
 
 
-READERS = {"prune": _read_prune, "qat": _read_qat, "distill": _read_distill}
+def _read_cluster(t: TableReader) -> ClusterOptions:
+    d = ClusterOptions()
+    return ClusterOptions(number_of_clusters=t.integer("number_of_clusters", d.number_of_clusters, minimum=2),
+                          epochs=t.integer("epochs", d.epochs),
+                          learning_rate=t.number("learning_rate", d.learning_rate, low=0.0, low_open=True),
+                          batch_size=t.integer("batch_size", d.batch_size),
+                          engine=t.choice("engine", ("tfmot",), "tfmot"))
+
+
+READERS = {"prune": _read_prune, "qat": _read_qat, "distill": _read_distill, "cluster": _read_cluster}
 
 
 def read_pass(t: TableReader) -> PassConfig:
@@ -157,6 +177,10 @@ def run_pass(model: Any, config: PassConfig, ctx: Any) -> PassResult:
         from dnnkit.compress.qat_pass import run_qat
 
         return run_qat(model, config.options, ctx)
+    if config.type == "cluster":
+        from dnnkit.compress.tfmot_engine import cluster_with_tfmot
+
+        return cluster_with_tfmot(model, config.options, ctx)
     from dnnkit.compress.distill import run_distill
 
     return run_distill(model, config.options, ctx)

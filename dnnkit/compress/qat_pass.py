@@ -16,10 +16,6 @@ def run_qat(model: Any, opts: QATOptions, ctx: PassContext) -> PassResult:
     Returns:
         The QAT Keras model (fake-quant layers in place) and a report.
     """
-    if opts.engine == "tfmot":
-        from dnnkit.compress.tfmot_engine import qat_with_tfmot
-
-        return qat_with_tfmot(model, opts, ctx)
     from dnnkit.compress.qat import quantize_model
 
     qat, report = quantize_model(model)
