@@ -37,6 +37,7 @@ def mlp_model(trained_runs):
     return trained_runs["digits_mlp"].model_path
 
 
+@pytest.mark.slow
 def test_crash_and_hang_are_contained(mlp_model, tmp_path):
     recipe = tmp_path / "faults.toml"
     recipe.write_text(RECIPE)
@@ -130,6 +131,12 @@ BAD_RECIPES = {
                       "verify.min_agreement: expected a number >= 0 and <= 1, got 1.5"),
     "bad_name": ('name = "r"\n[[artifacts]]\nname = "../x"\nformat = "onnx"\n', "artifacts[0].name: expected letters"),
     "not_toml": ('name = "r\n', "not valid TOML"),
+    "unknown_pass": ('name = "r"\n[[passes]]\ntype = "shrink"\n[[artifacts]]\nname = "a"\nformat = "onnx"\n',
+                     "passes[0].type: expected one of 'prune', 'qat', 'distill', 'cluster', got \"shrink\""),
+    "bad_structure": ('name = "r"\n[[passes]]\ntype = "prune"\nstructure = "4:2"\n[[artifacts]]\nname = "a"\n'
+                      'format = "onnx"\n', 'passes[0].structure: expected an "m:n" pattern with 0 < m < n'),
+    "bad_sparsity": ('name = "r"\n[[passes]]\ntype = "prune"\nfinal_sparsity = 1.0\n[[artifacts]]\nname = "a"\n'
+                     'format = "onnx"\n', "passes[0].final_sparsity: expected a number >= 0 and < 1, got 1"),
 }
 
 

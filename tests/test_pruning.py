@@ -151,6 +151,7 @@ print("RESULT", acc, min(r["sparsity"] for r in state.report()))
 """
 
 
+@pytest.mark.slow
 def test_pruning_under_mirrored_strategy_on_two_cpus():
     result = subprocess.run([sys.executable, "-c", MIRRORED], cwd=ROOT, capture_output=True, text=True,
                             timeout=600, env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})

@@ -44,7 +44,12 @@ def run_distill(teacher: Any, opts: DistillOptions, ctx: PassContext) -> PassRes
     student = build(student_spec)
     distiller = keras.distillation.Distiller(
         teacher=teacher, student=student,
-        distillation_losses=keras.distillation.LogitsDistillation(temperature=opts.temperature),
+        # An explicit KLDivergence *instance*: with Keras 3.15's default ("kl_divergence"
+        # string -> the plain function) LogitsDistillation skips the softmax and compares
+        # raw scaled logits, which made the student worse than one trained from scratch
+        # (measured: 0.878 vs 0.969).
+        distillation_losses=keras.distillation.LogitsDistillation(
+            temperature=opts.temperature, loss=keras.losses.KLDivergence()),
         student_loss_weight=opts.student_loss_weight)
     distiller.compile(optimizer=keras.optimizers.Adam(opts.learning_rate), loss=make_loss(ctx.spec))
     ds = ctx.dataset
