@@ -127,6 +127,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return _finish(verify_dir(args.out_dir, unsafe=args.unsafe), args.json)
 
 
+def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required: bool = False,
+                   manifest: bool = True) -> None:
+    """Options every command that loads a model or data shares."""
+    p.add_argument("--data", required=data_required, help=data_help)
+    p.add_argument("--task", choices=("multiclass", "binary", "regression"),
+                   help="head type of a bare model file (inferred from the output layer when omitted)")
+    p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    p.add_argument("--json", action="store_true",
+                   help="print the manifest instead of the table" if manifest else "print metrics as JSON")
+
+
 def parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     p = argparse.ArgumentParser(prog="dnnkit", description="From a model spec to a trained Keras 3 "
@@ -156,12 +167,8 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="score a run directory or .keras model on data",
                        description="Score a run directory or a .keras model on a data split.")
     e.add_argument("target", help="run directory or MODEL.keras")
-    e.add_argument("--data", help='"digits", .npz or .csv (default: the run\'s own data)')
     e.add_argument("--split", choices=("train", "val", "test"), default="test")
-    e.add_argument("--task", choices=("multiclass", "binary", "regression"),
-                   help="head type of a bare model file (inferred when omitted)")
-    e.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
-    e.add_argument("--json", action="store_true", help="print metrics as JSON")
+    _model_options(e, data_help='"digits", .npz or .csv (default: the run\'s own data)', manifest=False)
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("run", help="the main job: train, export every artifact, verify, report",
@@ -180,12 +187,8 @@ def parser() -> argparse.ArgumentParser:
                                    "verify each against the model on --data.")
     x.add_argument("model", help="MODEL.keras")
     x.add_argument("--recipe", required=True, help="export recipe (TOML)")
-    x.add_argument("--data", required=True, help='"digits", .npz or .csv to verify on')
     x.add_argument("--out", required=True, help="output folder")
-    x.add_argument("--task", choices=("multiclass", "binary", "regression"),
-                   help="head type (inferred from the output layer when omitted)")
-    x.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
-    x.add_argument("--json", action="store_true", help="print the manifest instead of the table")
+    _model_options(x, data_help='"digits", .npz or .csv to verify on', data_required=True)
     x.set_defaults(func=cmd_export)
 
     c = sub.add_parser("compress", help="run a recipe's compression passes, then export and verify",
@@ -194,11 +197,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("target", help="run directory or MODEL.keras")
     c.add_argument("--recipe", required=True, help="recipe with [[passes]] and [[artifacts]]")
     c.add_argument("--out", required=True, help="output folder")
-    c.add_argument("--data", help='"digits", .npz or .csv (default: the run\'s own data)')
-    c.add_argument("--task", choices=("multiclass", "binary", "regression"),
-                   help="head type of a bare model file (inferred when omitted)")
-    c.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
-    c.add_argument("--json", action="store_true", help="print the manifest instead of the table")
+    _model_options(c, data_help='"digits", .npz or .csv (default: the run\'s own data)')
     c.set_defaults(func=cmd_compress)
 
     v = sub.add_parser("verify", help="re-verify an export folder (checksums and parity)",

@@ -445,6 +445,17 @@ def spec_from_dict(raw: dict[str, Any], origin: str = "<spec>", path: str | None
                 path=path)
 
 
+def read_toml(path: str | os.PathLike[str], kind: str, error: type[SpecError] = SpecError) -> dict[str, Any]:
+    """Parse a TOML file, raising ``error`` with a one-line message if it is missing or malformed."""
+    p = Path(path)
+    if not p.is_file():
+        raise error(f"{path}: {kind} file not found")
+    try:
+        return tomllib.loads(p.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise error(f"{path}: not valid TOML: {exc}") from None
+
+
 def load_spec(path: str | os.PathLike[str]) -> Spec:
     """Load and validate a spec file.
 
@@ -457,14 +468,8 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
     Raises:
         SpecError: if the file is missing, not TOML, or invalid.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise SpecError(f"{path}: spec file not found")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid TOML: {exc}") from None
-    return spec_from_dict(raw, origin=str(path), path=str(p.resolve()))
+    raw = read_toml(path, "spec")
+    return spec_from_dict(raw, origin=str(path), path=str(Path(path).resolve()))
 
 
 def as_spec(spec: Spec | str | os.PathLike[str] | dict[str, Any]) -> Spec:

@@ -6,7 +6,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dnnkit.config import (HEADS, MLPConfig, ModelConfig, Spec, TransformerConfig, load_spec)
+from dnnkit.config import (HEADS, DataConfig, MLPConfig, ModelConfig, Spec, TransformerConfig,
+                           load_spec)
 from dnnkit.errors import DataError, ModelLoadError
 
 
@@ -32,8 +33,6 @@ def spec_for_model(model: Any, task: str | None, source: str) -> Spec:
     cfg = ModelConfig(family="transformer" if tokens else "mlp", input_shape=shape, head=task,
                       num_classes=units if task == "multiclass" else None,
                       output_units=units if task == "regression" else 1, options=options)
-    from dnnkit.config import DataConfig
-
     return Spec(name=model.name, model=cfg, data=DataConfig(source=source))
 
 

@@ -25,19 +25,13 @@ import numpy as np
 
 from dnnkit import __version__
 from dnnkit.config import Spec, as_spec, dump_toml, load_spec, spec_to_dict
-from dnnkit.errors import DnnkitError, ModelLoadError
+from dnnkit.errors import ModelLoadError
 from dnnkit.recipe import ArtifactConfig, Recipe, VerifyConfig, load_recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = "models/digits_cnn.toml"
 DEFAULT_RECIPE = "export/all.toml"
 MANIFEST = "manifest.json"
-
-
-class VerificationFailed(DnnkitError):
-    """At least one artifact failed its checks (exit code 1)."""
-
-    exit_code = 1
 
 
 def versions() -> dict[str, str | None]:
@@ -135,8 +129,7 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
     ref_model = out / "reference" / "model.keras"
     if Path(model).resolve() != ref_model.resolve():
         shutil.copyfile(model, ref_model)
-    if spec.path is not None or spec.name:
-        (out / "reference" / "spec.toml").write_text(dump_toml(spec_to_dict(spec)), encoding="utf-8")
+    (out / "reference" / "spec.toml").write_text(dump_toml(spec_to_dict(spec)), encoding="utf-8")
     manifest_path = out / MANIFEST
     manifest_path.unlink(missing_ok=True)
 

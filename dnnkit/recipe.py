@@ -16,12 +16,11 @@ field, the value and what was expected; unknown keys are errors. Example::
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dnnkit.config import TableReader
+from dnnkit.config import TableReader, read_toml
 from dnnkit.errors import SpecError
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -203,11 +202,5 @@ def load_recipe(path: str | os.PathLike[str]) -> Recipe:
     Raises:
         RecipeError: if the file is missing, not TOML, or invalid.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise RecipeError(f"{path}: recipe file not found")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: not valid TOML: {exc}") from None
-    return recipe_from_dict(raw, origin=str(path), path=str(p.resolve()))
+    raw = read_toml(path, "recipe", RecipeError)
+    return recipe_from_dict(raw, origin=str(path), path=str(Path(path).resolve()))

@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 
 from dnnkit.config import Spec, TrainConfig, as_spec, dump_toml, spec_to_dict
-from dnnkit.data import Dataset, load_data
-from dnnkit.errors import DnnkitError, SpecError
+from dnnkit.data import load_data
+from dnnkit.errors import SpecError
 
 
 @dataclass
@@ -279,7 +279,3 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
     return Run(out_dir=out, spec=spec, model=model, metrics=metrics, history=history,
                strategy=info.name, replicas=info.replicas, train_seconds=seconds,
                resumed_from_epoch=first)
-
-
-__all__ = ["Run", "train", "predict", "make_tf_dataset", "make_optimizer", "make_loss",
-           "Dataset", "DnnkitError"]

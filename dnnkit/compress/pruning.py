@@ -2,7 +2,9 @@
 
 Masks live in non-trainable variables; each pruned weight gets a Keras variable
 *constraint* ``w -> w * mask``, which every Keras optimizer applies right after each update,
-inside the train step, on every backend and under tf.distribute. Pruned weights therefore
+inside the train step (TensorFlow backend, also under tf.distribute; on JAX the compiled
+step keeps the masks of its first trace, so there the masks are re-applied at every mask
+update and when stripping). Pruned weights therefore
 cannot regrow between mask updates. A callback recomputes the masks on the schedule's steps.
 Nothing wraps the layers, so :func:`strip_pruning` only has to drop the constraints.
 
@@ -124,11 +126,22 @@ class PruningState:
         state = self
 
         class UpdatePruningMasks(keras.callbacks.Callback):
+            def _update(self) -> None:
+                step = int(self.model.optimizer.iterations.numpy())
+                if state.config.schedule(step) is None:
+                    return
+                # On JAX the trainer holds the weights during an epoch: write them back
+                # first; it re-reads them (masked) before the next step.
+                sync = getattr(self.model, "jax_state_sync", None)
+                if sync is not None:
+                    sync()
+                state.update(step)
+
             def on_train_begin(self, logs: Any = None) -> None:
-                state.update(int(self.model.optimizer.iterations.numpy()))
+                self._update()
 
             def on_train_batch_end(self, batch: int, logs: Any = None) -> None:
-                state.update(int(self.model.optimizer.iterations.numpy()))
+                self._update()
 
         return UpdatePruningMasks()
 
@@ -177,7 +190,8 @@ def _resolve(layer: Any, path: str) -> Any:
     return obj
 
 
-def _candidates(model: Any, config: PruneConfig) -> list[Any]:
+def candidates(model: Any, config: PruneConfig) -> list[Any]:
+    """The layers ``config`` selects for pruning, in model order."""
     layers = [layer for layer in model.layers if type(layer).__name__ in PRUNABLE]
     if config.skip_first and layers:
         layers = layers[1:]
@@ -210,7 +224,7 @@ def prune_low_magnitude(model: Any, config: PruneConfig) -> PruningState:
 
     targets: list[Target] = []
     skipped: dict[str, str] = {}
-    for layer in _candidates(model, config):
+    for layer in candidates(model, config):
         kind = type(layer).__name__
         axis = -2 if kind in _INPUT_AXIS_M2 else 0
         for path in PRUNABLE[kind]:
@@ -242,6 +256,11 @@ def strip_pruning(model: Any, state: PruningState | None = None) -> Any:
     if state is not None:
         for t in state.targets:
             t.variable.constraint = None
+            # The masks once more: on the TF backend the constraint already kept the zeros;
+            # on JAX the jitted step sees the masks of its first trace, so weights can
+            # move between mask updates.
+            mask = np.asarray(t.mask.numpy())
+            t.variable.assign((np.asarray(t.variable.numpy()) * mask).astype(mask.dtype))
     plain = keras.models.clone_model(model)
     plain.set_weights(model.get_weights())
     return plain

@@ -35,8 +35,23 @@ def _fq_weight(kernel: Any, per_channel: bool) -> Any:
 class _RangeTracker:
     """Moving-average min/max of a tensor (first batch sets them), always including 0.
 
-    Dense/Conv save only kernel and bias; the range variables must be saved too.
+    Mixed in before a Keras layer class: adds the output range (and, for the first layer,
+    the input range) to the layer's weights and config. Dense/Conv save only kernel and
+    bias, so saving falls back to Keras's generic per-variable store.
     """
+
+    def __init__(self, *args: Any, quantize_input: bool = False, decay: float = 0.99, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.quantize_input, self.decay = quantize_input, decay
+
+    def build(self, input_shape: Any) -> None:
+        super().build(input_shape)
+        self._add_range(self, "out")
+        if self.quantize_input:
+            self._add_range(self, "in")
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "quantize_input": self.quantize_input, "decay": self.decay}
 
     def save_own_variables(self, store: Any) -> None:
         keras.layers.Layer.save_own_variables(self, store)
@@ -76,16 +91,6 @@ class _RangeTracker:
 class QuantDense(_RangeTracker, keras.layers.Dense):
     """Dense with a fake-quantized (per-tensor, symmetric) kernel and fake-quantized output."""
 
-    def __init__(self, *args: Any, quantize_input: bool = False, decay: float = 0.99, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.quantize_input, self.decay = quantize_input, decay
-
-    def build(self, input_shape: Any) -> None:
-        super().build(input_shape)
-        self._add_range(self, "out")
-        if self.quantize_input:
-            self._add_range(self, "in")
-
     def call(self, inputs: Any, training: Any = None) -> Any:
         if self.quantize_input:
             inputs = self._fq_activation(self, inputs, "in", training, self.decay)
@@ -96,23 +101,10 @@ class QuantDense(_RangeTracker, keras.layers.Dense):
             y = self.activation(y)
         return self._fq_activation(self, y, "out", training, self.decay)
 
-    def get_config(self) -> dict:
-        return {**super().get_config(), "quantize_input": self.quantize_input, "decay": self.decay}
-
 
 def _conv_class(base: type) -> type:
     class QuantConv(_RangeTracker, base):
         """Convolution with per-channel fake-quantized kernel and fake-quantized output."""
-
-        def __init__(self, *args: Any, quantize_input: bool = False, decay: float = 0.99, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.quantize_input, self.decay = quantize_input, decay
-
-        def build(self, input_shape: Any) -> None:
-            super().build(input_shape)
-            self._add_range(self, "out")
-            if self.quantize_input:
-                self._add_range(self, "in")
 
         def convolution_op(self, inputs: Any, kernel: Any) -> Any:
             return super().convolution_op(inputs, _fq_weight(kernel, per_channel=True))
@@ -121,9 +113,6 @@ def _conv_class(base: type) -> type:
             if self.quantize_input:
                 inputs = self._fq_activation(self, inputs, "in", training, self.decay)
             return self._fq_activation(self, super().call(inputs), "out", training, self.decay)
-
-        def get_config(self) -> dict:
-            return {**super().get_config(), "quantize_input": self.quantize_input, "decay": self.decay}
 
     QuantConv.__name__ = QuantConv.__qualname__ = f"Quant{base.__name__}"
     return keras.saving.register_keras_serializable(package="dnnkit")(QuantConv)
@@ -137,19 +126,8 @@ QuantConv2D = _conv_class(keras.layers.Conv2D)
 class QuantActivation(_RangeTracker, keras.layers.Activation):
     """Activation whose output is fake-quantized with a moving-average range."""
 
-    def __init__(self, activation: Any, decay: float = 0.99, **kwargs: Any) -> None:
-        super().__init__(activation, **kwargs)
-        self.decay = decay
-
-    def build(self, input_shape: Any) -> None:
-        self._add_range(self, "out")
-        self.built = True
-
     def call(self, inputs: Any, training: Any = None) -> Any:
         return self._fq_activation(self, super().call(inputs), "out", training, self.decay)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "decay": self.decay}
 
 
 @keras.saving.register_keras_serializable(package="dnnkit")

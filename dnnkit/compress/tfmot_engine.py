@@ -116,18 +116,12 @@ def _fit(model: Any, ctx: PassContext, *, epochs: int, learning_rate: float, bat
 
 
 def _selected(model: Any, opts: PruneOptions) -> set[str]:
-    import fnmatch
+    """The layers the native engine would prune (the same selection rules, on tf_keras)."""
+    from dnnkit.compress.pruning import PruneConfig, candidates
 
-    prunable = [layer for layer in model.layers if type(layer).__name__ in ("Dense", "Conv1D", "Conv2D")]
-    if opts.skip_first and prunable:
-        prunable = prunable[1:]
-    if opts.skip_last and prunable:
-        prunable = prunable[:-1]
-    if opts.layers:
-        prunable = [la for la in prunable if any(fnmatch.fnmatch(la.name, p) for p in opts.layers)]
-    if opts.types:
-        prunable = [la for la in prunable if type(la).__name__ in opts.types]
-    return {layer.name for layer in prunable}
+    config = PruneConfig(layers=opts.layers, types=opts.types, skip_first=opts.skip_first,
+                         skip_last=opts.skip_last)
+    return {layer.name for layer in candidates(model, config)}
 
 
 def prune_with_tfmot(model: Any, opts: PruneOptions, ctx: PassContext) -> PassResult:
