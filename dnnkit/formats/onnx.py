@@ -82,7 +82,10 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: n
     """Export static int8 ONNX (QDQ, per-channel weights) calibrated on ``calibration``.
 
     Conv, MatMul and Gemm are quantized (the ops that hold weights); the rest stays float,
-    which keeps LayerNorm/Softmax in transformers accurate.
+    which keeps LayerNorm/Softmax in transformers accurate. Weights use 7 bits
+    (``reduce_range``): with full 8-bit per-channel weights onnxruntime's x86 (AVX2/AVX-512
+    without VNNI) int8 kernels can saturate, as its docs warn; measured on the 80 %-pruned
+    digits CNN: 0.975 with 8 bits, 0.992 (= fp32) with 7.
 
     Raises:
         ConversionError: if export or calibration fails.
@@ -108,7 +111,7 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: n
             write_onnx(model, fp32, opset=opset, metadata=metadata or {})
             with atomic_path(path) as tmp:
                 quantize_static(fp32, str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                                per_channel=True, activation_type=QuantType.QInt8,
+                                per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
                                 weight_type=QuantType.QInt8,
                                 op_types_to_quantize=["Conv", "MatMul", "Gemm"])
                 proto = onnx.load(str(tmp))
@@ -117,4 +120,4 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: n
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"ONNX int8 quantization failed: {' '.join(str(exc).split())[:400]}") from None
     return {"opset": opset, "calibration_samples": int(len(samples)),
-            "quantized_ops": ["Conv", "MatMul", "Gemm"]}
+            "quantized_ops": ["Conv", "MatMul", "Gemm"], "weight_bits": 7}
