@@ -99,24 +99,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from dnnkit.pipeline import export
+    """``export`` and ``compress``: a model (and the recipe's passes, if any) into verified artifacts."""
+    from dnnkit import pipeline
     from dnnkit.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
     _quiet_tensorflow()
-    manifest = export(args.model, recipe, args.out, data=args.data, task=args.task,
-                      unsafe=args.unsafe, verbose=True)
-    return _finish(manifest, args.json)
-
-
-def cmd_compress(args: argparse.Namespace) -> int:
-    from dnnkit.pipeline import compress
-    from dnnkit.recipe import load_recipe
-
-    recipe = load_recipe(args.recipe)
-    _quiet_tensorflow()
-    manifest = compress(args.target, recipe, args.out, data=args.data, task=args.task,
-                        unsafe=args.unsafe, verbose=True)
+    convert = pipeline.compress if args.command == "compress" else pipeline.export
+    manifest = convert(args.model, recipe, args.out, data=args.data, task=args.task,
+                       unsafe=args.unsafe, verbose=True)
     return _finish(manifest, args.json)
 
 
@@ -194,11 +185,11 @@ def parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compress", help="run a recipe's compression passes, then export and verify",
                        description="Prune / distil a trained model as the recipe's [[passes]] say, "
                                    "check its goals, then export and verify every artifact.")
-    c.add_argument("target", help="run directory or MODEL.keras")
+    c.add_argument("model", metavar="target", help="run directory, MODEL.keras or a tf_keras MODEL.h5")
     c.add_argument("--recipe", required=True, help="recipe with [[passes]] and [[artifacts]]")
     c.add_argument("--out", required=True, help="output folder")
     _model_options(c, data_help='"digits", .npz or .csv (default: the run\'s own data)')
-    c.set_defaults(func=cmd_compress)
+    c.set_defaults(func=cmd_export)
 
     v = sub.add_parser("verify", help="re-verify an export folder (checksums and parity)",
                        description="Run every artifact of an export folder in its runtime again "
