@@ -110,7 +110,8 @@ def _one_hot(spec: Spec) -> bool:
     return spec.model.head == "multiclass" and spec.train.loss == "categorical_crossentropy"
 
 
-def _targets(spec: Spec, y: np.ndarray) -> np.ndarray:
+def prepare_targets(spec: Spec, y: np.ndarray) -> np.ndarray:
+    """Labels as the spec's loss wants them: one-hot, a (n, 1) float column, or unchanged."""
     if _one_hot(spec):
         return np.eye(spec.model.num_classes, dtype=np.float32)[y]
     if spec.model.head == "binary":
@@ -235,9 +236,9 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
                       metrics=keras_metrics(spec.model.head, cfg.metrics, spec.model.num_classes,
                                             one_hot=_one_hot(spec)))
     fix_multi_worker_build(model, info)
-    train_ds = make_tf_dataset(dataset.x_train, _targets(spec, dataset.y_train), global_batch,
+    train_ds = make_tf_dataset(dataset.x_train, prepare_targets(spec, dataset.y_train), global_batch,
                                shuffle=True, seed=cfg.seed)
-    val_ds = make_tf_dataset(dataset.x_val, _targets(spec, dataset.y_val), global_batch,
+    val_ds = make_tf_dataset(dataset.x_val, prepare_targets(spec, dataset.y_val), global_batch,
                              shuffle=False)
 
     recorder = _epoch_recorder(out / ".first_epoch.json", out / "history.jsonl")

@@ -24,14 +24,14 @@ class PassContext:
         """Compile ``model`` with Adam and the spec's loss, and fit it on the training split."""
         import keras
 
-        from dnnkit.training import _targets, fit, make_loss, make_tf_dataset
+        from dnnkit.training import prepare_targets, fit, make_loss, make_tf_dataset
 
         keras.utils.set_random_seed(self.seed)
         model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss=make_loss(self.spec))
         ds = self.dataset
-        train = make_tf_dataset(ds.x_train, _targets(self.spec, ds.y_train), batch_size, shuffle=True,
+        train = make_tf_dataset(ds.x_train, prepare_targets(self.spec, ds.y_train), batch_size, shuffle=True,
                                 seed=self.seed)
-        val = make_tf_dataset(ds.x_val, _targets(self.spec, ds.y_val), batch_size, shuffle=False)
+        val = make_tf_dataset(ds.x_val, prepare_targets(self.spec, ds.y_val), batch_size, shuffle=False)
         history = fit(model, train, validation_data=val, epochs=epochs, callbacks=callbacks or [],
                       verbose=0)
         return history.history

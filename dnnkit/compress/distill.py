@@ -27,7 +27,7 @@ def run_distill(teacher: Any, opts: DistillOptions, ctx: PassContext) -> PassRes
 
     from dnnkit.builders import build
     from dnnkit.config import load_spec
-    from dnnkit.training import _targets, fit, make_loss, make_tf_dataset
+    from dnnkit.training import prepare_targets, fit, make_loss, make_tf_dataset
 
     path = Path(opts.student)
     if not path.is_absolute():
@@ -53,7 +53,7 @@ def run_distill(teacher: Any, opts: DistillOptions, ctx: PassContext) -> PassRes
         student_loss_weight=opts.student_loss_weight)
     distiller.compile(optimizer=keras.optimizers.Adam(opts.learning_rate), loss=make_loss(ctx.spec))
     ds = ctx.dataset
-    train = make_tf_dataset(ds.x_train, _targets(ctx.spec, ds.y_train), opts.batch_size, shuffle=True,
+    train = make_tf_dataset(ds.x_train, prepare_targets(ctx.spec, ds.y_train), opts.batch_size, shuffle=True,
                             seed=ctx.seed)
     start = time.perf_counter()
     fit(distiller, train, epochs=opts.epochs, verbose=0)

@@ -100,7 +100,7 @@ def _fit(model: Any, ctx: PassContext, *, epochs: int, learning_rate: float, bat
          callbacks: list[Any]) -> None:
     import tf_keras
 
-    from dnnkit.training import _targets
+    from dnnkit.training import prepare_targets
 
     tf_keras.utils.set_random_seed(ctx.seed)
     head = ctx.spec.model.head
@@ -111,8 +111,8 @@ def _fit(model: Any, ctx: PassContext, *, epochs: int, learning_rate: float, bat
         loss = tf_keras.losses.CategoricalCrossentropy(from_logits=True)
     model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss=loss)
     ds = ctx.dataset
-    model.fit(ds.x_train, _targets(ctx.spec, ds.y_train), batch_size=batch_size, epochs=epochs,
-              validation_data=(ds.x_val, _targets(ctx.spec, ds.y_val)), callbacks=callbacks, verbose=0)
+    model.fit(ds.x_train, prepare_targets(ctx.spec, ds.y_train), batch_size=batch_size, epochs=epochs,
+              validation_data=(ds.x_val, prepare_targets(ctx.spec, ds.y_val)), callbacks=callbacks, verbose=0)
 
 
 def _selected(model: Any, opts: PruneOptions) -> set[str]:
