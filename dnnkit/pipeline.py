@@ -26,6 +26,7 @@ import numpy as np
 from dnnkit import __version__
 from dnnkit.config import Spec, as_spec, dump_toml, load_spec, spec_to_dict
 from dnnkit.errors import ModelLoadError
+from dnnkit.fileio import save_keras, write_json
 from dnnkit.recipe import ArtifactConfig, Recipe, VerifyConfig, load_recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -53,12 +54,6 @@ def default_path(relative: str) -> Path:
 
 def as_recipe(recipe: Recipe | str | os.PathLike[str]) -> Recipe:
     return recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def _reference(model: Any, spec: Spec, data: str | None) -> tuple[Any, Any]:
@@ -180,7 +175,7 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
         "artifacts": entries,
         "status": "verified" if all(e["status"] == "verified" for e in entries) else "failed",
     }
-    _write_json(manifest_path, manifest)
+    write_json(manifest_path, manifest, sort_keys=False)
     return manifest
 
 
@@ -260,7 +255,7 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
         entry["sha256"] = expected  # the manifest keeps the digest recorded at export
     manifest["verified_again"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     manifest["status"] = "verified" if all(e["status"] == "verified" for e in manifest["artifacts"]) else "failed"
-    _write_json(path, manifest)
+    write_json(path, manifest, sort_keys=False)
     return manifest
 
 
@@ -346,9 +341,7 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     out = Path(out_dir)
     (out / "compressed").mkdir(parents=True, exist_ok=True)
     compressed = out / "compressed" / "model.keras"
-    tmp = out / "compressed" / ".model.tmp.keras"
-    current.save(tmp)
-    os.replace(tmp, compressed)
+    save_keras(current, compressed)
     manifest = export(compressed, recipe, out, spec=spec, data=data, verbose=verbose,
                       extra={**(extra or {}), "original": {"metrics": baseline,
                                                            "params": int(keras_model.count_params())},
@@ -363,7 +356,7 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     manifest["goals"] = {"max_degradation": recipe.goal_degradation, "met": not missed, "missed": missed}
     if missed:
         manifest["status"] = "failed"
-    _write_json(out / MANIFEST, manifest)
+    write_json(out / MANIFEST, manifest, sort_keys=False)
     return manifest
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from dnnkit.config import Spec, TrainConfig, as_spec, dump_toml, spec_to_dict
 from dnnkit.data import load_data
 from dnnkit.errors import SpecError
+from dnnkit.fileio import save_keras, write_json
 
 
 @dataclass
@@ -42,12 +43,6 @@ class Run:
     @property
     def model_path(self) -> Path:
         return self.out_dir / "model.keras"
-
-
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def make_tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool,
@@ -149,7 +144,7 @@ def _epoch_recorder(first_epoch_path: Path, history_path: Path) -> Any:
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
             if self.first_epoch is None:
                 self.first_epoch = epoch
-                _write_json(first_epoch_path, {"first_epoch": epoch})
+                write_json(first_epoch_path, {"first_epoch": epoch})
 
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}}
@@ -262,15 +257,13 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
 
     y_pred = predict(model, dataset.x_test)
     metrics = task_metrics(spec.model.head, dataset.y_test, y_pred)
-    tmp_model = out / ".model.tmp.keras"
-    model.save(tmp_model)
-    os.replace(tmp_model, out / "model.keras")
+    save_keras(model, out / "model.keras")
     (out / "spec.toml").write_text(dump_toml(spec_to_dict(spec)), encoding="utf-8")
     history = _read_history(out / "history.jsonl")
-    _write_json(out / "history.json", history)
-    _write_json(out / "metrics.json", metrics)
+    write_json(out / "history.json", history)
+    write_json(out / "metrics.json", metrics)
     first = recorder.first_epoch or 0
-    _write_json(out / "run.json", {
+    write_json(out / "run.json", {
         "spec": spec.name, "strategy": info.name, "replicas": info.replicas,
         "global_batch_size": global_batch, "epochs": n_epochs, "train_seconds": round(seconds, 3),
         "resumed_from_epoch": first, "params": int(model.count_params()),

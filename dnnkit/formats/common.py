@@ -1,35 +1,10 @@
-"""Helpers shared by the format exporters: atomic writes and the model's signature."""
+"""Helpers shared by the format exporters: the model's signature, and atomic writes."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import tempfile
-from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds.
-
-    A killed or failed export therefore never leaves a file (or SavedModel folder) at
-    ``path`` that looks finished.
-    """
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp_dir = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    tmp = tmp_dir / final.name
-    try:
-        yield tmp
-        if final.is_dir():
-            shutil.rmtree(final)
-        elif final.exists():
-            final.unlink()
-        os.replace(tmp, final)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
+from dnnkit.fileio import atomic_path  # noqa: F401  (the exporters import it from here)
 
 
 def io_names(model: Any) -> tuple[str, str]:
