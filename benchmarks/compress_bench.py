@@ -3,7 +3,8 @@
   a. dense vs 50/80/90 % pruned: accuracy and gzip size of fp32 and int8 TFLite;
   b. native Keras 3 pruning vs tfmot on the same architecture rebuilt in tf_keras, same
      schedule, epochs and data: accuracy and fine-tune time (median of --repeats runs);
-  c. post-training int8 vs QAT int8: accuracy of the TFLite artifacts;
+  c. post-training int8 vs QAT int8: accuracy of the TFLite artifacts (native QAT, tfmot QAT,
+     and tfmot pruning + pruning-preserving QAT);
   d. distilled student (digits_cnn_small) vs the same student trained from scratch vs the teacher.
 
     python benchmarks/compress_bench.py [--out DIR] [--repeats 3]
@@ -97,6 +98,23 @@ def ptq_vs_qat(run: Any, dense: dict[str, Any], out: Path) -> None:
           f"QAT keras {qat['reference']['metrics']['accuracy']:.4f}  QAT int8 {qat_art['metrics']['accuracy']:.4f} "
           f"(agreement with QAT model {qat_art['parity']['top1_agreement']:.4f})")
     print(f"   QAT int8 - PTQ int8: {(qat_art['metrics']['accuracy'] - ptq_acc) * 100:+.2f} pt (goal >= 0)")
+    tq = compress(run.out_dir, _recipe("tfmot-qat", [{"type": "qat", "engine": "tfmot", "epochs": 5,
+                                                      "learning_rate": 1e-4}]), out / "tfmot-qat")
+    tq_art = _art(tq, "tflite_int8")
+    print(f"   tfmot QAT (same epochs, via tf_keras): QAT keras {tq['reference']['metrics']['accuracy']:.4f}  "
+          f"int8 {tq_art['metrics']['accuracy']:.4f} (agreement {tq_art['parity']['top1_agreement']:.4f}; "
+          f"Keras 3 copy vs tfmot model max diff {tq['passes'][0]['keras3_copy']['max_abs_diff']:.2g}); "
+          f"tfmot - native QAT int8: {(tq_art['metrics']['accuracy'] - qat_art['metrics']['accuracy']) * 100:+.2f} pt")
+    pq = compress(run.out_dir, _recipe("tfmot-pqat", [
+        {"type": "prune", "engine": "tfmot", "final_sparsity": 0.8, "epochs": 15, "frequency": 10,
+         "skip_first": True},
+        {"type": "qat", "engine": "tfmot", "preserve_sparsity": True, "epochs": 5, "learning_rate": 1e-4}]),
+        out / "tfmot-pqat")
+    pq_art, base_gzip = _art(pq, "tflite_int8"), _art(dense, "tflite_fp32")["gzip_bytes"]
+    print(f"   tfmot 80 % prune + pruning-preserving QAT: int8 {pq_art['metrics']['accuracy']:.4f} "
+          f"(agreement {pq_art['parity']['top1_agreement']:.4f}), sparsity in the .tflite "
+          f"{pq_art['sparsity']['overall']:.3f}, gzip {pq_art['gzip_bytes'] / 1024:.1f} KB = "
+          f"{pq_art['gzip_bytes'] / base_gzip:.3f}x dense fp32 gzip")
 
 
 def distillation(run: Any, out: Path) -> None:

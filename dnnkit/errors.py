@@ -32,3 +32,8 @@ class ModelLoadError(DnnkitError):
 
 class StrategyError(DnnkitError):
     """The requested tf.distribute strategy cannot be created here."""
+
+
+class CompressionError(DnnkitError):
+    """A compression pass cannot process this model with these options (e.g. the tfmot
+    engine and a layer tf_keras does not have)."""

@@ -285,7 +285,8 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     Returns:
         The manifest, with ``passes`` and ``goals`` sections.
     """
-    from dnnkit.compress import run_pass
+    from dnnkit.compress import resolve_engine, run_pass
+    from dnnkit.compress.tfmot_engine import is_tf_keras_model, to_keras3
     from dnnkit.compress.context import PassContext
     from dnnkit.data import load_data
     from dnnkit.evaluation import resolve_target
@@ -303,8 +304,6 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     spec = as_spec(spec) if spec is not None else resolved
     model_file = Path(model) / "model.keras" if Path(model).is_dir() else Path(model)
     if tf_keras_input:
-        from dnnkit.compress.tfmot_engine import to_keras3
-
         model_file = None  # exported from the Keras 3 rebuild below
         if not recipe.passes:
             raise ModelLoadError(f"model: {model} is a tf_keras model; give a recipe with [[passes]] "
@@ -319,7 +318,8 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     baseline = ctx.score(keras_model)
     current, records, missed = keras_model, [], []
     for i, p in enumerate(recipe.passes):
-        if tf_keras_input and getattr(p.options, "engine", "native") != "tfmot":
+        p = resolve_engine(p, tf_keras_input)
+        if getattr(p.options, "engine", "native") != "tfmot" and is_tf_keras_model(current):
             current = to_keras3(current)  # a native pass needs a Keras 3 model
         if verbose:
             print(f"pass {i + 1}/{len(recipe.passes)}: {p.type} ...", flush=True)
@@ -336,7 +336,7 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
         if verbose:
             print(f"  {p.type}: " + "  ".join(f"{k}={v:.4f}" for k, v in after.items()), flush=True)
         current = result.model
-    if tf_keras_input and not hasattr(current, "export"):
+    if is_tf_keras_model(current):
         current = to_keras3(current)
     out = Path(out_dir)
     (out / "compressed").mkdir(parents=True, exist_ok=True)

@@ -2,10 +2,20 @@
 
 import pytest
 
-from conftest import MODELS, SPECS
+from conftest import MODELS, RECIPES, SPECS
 from dnnkit.config import (CNNConfig, RNNConfig, TransformerConfig, dump_toml, load_spec,
                            spec_from_dict, spec_to_dict)
 from dnnkit.errors import SpecError
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_recipes_load(path):
+    from dnnkit.recipe import load_recipe
+
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem and recipe.artifacts
+    for p in recipe.passes:
+        assert getattr(p.options, "engine", "auto") in ("auto", "native", "tfmot")
 
 
 @pytest.mark.parametrize("name", SPECS)

@@ -35,11 +35,15 @@ def test_qat_model_saves_and_loads(tmp_path):
     model = dnnkit.build({"name": "q", "model": {"family": "mlp", "input_shape": [64], "units": [16]}})
     qat, report = quantize_model(model)
     assert report["quantized_layers"] == ["dense_0", "dense_0_act", "logits"]
+    # dense_0 feeds a ReLU: one output range, after the ReLU (the integer model fuses the two)
+    assert report["output_quantized_after_relu"] == ["dense_0"]
+    assert [qat.get_layer(n).quantize_output for n in ("dense_0", "logits")] == [False, True]
     x = np.random.default_rng(0).random((32, 64), dtype=np.float32)
     qat(x, training=True)  # sets the activation ranges
     qat.save(tmp_path / "q.keras")
     again = load_model(tmp_path / "q.keras")
     np.testing.assert_allclose(np.asarray(again(x)), np.asarray(qat(x)), atol=1e-6)
+    assert again.get_layer("dense_0").quantize_output is False
     assert float(again.get_layer("logits").out_max.numpy()) == pytest.approx(
         float(qat.get_layer("logits").out_max.numpy()))
 
@@ -58,3 +62,22 @@ def test_qat_int8_tflite_matches_qat_model(trained_runs, tmp_path, name):
     onnx = next(e for e in manifest["artifacts"] if e["name"] == "onnx_fp32")
     assert onnx["status"] == "verified" and onnx["checked_as"] == "quantized"
     assert manifest["status"] == "verified"
+
+
+def test_native_qat_preserves_pruned_zeros(trained_runs, tmp_path):
+    from dnnkit.pipeline import compress
+    from dnnkit.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict({
+        "name": "prune-qat", "verify": {"min_agreement": 0.99},
+        "passes": [{"type": "prune", "final_sparsity": 0.8, "epochs": 5, "skip_first": True},
+                   {"type": "qat", "preserve_sparsity": True, "epochs": 2}],
+        "artifacts": [{"name": "tflite_int8", "format": "tflite", "precision": "int8", "io": "int8"}]})
+    manifest = compress(trained_runs["digits_mlp"].out_dir, recipe, tmp_path)
+    prune, qat = manifest["passes"]
+    assert prune["engine"] == qat["engine"] == "native"  # engine "auto" on a Keras 3 model
+    assert {r["layer"]: round(r["sparsity"], 2) for r in qat["layers"]} == {"dense_0": 0.0, "dense_1": 0.8,
+                                                                          "logits": 0.8}
+    tfl = manifest["artifacts"][0]
+    assert tfl["status"] == "verified" and tfl["parity"]["top1_agreement"] >= 0.99
+    assert min(v for k, v in tfl["sparsity"]["tensors"].items() if "dense_1" in k or "logits" in k) >= 0.79

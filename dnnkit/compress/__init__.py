@@ -3,7 +3,9 @@ entry point ``run(model, config, ctx) -> PassResult``.
 
 Passes: ``prune`` (native Keras 3 magnitude pruning, unstructured or m:n), ``qat``
 (native quantization-aware training), ``distill`` (keras.distillation), and the
-``tfmot`` engine for tf_keras models (``prune`` with ``engine = "tfmot"``, ``cluster``). Importing this package
+``tfmot`` engine for tf_keras models (``prune`` and ``qat`` with ``engine = "tfmot"``, ``cluster``). The
+default ``engine = "auto"`` means tfmot when the pipeline's input is a tf_keras model and native
+otherwise. Importing this package
 stays light; each pass imports Keras when it runs.
 """
 
@@ -34,7 +36,7 @@ class PruneOptions:
     epochs: int = 10
     learning_rate: float = 1e-3
     batch_size: int = 32
-    engine: str = "native"
+    engine: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,17 @@ class DistillOptions:
 
 @dataclass(frozen=True)
 class QATOptions:
-    """``[[passes]] type = "qat"``: fake-quantize, then fine-tune."""
+    """``[[passes]] type = "qat"``: fake-quantize, then fine-tune.
+
+    ``preserve_sparsity`` keeps the zeros of a pruned model through the fine-tuning
+    (tfmot: collaborative pruning-preserving QAT; native: the zeros are masked).
+    """
 
     epochs: int = 5
     learning_rate: float = 1e-4
     batch_size: int = 32
-    engine: str = "native"
+    preserve_sparsity: bool = False
+    engine: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -77,6 +84,9 @@ class PassConfig:
     type: str
     options: Any = field(default=None)
     max_degradation: float | None = None
+
+
+ENGINES = ("auto", "native", "tfmot")
 
 
 def _read_prune(t: TableReader) -> PruneOptions:
@@ -100,7 +110,10 @@ def _read_prune(t: TableReader) -> PruneOptions:
         epochs=t.integer("epochs", d.epochs), learning_rate=t.number("learning_rate", d.learning_rate,
                                                                        low=0.0, low_open=True),
         batch_size=t.integer("batch_size", d.batch_size),
-        engine=t.choice("engine", ("native", "tfmot"), "native"))
+        engine=t.choice("engine", ENGINES, d.engine))
+    if opts.engine == "tfmot" and (opts.structure or opts.scope != "layer"):
+        field_name, value = ("structure", opts.structure) if opts.structure else ("scope", opts.scope)
+        t.fail(field_name, value, 'unset with engine = "tfmot" (tfmot prunes unstructured, per layer here)')
     for key in ("layers", "types"):
         value = getattr(opts, key)
         if not all(isinstance(v, str) for v in value):
@@ -126,7 +139,8 @@ def _read_qat(t: TableReader) -> QATOptions:
     return QATOptions(epochs=t.integer("epochs", d.epochs),
                       learning_rate=t.number("learning_rate", d.learning_rate, low=0.0, low_open=True),
                       batch_size=t.integer("batch_size", d.batch_size),
-                      engine=t.choice("engine", ("native",), "native"))
+                      preserve_sparsity=t.boolean("preserve_sparsity", d.preserve_sparsity),
+                      engine=t.choice("engine", ENGINES, d.engine))
 
 
 def _read_cluster(t: TableReader) -> ClusterOptions:
@@ -158,6 +172,19 @@ class PassResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+def resolve_engine(config: PassConfig, tf_keras_input: bool) -> PassConfig:
+    """``engine = "auto"`` made concrete: tfmot for a tf_keras input where tfmot has the
+    options asked for (it has no m:n or global pruning here), native otherwise."""
+    from dataclasses import replace
+
+    if getattr(config.options, "engine", None) != "auto":
+        return config
+    engine = "tfmot" if tf_keras_input else "native"
+    if config.type == "prune" and (config.options.structure or config.options.scope != "layer"):
+        engine = "native"
+    return replace(config, options=replace(config.options, engine=engine))
+
+
 def run_pass(model: Any, config: PassConfig, ctx: Any) -> PassResult:
     """Run one pass on a Keras model.
 
@@ -174,6 +201,10 @@ def run_pass(model: Any, config: PassConfig, ctx: Any) -> PassResult:
 
         return run_prune(model, config.options, ctx)
     if config.type == "qat":
+        if config.options.engine == "tfmot":
+            from dnnkit.compress.tfmot_engine import quantize_with_tfmot
+
+            return quantize_with_tfmot(model, config.options, ctx)
         from dnnkit.compress.qat_pass import run_qat
 
         return run_qat(model, config.options, ctx)

@@ -79,7 +79,7 @@ class Target:
     input_axis: int
 
 
-class _MaskConstraint:
+class MaskConstraint:
     """Variable constraint ``w -> w * mask`` (applied by the optimizer after each update)."""
 
     def __init__(self, mask: Any) -> None:
@@ -240,7 +240,7 @@ def prune_low_magnitude(model: Any, config: PruneConfig) -> PruningState:
                     continue
             mask = keras.Variable(np.ones(var.shape, np.float32), trainable=False,
                                   name=f"{layer.name}_{path.replace('.', '_')}_mask")
-            var.constraint = _MaskConstraint(mask)
+            var.constraint = MaskConstraint(mask)
             targets.append(Target(layer=layer.name, weight=path, variable=var, mask=mask, input_axis=axis))
     if not targets:
         raise ValueError("prune: no prunable weights matched (layers "

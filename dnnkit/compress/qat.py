@@ -40,9 +40,10 @@ class _RangeTracker:
     bias, so saving falls back to Keras's generic per-variable store.
     """
 
-    def __init__(self, *args: Any, quantize_input: bool = False, decay: float = 0.99, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, quantize_input: bool = False, quantize_output: bool = True,
+                 decay: float = 0.99, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.quantize_input, self.decay = quantize_input, decay
+        self.quantize_input, self.quantize_output, self.decay = quantize_input, quantize_output, decay
 
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)
@@ -51,7 +52,8 @@ class _RangeTracker:
             self._add_range(self, "in")
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "quantize_input": self.quantize_input, "decay": self.decay}
+        return {**super().get_config(), "quantize_input": self.quantize_input,
+                "quantize_output": self.quantize_output, "decay": self.decay}
 
     def save_own_variables(self, store: Any) -> None:
         keras.layers.Layer.save_own_variables(self, store)
@@ -66,6 +68,9 @@ class _RangeTracker:
                                                         trainable=False))
         setattr(layer, f"{prefix}_seen", layer.add_weight(name=f"{prefix}_seen", shape=(), initializer="zeros",
                                                          trainable=False))
+
+    def _fq_output(self, y: Any, training: Any) -> Any:
+        return self._fq_activation(self, y, "out", training, self.decay) if self.quantize_output else y
 
     @staticmethod
     def _fq_activation(layer: Any, x: Any, prefix: str, training: Any, decay: float) -> Any:
@@ -99,7 +104,7 @@ class QuantDense(_RangeTracker, keras.layers.Dense):
             y = ops.add(y, self.bias)
         if self.activation is not None:
             y = self.activation(y)
-        return self._fq_activation(self, y, "out", training, self.decay)
+        return self._fq_output(y, training)
 
 
 def _conv_class(base: type) -> type:
@@ -112,7 +117,7 @@ def _conv_class(base: type) -> type:
         def call(self, inputs: Any, training: Any = None) -> Any:
             if self.quantize_input:
                 inputs = self._fq_activation(self, inputs, "in", training, self.decay)
-            return self._fq_activation(self, super().call(inputs), "out", training, self.decay)
+            return self._fq_output(super().call(inputs), training)
 
     QuantConv.__name__ = QuantConv.__qualname__ = f"Quant{base.__name__}"
     return keras.saving.register_keras_serializable(package="dnnkit")(QuantConv)
@@ -127,7 +132,7 @@ class QuantActivation(_RangeTracker, keras.layers.Activation):
     """Activation whose output is fake-quantized with a moving-average range."""
 
     def call(self, inputs: Any, training: Any = None) -> Any:
-        return self._fq_activation(self, super().call(inputs), "out", training, self.decay)
+        return self._fq_output(super().call(inputs), training)
 
 
 @keras.saving.register_keras_serializable(package="dnnkit")
@@ -191,8 +196,27 @@ def fold_batch_norm(model: keras.Model) -> tuple[keras.Model, list[str]]:
     return new, folded_bn
 
 
+def _relu_follows(layer: Any) -> bool:
+    """Whether the only consumer of ``layer`` (through folded BNs) is a ReLU activation."""
+    while True:
+        nodes = layer._outbound_nodes
+        if len(nodes) != 1:
+            return False
+        layer = nodes[0].operation
+        if type(layer).__name__ != "FoldedBatchNorm":
+            break
+    return type(layer).__name__ == "Activation" and layer.get_config().get("activation") in _RELU
+
+
+_RELU = ("relu", "relu6")
+
+
 def quantize_model(model: keras.Model) -> tuple[keras.Model, dict[str, Any]]:
     """A QAT copy of ``model``: BN folded, Dense/Conv/Activation layers fake-quantized.
+
+    A Dense/Conv whose output goes straight into a ReLU gets no output quantizer of its own:
+    the integer model fuses the ReLU into it and quantizes only after the ReLU (tfmot's
+    Default8Bit scheme does the same).
 
     Returns:
         The QAT model (same weights) and a report: quantized, folded and float-left layers.
@@ -200,6 +224,8 @@ def quantize_model(model: keras.Model) -> tuple[keras.Model, dict[str, Any]]:
     folded, folded_bn = fold_batch_norm(model)
     first = {layer.name for layer in folded.layers
              if type(layer).__name__ in QUANTIZABLE and type(_parent(layer)).__name__ == "InputLayer"}
+    before_relu = {layer.name for layer in folded.layers
+                   if type(layer).__name__ in QUANTIZABLE and _relu_follows(layer)}
     quantized: list[str] = []
 
     def clone(layer: Any) -> Any:
@@ -207,7 +233,8 @@ def quantize_model(model: keras.Model) -> tuple[keras.Model, dict[str, Any]]:
         cfg = layer.get_config()
         if kind in _QUANT:
             quantized.append(layer.name)
-            return _QUANT[kind].from_config({**cfg, "quantize_input": layer.name in first})
+            return _QUANT[kind].from_config({**cfg, "quantize_input": layer.name in first,
+                                             "quantize_output": layer.name not in before_relu})
         if kind == "Activation" and cfg.get("activation") != "linear":
             quantized.append(layer.name)
             return QuantActivation.from_config(cfg)
@@ -222,4 +249,5 @@ def quantize_model(model: keras.Model) -> tuple[keras.Model, dict[str, Any]]:
     others = [layer.name for layer in qat.layers if layer.name not in quantized and layer.weights
               and type(layer).__name__ not in ("InputLayer",)]
     return qat, {"quantized_layers": quantized, "folded_batch_norm": folded_bn,
+                 "output_quantized_after_relu": sorted(before_relu),
                  "calibrated_at_conversion": others}

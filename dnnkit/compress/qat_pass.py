@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numpy as np
+
 from dnnkit.compress import PassResult, QATOptions
 from dnnkit.compress.context import PassContext
 
@@ -13,13 +15,33 @@ from dnnkit.compress.context import PassContext
 def run_qat(model: Any, opts: QATOptions, ctx: PassContext) -> PassResult:
     """Quantization-aware fine-tuning.
 
+    With ``preserve_sparsity``, the zeros each kernel has when QAT starts (from a pruning
+    pass) are held by a mask constraint through the fine-tuning, as in pruning.
+
     Returns:
         The QAT Keras model (fake-quant layers in place) and a report.
     """
-    from dnnkit.compress.qat import quantize_model
+    from dnnkit.compress.pruning import MaskConstraint
+    from dnnkit.compress.qat import QUANTIZABLE, quantize_model
 
     qat, report = quantize_model(model)
+    masked = []
+    if opts.preserve_sparsity:
+        for layer in qat.layers:
+            if type(layer).__name__.removeprefix("Quant") in QUANTIZABLE:
+                mask = (np.asarray(layer.kernel.numpy()) != 0).astype(np.float32)
+                if not mask.all():
+                    layer.kernel.constraint = MaskConstraint(mask)
+                    masked.append((layer, mask))
     start = time.perf_counter()
     ctx.fine_tune(qat, epochs=opts.epochs, learning_rate=opts.learning_rate, batch_size=opts.batch_size)
-    report.update(engine="native", fine_tune_seconds=round(time.perf_counter() - start, 3))
+    seconds = time.perf_counter() - start
+    for layer, mask in masked:
+        layer.kernel.constraint = None
+        layer.kernel.assign(np.asarray(layer.kernel.numpy()) * mask)  # JAX: the jitted step may not re-mask
+    report.update(engine="native", fine_tune_seconds=round(seconds, 3))
+    if opts.preserve_sparsity:
+        report["layers"] = [{"layer": layer.name, "weight": "kernel", "shape": list(layer.kernel.shape),
+                             "sparsity": float(np.mean(np.asarray(layer.kernel.numpy()) == 0))}
+                            for layer in qat.layers if type(layer).__name__.removeprefix("Quant") in QUANTIZABLE]
     return PassResult(model=qat, report=report)

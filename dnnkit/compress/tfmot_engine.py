@@ -18,6 +18,7 @@ import numpy as np
 
 from dnnkit.compress import PassResult, PruneOptions
 from dnnkit.compress.context import PassContext
+from dnnkit.errors import CompressionError
 
 # Layers whose configs mean the same in Keras 3 and tf_keras.
 PORTABLE = ("InputLayer", "Dense", "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D",
@@ -49,44 +50,65 @@ def _portable_config(layer: Any, target: type) -> dict[str, Any]:
     cfg.pop("quantization_config", None)
     cfg["dtype"] = "float32"
     act = cfg.get("activation")
+    if isinstance(act, dict) and act.get("class_name") == "QuantizeAwareActivation":
+        act = cfg["activation"] = act["config"]["activation"]  # inside a tfmot QAT wrapper
     if act is not None and not isinstance(act, str):
-        raise ValueError(f"layer {layer.name}: activation {act} is not a built-in name; "
-                         "tfmot engine supports built-in activations only")
+        raise CompressionError(f"model: layer {layer.name}: activation {act} is not a built-in name; expected "
+                               "built-in activations for the tfmot engine")
     allowed = set(inspect.signature(target.__init__).parameters) | {"name", "dtype", "trainable"}
     return {k: v for k, v in cfg.items() if k in allowed}
 
 
-def _rebuild(model: Any, layers_module: Any, input_fn: Any, model_cls: Any) -> Any:
-    kinds = [type(layer).__name__ for layer in model.layers]
+def _fusable(layer: Any, nxt: Any) -> bool:
+    """A linear Dense/Conv directly followed by ``Activation("relu")`` (fused for tfmot QAT)."""
+    return (type(layer).__name__ in ("Dense", "Conv1D", "Conv2D") and layer.get_config().get("activation") == "linear"
+            and nxt is not None and type(nxt).__name__ == "Activation"
+            and nxt.get_config().get("activation") == "relu")
+
+
+def _rebuild(model: Any, layers_module: Any, input_fn: Any, model_cls: Any, *, fuse_relu: bool = False) -> Any:
+    layers = [layer for layer in model.layers if type(layer).__name__ not in ("InputLayer", "FoldedBatchNorm")]
+    kinds = [type(layer).__name__ for layer in layers]
     unsupported = sorted({k for k in kinds if k not in PORTABLE})
     if unsupported:
-        raise ValueError(f"tfmot engine: layers {unsupported} cannot be moved between Keras 3 and "
-                         f"tf_keras; supported: {', '.join(PORTABLE)}")
+        raise CompressionError(f"model: layers {unsupported} cannot be moved between Keras 3 and tf_keras for the "
+                               f"tfmot engine; expected only {', '.join(PORTABLE)}")
     shape = tuple(model.inputs[0].shape[1:])
     inp = input_fn(shape=shape, name=model.inputs[0].name if hasattr(model.inputs[0], "name") else "inputs")
     x = inp
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if kind == "InputLayer":
+    skip = set()
+    for i, layer in enumerate(layers):
+        if layer.name in skip:
             continue
+        kind = type(layer).__name__
         target = getattr(layers_module, kind)
-        new = target(**_portable_config(layer, target))
+        cfg = _portable_config(layer, target)
+        if fuse_relu and _fusable(layer, layers[i + 1] if i + 1 < len(layers) else None):
+            cfg["activation"] = "relu"
+            skip.add(layers[i + 1].name)
+        new = target(**cfg)
         x = new(x)
         new.set_weights(layer.get_weights())
     rebuilt = model_cls(inp, x, name=model.name)
     probe = np.random.default_rng(0).random((4, *shape)).astype(np.float32)
     if not np.allclose(np.asarray(rebuilt(probe, training=False)), np.asarray(model(probe, training=False)),
                        atol=1e-4):
-        raise ValueError("tfmot engine: the model is not a single chain of layers; it cannot be rebuilt "
-                         "in tf_keras faithfully")
+        raise CompressionError("model: not a single chain of layers; expected a sequential chain for the tfmot "
+                               "engine (it could not be rebuilt in tf_keras faithfully)")
     return rebuilt
 
 
-def to_tf_keras(model: Any) -> Any:
-    """The same chain of layers, with the same weights, as a tf_keras model."""
+def to_tf_keras(model: Any, *, fuse_relu: bool = False) -> Any:
+    """The same chain of layers, with the same weights, as a tf_keras model.
+
+    Args:
+        model: a Keras 3 chain model.
+        fuse_relu: merge each linear Dense/Conv and the ``Activation("relu")`` after it
+            into one layer (tfmot's QAT leaves such a layer's weights unquantized otherwise).
+    """
     import tf_keras
 
-    return _rebuild(model, tf_keras.layers, tf_keras.Input, tf_keras.Model)
+    return _rebuild(model, tf_keras.layers, tf_keras.Input, tf_keras.Model, fuse_relu=fuse_relu)
 
 
 def to_keras3(model: Any) -> Any:
@@ -135,8 +157,8 @@ def prune_with_tfmot(model: Any, opts: PruneOptions, ctx: PassContext) -> PassRe
     from dnnkit.compress.prune_pass import schedule_for
 
     if opts.structure or opts.scope != "layer":
-        raise ValueError("tfmot engine: prune supports unstructured, per-layer sparsity here "
-                         f"(got structure={opts.structure!r}, scope={opts.scope!r})")
+        raise CompressionError("passes: prune with the tfmot engine: expected unstructured, per-layer sparsity, "
+                               f"got structure={opts.structure!r}, scope={opts.scope!r}")
     tfmot = import_tfmot()
     base = model if is_tf_keras_model(model) else to_tf_keras(model)
     ours = schedule_for(opts, ctx.steps_per_epoch(opts.batch_size) * opts.epochs)
@@ -196,3 +218,161 @@ def cluster_with_tfmot(model: Any, opts: Any, ctx: PassContext) -> PassResult:
     return PassResult(model=to_keras3(stripped), report={"engine": "tfmot", "fine_tune_seconds": round(seconds, 3),
                                                          "layers": layers,
                                                          "number_of_clusters": opts.number_of_clusters})
+
+
+# Layers a QAT range may pass through unchanged on its way to the first Dense/Conv.
+_SHAPE_ONLY = ("Flatten", "Reshape", "Dropout", "MaxPooling1D", "MaxPooling2D")
+
+
+def _wrapper_vars(layer: Any) -> dict[str, Any]:
+    """A tfmot wrapper's variables by short name (``post_activation_min``, ``kernel_min``...)."""
+    return {v.name.split("/")[-1].split(":")[0]: v.numpy() for v in layer.weights}
+
+
+def native_from_tfmot(qat: Any) -> tuple[Any, list[str]]:
+    """The tfmot QAT model as dnnkit's native Keras 3 QAT model: same float weights, the
+    activation ranges tfmot learned, weights fake-quantized the same way (symmetric 8-bit,
+    per-channel for convolutions, per-tensor for Dense).
+
+    Native QAT layers are what dnnkit's export and verification handle, so a tfmot QAT model
+    takes the same path to full-integer TFLite and ONNX as a native one.
+
+    Args:
+        qat: a tf_keras chain model from ``quantize_model`` / ``quantize_apply`` (Default8Bit schemes).
+
+    Returns:
+        The Keras 3 model and the names of its quantized layers.
+
+    Raises:
+        CompressionError: for a tfmot layout with no native counterpart.
+    """
+    import keras
+
+    from dnnkit.compress import qat as native
+
+    inp = keras.Input(shape=tuple(qat.inputs[0].shape[1:]), name="inputs")
+    x, pending_input, quantized, fills = inp, None, [], []
+    for layer in qat.layers:
+        kind = type(layer).__name__
+        if kind == "InputLayer":
+            continue
+        if kind == "QuantizeLayer":
+            v = _wrapper_vars(layer)  # named after the layer: quantize_layer_min, quantize_layer_1_min...
+            pending_input = tuple(next(val for key, val in v.items() if key.endswith(end))
+                                  for end in ("_min", "_max"))
+            continue
+        if kind != "QuantizeWrapperV2":
+            raise CompressionError(f"model: tfmot layer {layer.name} ({kind}) has no native QAT counterpart")
+        inner, v = layer.layer, _wrapper_vars(layer)
+        inner_kind = type(inner).__name__
+        cfg = _portable_config(inner, getattr(keras.layers, inner_kind))
+        if inner_kind in native.QUANTIZABLE:
+            if "kernel_min" not in v or "post_activation_min" not in v:
+                raise CompressionError(f"model: tfmot left layer {inner.name} without weight or output "
+                                       "quantization; expected Dense/Conv quantized by the Default8Bit scheme")
+            new = native._QUANT[inner_kind].from_config({**cfg, "quantize_input": pending_input is not None})
+            x = new(x)
+            kernel = v["kernel"]  # the wrapper's own variable; inner.kernel is the quantized tensor
+            if "sparsity_mask" in v:
+                kernel = kernel * v["sparsity_mask"]
+            ranges = {"out": (v["post_activation_min"], v["post_activation_max"])}
+            if pending_input is not None:
+                ranges["in"] = pending_input
+                pending_input = None
+            fills.append((new, [kernel] + ([v["bias"]] if inner.use_bias else []), ranges))
+            quantized.append(inner.name)
+            continue
+        if pending_input is not None and inner_kind not in _SHAPE_ONLY:
+            raise CompressionError(f"model: the input quantization range of the tfmot model reaches {inner.name} "
+                                   f"({inner_kind}) before any Dense/Conv; expected a Dense/Conv first")
+        if inner_kind == "Activation" and "output_min" in v:
+            new = native.QuantActivation.from_config(cfg)
+            x = new(x)
+            fills.append((new, [], {"out": (v["output_min"], v["output_max"])}))
+            quantized.append(inner.name)
+            continue
+        if "output_min" in v or "post_activation_min" in v:
+            raise CompressionError(f"model: tfmot quantized the output of {inner.name} ({inner_kind}); "
+                                   "expected output ranges only on Dense/Conv/Activation layers")
+        new = getattr(keras.layers, inner_kind)(**cfg)
+        x = new(x)
+        fills.append((new, inner.get_weights(), {}))
+    model = keras.Model(inp, x, name=qat.name)
+    for new, weights, ranges in fills:
+        if weights:
+            new.set_weights(weights + new.get_weights()[len(weights):])
+        for prefix, (lo, hi) in ranges.items():
+            getattr(new, f"{prefix}_min").assign(float(lo))
+            getattr(new, f"{prefix}_max").assign(float(hi))
+            getattr(new, f"{prefix}_seen").assign(1.0)
+    return model, quantized
+
+
+def _sync_weight_ranges(qat: Any) -> None:
+    """Set tfmot's stored weight ranges to those of the final weights.
+
+    tfmot's weight quantizers store the range of the weights *before* the last optimizer
+    step and use it at inference; the integer model is made from the final weights, so
+    the QAT model should quantize those (native QAT computes them from the weights).
+    """
+    for layer in qat.layers:
+        v = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+        if "kernel_min" not in v:
+            continue
+        kernel = v["kernel"].numpy() * (v["sparsity_mask"].numpy() if "sparsity_mask" in v else 1.0)
+        axes = tuple(range(kernel.ndim - 1)) if len(v["kernel_min"].shape) else None
+        bound = np.abs(kernel).max(axis=axes)
+        v["kernel_min"].assign(-bound)
+        v["kernel_max"].assign(bound)
+
+
+def quantize_with_tfmot(model: Any, opts: Any, ctx: PassContext) -> PassResult:
+    """Quantization-aware training by tfmot (``quantize_model``; with ``preserve_sparsity``, the
+    collaborative pruning-preserving QAT scheme), handed on as a native Keras 3 QAT model.
+
+    Batch norm is folded into the layer before it first, and each linear Dense/Conv followed
+    by a ReLU becomes one layer, so tfmot quantizes every kernel and the converted integer
+    model computes what the QAT model computed.
+
+    Returns:
+        The Keras 3 QAT model and a report (engine, scheme, how closely the Keras 3 model
+        reproduces tfmot's on the validation split).
+    """
+    from dnnkit.compress.qat import fold_batch_norm
+
+    tfmot = import_tfmot()
+    k3 = to_keras3(model) if is_tf_keras_model(model) else model
+    folded, folded_bn = fold_batch_norm(k3)
+    base = to_tf_keras(folded, fuse_relu=True)
+    fused = [la.name for la in base.layers if la.get_config().get("activation") == "relu"
+             and type(la).__name__ in ("Dense", "Conv1D", "Conv2D")]
+    qk = tfmot.quantization.keras
+    if opts.preserve_sparsity:
+        scheme = "default_8bit_prune_preserve"
+        with qk.quantize_scope():
+            qat = qk.quantize_apply(qk.quantize_annotate_model(base),
+                                    tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme())
+    else:
+        scheme = "default_8bit"
+        qat = qk.quantize_model(base)
+    start = time.perf_counter()
+    _fit(qat, ctx, epochs=opts.epochs, learning_rate=opts.learning_rate, batch_size=opts.batch_size, callbacks=[])
+    seconds = time.perf_counter() - start
+    _sync_weight_ranges(qat)
+    native, quantized = native_from_tfmot(qat)
+    x_val = ctx.dataset.x_val
+    ours, theirs = np.asarray(native.predict(x_val, verbose=0)), np.asarray(qat.predict(x_val, verbose=0))
+    agreement = float(np.mean(ours.argmax(-1) == theirs.argmax(-1))) if ours.shape[-1] > 1 else None
+    diff = float(np.max(np.abs(ours - theirs)))
+    if not diff <= 1e-4:
+        raise CompressionError(f"model: the Keras 3 copy of the tfmot QAT model differs from it by {diff:.3g} on "
+                               "the validation split; expected <= 1e-4")
+    report = {"engine": "tfmot", "scheme": scheme, "fine_tune_seconds": round(seconds, 3),
+              "quantized_layers": quantized, "fused_relu": fused, "folded_batch_norm": folded_bn,
+              "input_was_tf_keras": is_tf_keras_model(model),
+              "keras3_copy": {"top1_agreement": agreement, "max_abs_diff": diff}}
+    if opts.preserve_sparsity:
+        report["layers"] = [{"layer": la.name, "weight": "kernel", "shape": list(la.kernel.shape),
+                             "sparsity": float(np.mean(la.kernel.numpy() == 0))}
+                            for la in native.layers if la.name in quantized]
+    return PassResult(model=native, report=report)
