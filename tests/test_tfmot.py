@@ -155,7 +155,7 @@ def test_tf_keras_model_pruned_and_quantized_by_tfmot_exports_and_verifies(tmp_p
     assert k3(x).shape == (8, 4)  # Keras 3 keeps working beside tf_keras and tfmot
 
 
-def test_tfmot_qat_folds_batch_norm_and_fuses_relu(tmp_path):
+def test_tfmot_qat_folds_batch_norm_fuses_relu_and_keeps_pooling_ranges(tmp_path):
     import dnnkit
     from dnnkit.compress import QATOptions
     from dnnkit.compress.context import PassContext
@@ -164,13 +164,17 @@ def test_tfmot_qat_folds_batch_norm_and_fuses_relu(tmp_path):
     from dnnkit.data import load_data
 
     spec = spec_from_dict({"name": "bn", "model": {"family": "cnn", "input_shape": [8, 8, 1], "filters": [8, 16],
-                                                   "batch_norm": True, "dense_units": [16]}})
+                                                   "batch_norm": True, "pool": "avg", "global_pool": True,
+                                                   "dense_units": [16]}})
     model = dnnkit.build(spec)
     ctx = PassContext(spec=spec, dataset=load_data(spec), base_dir=tmp_path)
     result = quantize_with_tfmot(model, QATOptions(epochs=1, learning_rate=1e-3, engine="tfmot"), ctx)
     assert result.report["folded_batch_norm"] == ["conv_0_bn", "conv_1_bn"]
     assert result.report["fused_relu"] == ["conv_0", "conv_1", "dense_0"]
     assert result.report["scheme"] == "default_8bit" and result.report["keras3_copy"]["max_abs_diff"] <= 1e-4
+    # tfmot quantizes pooling outputs; an identity with tfmot's range carries each into Keras 3
+    assert "global_pool_quant" in result.report["quantized_layers"]
+    assert "conv_0_pool_quant" in result.report["quantized_layers"]
     kinds = {type(layer).__name__ for layer in result.model.layers}
     assert {"QuantConv2D", "QuantDense"} <= kinds and "BatchNormalization" not in kinds, kinds
     assert float(result.model.get_layer("conv_0").in_max.numpy()) > 0.5  # input range learned by tfmot

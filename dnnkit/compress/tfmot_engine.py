@@ -291,12 +291,17 @@ def native_from_tfmot(qat: Any) -> tuple[Any, list[str]]:
             fills.append((new, [], {"out": (v["output_min"], v["output_max"])}))
             quantized.append(inner.name)
             continue
-        if "output_min" in v or "post_activation_min" in v:
-            raise CompressionError(f"model: tfmot quantized the output of {inner.name} ({inner_kind}); "
-                                   "expected output ranges only on Dense/Conv/Activation layers")
+        if "post_activation_min" in v:
+            raise CompressionError(f"model: tfmot quantized the activation of {inner.name} ({inner_kind}); "
+                                   "expected activation ranges only on Dense/Conv layers")
         new = getattr(keras.layers, inner_kind)(**cfg)
         x = new(x)
         fills.append((new, inner.get_weights(), {}))
+        if "output_min" in v:  # e.g. pooling or batch norm: an identity carries tfmot's output range
+            out_q = native.QuantActivation(activation="linear", name=f"{inner.name}_quant")
+            x = out_q(x)
+            fills.append((out_q, [], {"out": (v["output_min"], v["output_max"])}))
+            quantized.append(out_q.name)
     model = keras.Model(inp, x, name=qat.name)
     for new, weights, ranges in fills:
         if weights:
