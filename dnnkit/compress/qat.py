@@ -196,6 +196,9 @@ def fold_batch_norm(model: keras.Model) -> tuple[keras.Model, list[str]]:
     return new, folded_bn
 
 
+_RELU = ("relu", "relu6")
+
+
 def _relu_follows(layer: Any) -> bool:
     """Whether the only consumer of ``layer`` (through folded BNs) is a ReLU activation."""
     while True:
@@ -206,9 +209,6 @@ def _relu_follows(layer: Any) -> bool:
         if type(layer).__name__ != "FoldedBatchNorm":
             break
     return type(layer).__name__ == "Activation" and layer.get_config().get("activation") in _RELU
-
-
-_RELU = ("relu", "relu6")
 
 
 def quantize_model(model: keras.Model) -> tuple[keras.Model, dict[str, Any]]:

@@ -22,17 +22,17 @@ def run_qat(model: Any, opts: QATOptions, ctx: PassContext) -> PassResult:
         The QAT Keras model (fake-quant layers in place) and a report.
     """
     from dnnkit.compress.pruning import MaskConstraint
-    from dnnkit.compress.qat import QUANTIZABLE, quantize_model
+    from dnnkit.compress.qat import quantize_model
 
     qat, report = quantize_model(model)
+    kernels = [layer for layer in qat.layers if layer.name in report["quantized_layers"] and hasattr(layer, "kernel")]
     masked = []
     if opts.preserve_sparsity:
-        for layer in qat.layers:
-            if type(layer).__name__.removeprefix("Quant") in QUANTIZABLE:
-                mask = (np.asarray(layer.kernel.numpy()) != 0).astype(np.float32)
-                if not mask.all():
-                    layer.kernel.constraint = MaskConstraint(mask)
-                    masked.append((layer, mask))
+        for layer in kernels:
+            mask = (np.asarray(layer.kernel.numpy()) != 0).astype(np.float32)
+            if not mask.all():
+                layer.kernel.constraint = MaskConstraint(mask)
+                masked.append((layer, mask))
     start = time.perf_counter()
     ctx.fine_tune(qat, epochs=opts.epochs, learning_rate=opts.learning_rate, batch_size=opts.batch_size)
     seconds = time.perf_counter() - start
@@ -43,5 +43,5 @@ def run_qat(model: Any, opts: QATOptions, ctx: PassContext) -> PassResult:
     if opts.preserve_sparsity:
         report["layers"] = [{"layer": layer.name, "weight": "kernel", "shape": list(layer.kernel.shape),
                              "sparsity": float(np.mean(np.asarray(layer.kernel.numpy()) == 0))}
-                            for layer in qat.layers if type(layer).__name__.removeprefix("Quant") in QUANTIZABLE]
+                            for layer in kernels]
     return PassResult(model=qat, report=report)
