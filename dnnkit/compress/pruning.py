@@ -147,8 +147,13 @@ class PruningState:
 
     def report(self) -> list[dict[str, Any]]:
         """Per-weight sparsity (fraction of exact zeros) now."""
-        return [{"layer": t.layer, "weight": t.weight, "shape": list(t.variable.shape),
-                 "sparsity": float(np.mean(np.asarray(t.variable.numpy()) == 0))} for t in self.targets]
+        return [sparsity_row(t.layer, t.weight, t.variable.numpy()) for t in self.targets]
+
+
+def sparsity_row(layer: str, weight: str, value: Any) -> dict[str, Any]:
+    """One row of a per-weight sparsity report: layer, weight, shape, fraction of exact zeros."""
+    w = np.asarray(value)
+    return {"layer": layer, "weight": weight, "shape": list(w.shape), "sparsity": float(np.mean(w == 0))}
 
 
 def magnitude_mask(w: np.ndarray, sparsity: float) -> np.ndarray:

@@ -21,7 +21,7 @@ def run_qat(model: Any, opts: QATOptions, ctx: PassContext) -> PassResult:
     Returns:
         The QAT Keras model (fake-quant layers in place) and a report.
     """
-    from dnnkit.compress.pruning import MaskConstraint
+    from dnnkit.compress.pruning import MaskConstraint, sparsity_row
     from dnnkit.compress.qat import quantize_model
 
     qat, report = quantize_model(model)
@@ -41,7 +41,5 @@ def run_qat(model: Any, opts: QATOptions, ctx: PassContext) -> PassResult:
         layer.kernel.assign(np.asarray(layer.kernel.numpy()) * mask)  # JAX: the jitted step may not re-mask
     report.update(engine="native", fine_tune_seconds=round(seconds, 3))
     if opts.preserve_sparsity:
-        report["layers"] = [{"layer": layer.name, "weight": "kernel", "shape": list(layer.kernel.shape),
-                             "sparsity": float(np.mean(np.asarray(layer.kernel.numpy()) == 0))}
-                            for layer in kernels]
+        report["layers"] = [sparsity_row(layer.name, "kernel", layer.kernel.numpy()) for layer in kernels]
     return PassResult(model=qat, report=report)

@@ -18,6 +18,7 @@ import numpy as np
 
 from dnnkit.compress import PassResult, PruneOptions
 from dnnkit.compress.context import PassContext
+from dnnkit.compress.pruning import sparsity_row
 from dnnkit.errors import CompressionError
 
 # Layers whose configs mean the same in Keras 3 and tf_keras.
@@ -180,8 +181,7 @@ def prune_with_tfmot(model: Any, opts: PruneOptions, ctx: PassContext) -> PassRe
          callbacks=[sk.UpdatePruningStep()])
     seconds = time.perf_counter() - start
     stripped = sk.strip_pruning(wrapped)
-    layers = [{"layer": la.name, "weight": "kernel", "shape": list(la.kernel.shape),
-               "sparsity": float(np.mean(la.kernel.numpy() == 0))} for la in stripped.layers if la.name in chosen]
+    layers = [sparsity_row(la.name, "kernel", la.kernel.numpy()) for la in stripped.layers if la.name in chosen]
     result = to_keras3(stripped)
     return PassResult(model=result, report={"engine": "tfmot", "fine_tune_seconds": round(seconds, 3),
                                             "layers": layers, "input_was_tf_keras": is_tf_keras_model(model)})
@@ -224,9 +224,9 @@ def cluster_with_tfmot(model: Any, opts: Any, ctx: PassContext) -> PassResult:
 _SHAPE_ONLY = ("Flatten", "Reshape", "Dropout", "MaxPooling1D", "MaxPooling2D")
 
 
-def _wrapper_vars(layer: Any) -> dict[str, Any]:
-    """A tfmot wrapper's variables by short name (``post_activation_min``, ``kernel_min``...)."""
-    return {v.name.split("/")[-1].split(":")[0]: v.numpy() for v in layer.weights}
+def _wrapper_vars(layer: Any, *, as_numpy: bool = True) -> dict[str, Any]:
+    """A tfmot wrapper's variables (or their values) by short name (``post_activation_min``, ``kernel_min``...)."""
+    return {v.name.split("/")[-1].split(":")[0]: v.numpy() if as_numpy else v for v in layer.weights}
 
 
 def native_from_tfmot(qat: Any) -> tuple[Any, list[str]]:
@@ -321,7 +321,7 @@ def _sync_weight_ranges(qat: Any) -> None:
     the QAT model should quantize those (native QAT computes them from the weights).
     """
     for layer in qat.layers:
-        v = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+        v = _wrapper_vars(layer, as_numpy=False)
         if "kernel_min" not in v:
             continue
         kernel = v["kernel"].numpy() * (v["sparsity_mask"].numpy() if "sparsity_mask" in v else 1.0)
@@ -377,7 +377,6 @@ def quantize_with_tfmot(model: Any, opts: Any, ctx: PassContext) -> PassResult:
               "input_was_tf_keras": is_tf_keras_model(model),
               "keras3_copy": {"top1_agreement": agreement, "max_abs_diff": diff}}
     if opts.preserve_sparsity:
-        report["layers"] = [{"layer": la.name, "weight": "kernel", "shape": list(la.kernel.shape),
-                             "sparsity": float(np.mean(la.kernel.numpy() == 0))}
-                            for la in native.layers if la.name in quantized]
+        report["layers"] = [sparsity_row(la.name, "kernel", la.kernel.numpy()) for la in native.layers
+                            if la.name in quantized and hasattr(la, "kernel")]
     return PassResult(model=native, report=report)
