@@ -76,26 +76,33 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish(manifest: dict, json_out: bool) -> int:
+def _finish(manifest: dict, args: argparse.Namespace, out: Any) -> int:
+    from pathlib import Path
+
     from dnnkit.report import table
 
-    if json_out:
+    if args.json:
         print(json.dumps(manifest, indent=2))
     else:
         print(table(manifest))
+        where = Path(out)
+        print(f"output: {where}  manifest: {where / 'manifest.json'}  logs: {where / 'logs'}")
     return 0 if manifest["status"] == "verified" else 1
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from dnnkit.config import load_spec
     from dnnkit.pipeline import DEFAULT_RECIPE, DEFAULT_SPEC, default_path, run
     from dnnkit.recipe import load_recipe
 
     spec = load_spec(args.spec or default_path(DEFAULT_SPEC))
     recipe = load_recipe(args.recipe or default_path(DEFAULT_RECIPE))
+    args.out_folder = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{recipe.name}"
     _quiet_tensorflow()
-    manifest = run(spec, recipe, args.out, verbose=True, epochs=args.epochs)
-    return _finish(manifest, args.json)
+    manifest = run(spec, recipe, args.out_folder, verbose=True, epochs=args.epochs)
+    return _finish(manifest, args, args.out_folder)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -104,18 +111,20 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dnnkit.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
+    args.out_folder = args.out
     _quiet_tensorflow()
     convert = pipeline.compress if args.command == "compress" else pipeline.export
     manifest = convert(args.model, recipe, args.out, data=args.data, task=args.task,
                        unsafe=args.unsafe, verbose=True)
-    return _finish(manifest, args.json)
+    return _finish(manifest, args, args.out)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from dnnkit.pipeline import verify_dir
 
-    return _finish(verify_dir(args.out_dir, unsafe=args.unsafe), args.json)
+    args.out_folder = args.out_dir
+    return _finish(verify_dir(args.out_dir, unsafe=args.unsafe), args, args.out_dir)
 
 
 def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required: bool = False,
@@ -127,6 +136,14 @@ def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required:
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
     p.add_argument("--json", action="store_true",
                    help="print the manifest instead of the table" if manifest else "print metrics as JSON")
+    if manifest:
+        _verbose_option(p)
+
+
+def _verbose_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--verbose", action="store_true",
+                   help="show third-party log lines (TensorFlow, absl, XNNPACK) on the terminal instead "
+                        "of OUT/logs/dnnkit.log")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -171,6 +188,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="output folder (default: runs/<spec>-<recipe>)")
     r.add_argument("--epochs", type=_positive, help="override train.epochs")
     r.add_argument("--json", action="store_true", help="print the manifest instead of the table")
+    _verbose_option(r)
     r.set_defaults(func=cmd_run)
 
     x = sub.add_parser("export", help="export and verify a .keras model of your own",
@@ -197,29 +215,42 @@ def parser() -> argparse.ArgumentParser:
     v.add_argument("out_dir", help="folder written by dnnkit run/export")
     v.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
     v.add_argument("--json", action="store_true", help="print the manifest instead of the table")
+    _verbose_option(v)
     v.set_defaults(func=cmd_verify)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
+    from dnnkit.quiet import ThirdPartyLog
+
     args = parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
-    try:
-        return func(args)
-    except DnnkitError as exc:
-        print(f"dnnkit: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        print("dnnkit: interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - last line of defence for a one-line report
-        if os.environ.get("DNNKIT_DEBUG"):
-            raise
-        text = " ".join(str(exc).split())[:400]
-        print(f"dnnkit: failed: {type(exc).__name__}: {text} (set DNNKIT_DEBUG=1 for a traceback)",
-              file=sys.stderr)
-        return 1
+    capture = ThirdPartyLog(enabled=hasattr(args, "verbose") and not args.verbose)
+    code, crash = 1, None
+    with capture:
+        try:
+            code = func(args)
+        except DnnkitError as exc:
+            print(f"dnnkit: error: {exc}", file=capture.terminal, flush=True)
+            code = exc.exit_code
+        except KeyboardInterrupt:
+            print("dnnkit: interrupted", file=capture.terminal, flush=True)
+            code = 130
+        except Exception as exc:  # noqa: BLE001 - last line of defence for a one-line report
+            if os.environ.get("DNNKIT_DEBUG"):
+                raise
+            crash = exc
+    out = getattr(args, "out_folder", None)
+    if crash is None:
+        capture.keep_in(out if code != 2 else None)
+        return code
+    log = capture.keep_in(out)
+    text = " ".join(str(crash).split())[:400]
+    where = f"; log: {log}" if log else ""
+    print(f"dnnkit: failed: {type(crash).__name__}: {text} (set DNNKIT_DEBUG=1 for a traceback{where})",
+          file=capture.terminal, flush=True)
+    return 1
 
 
 def entry() -> Any:

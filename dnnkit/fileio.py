@@ -40,6 +40,12 @@ def write_json(path: str | os.PathLike[str], data: Any, *, sort_keys: bool = Tru
         tmp.write_text(json.dumps(data, indent=2, sort_keys=sort_keys) + "\n", encoding="utf-8")
 
 
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write a text file, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
 def save_keras(model: Any, path: str | os.PathLike[str]) -> None:
     """Save a Keras model (``.keras``), atomically."""
     with atomic_path(path) as tmp:

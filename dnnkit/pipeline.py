@@ -26,7 +26,8 @@ import numpy as np
 from dnnkit import __version__
 from dnnkit.config import Spec, as_spec, dump_toml, load_spec, spec_to_dict
 from dnnkit.errors import ModelLoadError
-from dnnkit.fileio import save_keras, write_json
+from dnnkit.criteria import failure
+from dnnkit.fileio import atomic_path, save_keras, write_json, write_text
 from dnnkit.recipe import ArtifactConfig, Recipe, VerifyConfig, load_recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +57,14 @@ def as_recipe(recipe: Recipe | str | os.PathLike[str]) -> Recipe:
     return recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
 
 
-def _reference(model: Any, spec: Spec, data: str | None) -> tuple[Any, Any]:
+def _reference(model: Any, spec: Spec, data: str | None, max_inputs: int = 5000,
+               fp16: bool = False) -> tuple[Any, Any]:
+    """The reference outputs on the test split, then on the train and validation inputs.
+
+    Agreement needs no labels, so artifacts are checked on every input available (up to
+    ``max_inputs``, the labelled test split always first and whole). With ``fp16``, also the
+    output error of the model's weights rounded to fp16 (the fp16 artifacts' calibration).
+    """
     from dnnkit.data import load_data
     from dnnkit.formats.common import io_names
     from dnnkit.metrics import task_metrics
@@ -64,12 +72,22 @@ def _reference(model: Any, spec: Spec, data: str | None) -> tuple[Any, Any]:
     from dnnkit.verify import Reference
 
     dataset = load_data(spec, source=data)
-    outputs = predict(model, dataset.x_test)
+    n_test = len(dataset.x_test)
+    x_all = np.concatenate([dataset.x_test, dataset.x_train, dataset.x_val])[:max(max_inputs, n_test)]
+    outputs = predict(model, x_all)
     in_name, out_name = io_names(model)
-    ref = Reference(x=dataset.x_test, y=dataset.y_test, outputs=outputs, head=spec.model.head,
-                    input_name=in_name, output_name=out_name,
-                    metrics=task_metrics(spec.model.head, dataset.y_test, outputs))
+    ref = Reference(x=x_all, y=dataset.y_test, outputs=outputs, head=spec.model.head,
+                    input_name=in_name, output_name=out_name, n_test=n_test,
+                    metrics=task_metrics(spec.model.head, dataset.y_test, outputs[:n_test]))
+    if fp16:
+        from dnnkit.fp16 import fp16_weight_error
+
+        ref.fp16_weight_error = fp16_weight_error(model, x_all, outputs)
     return ref, dataset
+
+
+def _has_fp16(recipe: Recipe) -> bool:
+    return any(a.precision == "fp16" for a in recipe.artifacts)
 
 
 def _representative(dataset: Any, count: int, seed: int) -> np.ndarray:
@@ -95,11 +113,30 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
         extra: more top-level manifest fields (e.g. the training run).
 
     Returns:
-        The manifest (also written to ``OUT/manifest.json``).
+        The manifest (also written, once and atomically, to ``OUT/manifest.json``).
 
     Raises:
         RecipeError, ModelLoadError, DataError: on bad input, before anything is written.
     """
+    manifest = _export(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe,
+                       verbose=verbose, extra=extra)
+    return _finish(manifest, Path(out_dir))
+
+
+def _finish(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The one verdict (artifacts and goals), then the one atomic write of the manifest."""
+    from dnnkit.verdict import decide
+
+    decide(manifest)
+    write_json(out / MANIFEST, manifest, sort_keys=False)
+    return manifest
+
+
+def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
+            out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
+            data: str | None = None, task: str | None = None, unsafe: bool = False,
+            verbose: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`export` without the verdict and the write (``compress`` adds its passes first)."""
     from dnnkit.evaluation import spec_for_model
     from dnnkit.modelio import load_model
 
@@ -115,21 +152,21 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
     if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
         raise ModelLoadError(f"model: expected one input and one output, got {len(keras_model.inputs)} "
                              f"and {len(keras_model.outputs)}")
-    ref, dataset = _reference(keras_model, spec, data)
+    ref, dataset = _reference(keras_model, spec, data, recipe.verify.max_inputs, fp16=_has_fp16(recipe))
     fake_quant = is_fake_quant(keras_model)
 
     out = Path(out_dir)
     (out / "reference").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
     ref_model = out / "reference" / "model.keras"
     if Path(model).resolve() != ref_model.resolve():
-        shutil.copyfile(model, ref_model)
-    (out / "reference" / "spec.toml").write_text(dump_toml(spec_to_dict(spec)), encoding="utf-8")
-    manifest_path = out / MANIFEST
-    manifest_path.unlink(missing_ok=True)
+        with atomic_path(ref_model) as tmp:
+            shutil.copyfile(model, tmp)
+    write_text(out / "reference" / "spec.toml", dump_toml(spec_to_dict(spec)))
 
-    from dnnkit.formats import convert_artifacts
-    from dnnkit.verify import file_digest, verify_artifact
+    from dnnkit.formats import REPRODUCIBLE, convert_artifacts
+    from dnnkit.verify import file_digest, verify_artifacts
 
     samples = max([a.samples for a in recipe.artifacts if a.quantized] or [1])
     rep = _representative(dataset, samples, spec.data.seed)
@@ -149,34 +186,43 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
                                  "path": f"artifacts/{art.filename}", "options": art.to_dict(),
                                  "conversion": {"seconds": result.get("seconds"), **result["info"]},
                                  "fallbacks": result["info"].get("fallbacks", []),
-                                 "converted": result["status"] == "done"}
+                                 "converted": result["status"] == "done",
+                                 "reproducible": dict(zip(("bytes", "why"), REPRODUCIBLE[art.format]))}
         if result["status"] != "done":
-            entry.update(status="failed", failure_reason=f"conversion failed: {result['reason']}",
-                         failures=[f"conversion failed: {result['reason']}"])
-        else:
-            entry.update(verify_artifact(out / entry["path"], art, recipe, ref, fake_quant=fake_quant))
-        if verbose:
-            print(f"  {art.name}: {entry['status']}"
-                  + (f" ({entry['failure_reason']})" if entry.get("failure_reason") else ""), flush=True)
+            message = f"conversion failed: {result['reason']}"
+            entry.update(status="failed", failure_reason=message, inconclusive=[],
+                         failures=[failure("conversion", message)])
         entries.append(entry)
+    if verbose:
+        print(f"verifying {sum(e['converted'] for e in entries)} artifacts in child processes ...", flush=True)
+    verified = verify_artifacts(
+        [{"name": e["name"], "path": str(out / e["path"]), "options": e["options"], "fake_quant": fake_quant}
+         for e in entries if e["converted"]], ref, recipe, log_path=out / "logs" / "verify.log")
+    for entry in entries:
+        if entry["converted"]:
+            entry.update(verified[entry["name"]])
+        if verbose:
+            print(f"  {entry['name']}: {entry['status']}"
+                  + (f" ({entry['failure_reason']})" if entry.get("failure_reason") else ""), flush=True)
     ref_digest, ref_bytes = file_digest(ref_model)
-    manifest = {
+    return {
         "dnnkit_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "recipe": {"name": recipe.name, "path": recipe.path, "verify": asdict(recipe.verify)},
         "reference": {"model": "reference/model.keras", "sha256": ref_digest, "bytes": ref_bytes,
+                      "reproducible": {"bytes": False, "why": "a .keras archive stores its save time (metadata.json "
+                                                              "date_saved, the weights member's timestamp)"},
                       "spec": spec.name, "head": spec.model.head,
                       "data": _data_source(spec, data),
                       "params": int(keras_model.count_params()), "metrics": ref.metrics,
                       "input_name": ref.input_name, "output_name": ref.output_name,
-                      "test_samples": int(len(ref.x)), "fake_quant": fake_quant},
+                      "test_samples": int(ref.n_test), "inputs_checked": int(len(ref.x)),
+                      "fp16_weight_error": ref.fp16_weight_error,
+                      "fake_quant": fake_quant},
         "versions": versions(),
         **(extra or {}),
         "artifacts": entries,
-        "status": "verified" if all(e["status"] == "verified" for e in entries) else "failed",
     }
-    write_json(manifest_path, manifest, sort_keys=False)
-    return manifest
 
 
 def _load_tf_keras(path: str | os.PathLike[str], task: str | None, data: str | None) -> tuple[Any, Spec]:
@@ -211,7 +257,7 @@ def _data_source(spec: Spec, data: str | None) -> str:
 
 
 def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict[str, Any]:
-    """Re-verify every artifact an export wrote (checksums, then the runtime checks).
+    """Re-verify every artifact an export wrote (checksums, then the runtime checks), and the goals.
 
     Returns:
         The updated manifest (written back to ``OUT/manifest.json``).
@@ -221,7 +267,7 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     """
     from dnnkit.evaluation import spec_for_model
     from dnnkit.modelio import load_model
-    from dnnkit.verify import file_digest, verify_artifact
+    from dnnkit.verify import file_digest, verify_artifacts
 
     out = Path(out_dir)
     path = out / MANIFEST
@@ -231,8 +277,11 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
         manifest = json.loads(path.read_text(encoding="utf-8"))
         ref_info = manifest["reference"]
         verify_cfg = VerifyConfig(**manifest["recipe"]["verify"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"verify: {path} is not a dnnkit manifest ({exc})") from None
+        arts = [ArtifactConfig(**e["options"]) for e in manifest["artifacts"]]
+        if not all(isinstance(e["path"], str) and isinstance(e["name"], str) for e in manifest["artifacts"]):
+            raise TypeError("artifact name/path not a string")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelLoadError(f"verify: {path} is not a dnnkit manifest ({' '.join(str(exc).split())[:200]})") from None
     ref_model = out / ref_info["model"]
     digest, _ = file_digest(ref_model) if ref_model.is_file() else ("", 0)
     if digest != ref_info["sha256"]:
@@ -241,29 +290,31 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     spec_file = out / "reference" / "spec.toml"
     data = ref_info["data"]
     spec = load_spec(spec_file) if spec_file.is_file() else spec_for_model(model, ref_info["head"], data)
-    ref, _ = _reference(model, spec, data)
-    arts = [ArtifactConfig(**e["options"]) for e in manifest["artifacts"]]
+    ref, _ = _reference(model, spec, data, verify_cfg.max_inputs, fp16=any(a.precision == "fp16" for a in arts))
     recipe = Recipe(name=manifest["recipe"]["name"], artifacts=tuple(arts), verify=verify_cfg)
-    for entry, art in zip(manifest["artifacts"], arts):
+    items = []
+    for entry in manifest["artifacts"]:
         if not entry.get("converted"):
             continue  # nothing was produced; it stays failed
+        target = (out / entry["path"]).resolve()
+        if out.resolve() not in target.parents:
+            raise ModelLoadError(f"verify: artifact path {entry['path']!r} leaves the export folder")
+        items.append({"name": entry["name"], "path": str(target), "options": entry["options"],
+                      "expected_sha256": entry.get("sha256"), "fake_quant": bool(ref_info.get("fake_quant"))})
+    (out / "logs").mkdir(exist_ok=True)
+    fresh_all = verify_artifacts(items, ref, recipe, log_path=out / "logs" / "verify.log")
+    for entry in manifest["artifacts"]:
+        if entry["name"] not in fresh_all:
+            continue
         expected = entry.get("sha256")
-        fresh = verify_artifact(out / entry["path"], art, recipe, ref, expected_sha256=expected,
-                                fake_quant=bool(ref_info.get("fake_quant")))
+        fresh = fresh_all[entry["name"]]
         fresh["sha256_recorded"] = expected
+        for stale in ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity"):
+            entry.pop(stale, None)
         entry.update(fresh)
         entry["sha256"] = expected  # the manifest keeps the digest recorded at export
     manifest["verified_again"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    manifest["status"] = "verified" if all(e["status"] == "verified" for e in manifest["artifacts"]) else "failed"
-    write_json(path, manifest, sort_keys=False)
-    return manifest
-
-
-def _drop(head: str, baseline: dict[str, float], now: dict[str, float]) -> float:
-    """How much the task metric got worse: accuracy points, or RMSE ratio - 1 for regression."""
-    if head == "regression":
-        return now["rmse"] / max(baseline["rmse"], 1e-12) - 1.0
-    return baseline["accuracy"] - now["accuracy"]
+    return _finish(manifest, out)
 
 
 def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
@@ -302,6 +353,9 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     else:
         keras_model, resolved = resolve_target(model, unsafe=unsafe, task=task, data=data)
     spec = as_spec(spec) if spec is not None else resolved
+    from dnnkit.compress import check_selectors
+
+    check_selectors(keras_model, recipe.passes, recipe.path or "recipe")  # before any data is loaded
     model_file = Path(model) / "model.keras" if Path(model).is_dir() else Path(model)
     if tf_keras_input:
         model_file = None  # exported from the Keras 3 rebuild below
@@ -311,12 +365,14 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     if not recipe.passes:
         return export(model_file, recipe, out_dir, spec=spec, data=data, unsafe=unsafe, verbose=verbose,
                       extra=extra)
+    from dnnkit.verdict import degradation
+
     dataset = load_data(spec, source=data)
     ctx = PassContext(spec=spec, dataset=dataset, base_dir=recipe.base_dir, seed=spec.train.seed,
                       verbose=verbose)
     head = spec.model.head
     baseline = ctx.score(keras_model)
-    current, records, missed = keras_model, [], []
+    current, records = keras_model, []
     for i, p in enumerate(recipe.passes):
         p = resolve_engine(p, tf_keras_input)
         if getattr(p.options, "engine", "native") != "tfmot" and is_tf_keras_model(current):
@@ -325,11 +381,9 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
             print(f"pass {i + 1}/{len(recipe.passes)}: {p.type} ...", flush=True)
         result = run_pass(current, p, ctx)
         after = ctx.score(result.model)
-        drop = _drop(head, baseline, after)
+        drop = degradation(head, baseline, after)
         limit = p.max_degradation if p.max_degradation is not None else recipe.goal_degradation
         met = limit is None or drop <= limit + 1e-12
-        if not met:
-            missed.append(f"after pass {i + 1} ({p.type}): metric dropped {drop:.4f} > max_degradation {limit:g}")
         records.append({"type": p.type, "options": asdict(p.options), "metrics_after": after,
                         "degradation": drop, "max_degradation": limit, "goal_met": met,
                         "params": int(result.model.count_params()), **result.report})
@@ -342,22 +396,11 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     (out / "compressed").mkdir(parents=True, exist_ok=True)
     compressed = out / "compressed" / "model.keras"
     save_keras(current, compressed)
-    manifest = export(compressed, recipe, out, spec=spec, data=data, verbose=verbose,
-                      extra={**(extra or {}), "original": {"metrics": baseline,
-                                                           "params": int(keras_model.count_params())},
-                             "passes": records})
-    for entry in manifest["artifacts"]:
-        if recipe.goal_degradation is not None and entry.get("metrics"):
-            drop = _drop(head, baseline, entry["metrics"])
-            entry["degradation_vs_original"] = drop
-            if drop > recipe.goal_degradation + 1e-12:
-                missed.append(f"artifact {entry['name']}: metric dropped {drop:.4f} from the original model "
-                              f"> max_degradation {recipe.goal_degradation:g}")
-    manifest["goals"] = {"max_degradation": recipe.goal_degradation, "met": not missed, "missed": missed}
-    if missed:
-        manifest["status"] = "failed"
-    write_json(out / MANIFEST, manifest, sort_keys=False)
-    return manifest
+    manifest = _export(compressed, recipe, out, spec=spec, data=data, verbose=verbose,
+                       extra={**(extra or {}), "original": {"metrics": baseline,
+                                                            "params": int(keras_model.count_params())},
+                              "passes": records, "goals": {"max_degradation": recipe.goal_degradation}})
+    return _finish(manifest, out)
 
 
 def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str | os.PathLike[str] | None = None,
@@ -380,9 +423,13 @@ def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str 
     spec = as_spec(spec if spec is not None else default_path(DEFAULT_SPEC))
     recipe = as_recipe(recipe if recipe is not None else default_path(DEFAULT_RECIPE))
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"{spec.name}-{recipe.name}"
+    from dnnkit.builders import build
+    from dnnkit.compress import check_selectors
     from dnnkit.data import load_data
 
+    check_selectors(build(spec), recipe.passes, recipe.path or "recipe")  # the trained model has these layers
     load_data(spec)  # bad data fails here, before anything is written
+    (out / MANIFEST).unlink(missing_ok=True)  # a killed run leaves no manifest of an earlier one
     if verbose:
         print(f"training {spec.name} ...", flush=True)
     result = train(spec, out / "run", epochs=epochs)

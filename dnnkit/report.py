@@ -38,7 +38,7 @@ def table(manifest: dict[str, Any]) -> str:
     lines.insert(1, "  ".join("-" * w for w in widths))
     failed = [e for e in manifest["artifacts"] if e["status"] != "verified"]
     for e in failed:
-        lines.append(f"FAILED {e['name']}: {e.get('failure_reason')}")
+        lines.append(f"{e['status'].upper()} {e['name']}: {e.get('failure_reason')}")
     if manifest.get("passes"):
         lines.append("")
     for i, p in enumerate(manifest.get("passes", []), start=1):
@@ -48,5 +48,8 @@ def table(manifest: dict[str, Any]) -> str:
     for line in (manifest.get("goals") or {}).get("missed", []):
         lines.append(f"GOAL MISSED {line}")
     n_ok = len(manifest["artifacts"]) - len(failed)
-    lines.append(f"{n_ok} of {len(manifest['artifacts'])} artifacts verified")
+    n_inc = sum(e["status"] == "inconclusive" for e in manifest["artifacts"])
+    lines.append(f"{n_ok} of {len(manifest['artifacts'])} artifacts verified"
+                 + (f", {n_inc} inconclusive (n too small)" if n_inc else "")
+                 + f"; status: {manifest['status']}")
     return "\n".join(lines)

@@ -24,7 +24,7 @@ precision = "fp16"
 [[artifacts]]
 name = "onnx_hang"
 format = "onnx"
-timeout_s = 20
+timeout_s = 3
 [[artifacts]]
 name = "tflite_dynamic_int8"
 format = "tflite"
@@ -50,7 +50,7 @@ def test_crash_and_hang_are_contained(mlp_model, tmp_path):
     assert status["tflite_crash"]["status"] == "failed"
     assert "crashed (killed by signal SIGSEGV)" in status["tflite_crash"]["failure_reason"]
     assert status["onnx_hang"]["status"] == "failed"
-    assert "timed out after 20 s" in status["onnx_hang"]["failure_reason"]
+    assert "timed out after 3 s" in status["onnx_hang"]["failure_reason"]
     for name in ("saved_model", "tflite_fp32", "tflite_dynamic_int8"):
         assert status[name]["status"] == "verified", status[name]
     assert not (out / "artifacts" / "tflite_crash.tflite").exists(), "no half-written file"
@@ -99,17 +99,26 @@ def test_swapped_artifact_fails_on_sha_and_parity(export_copy):
     result = cli("verify", str(export_copy))
     assert result.returncode == 1
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("FAILED tflite_fp32"))
-    assert "sha256 mismatch" in line and "max abs diff" in line and "> atol 0.0001" in line
+    assert "sha256 mismatch" in line and "max abs diff" in line
+    entry = next(e for e in json.loads((export_copy / "manifest.json").read_text())["artifacts"]
+                 if e["name"] == "tflite_fp32")
+    by_check = {f["check"]: f for f in entry["failures"]}
+    assert {"sha256", "float_parity"} <= set(by_check)  # (and second_batch: it is wrong at any batch)
+    assert by_check["float_parity"]["observed"] > by_check["float_parity"]["limit"]
 
 
 def test_parity_miss_fails_export(mlp_model, tmp_path):
     recipe = tmp_path / "strict.toml"
-    recipe.write_text('name = "strict"\n[verify]\natol_fp16 = 1e-7\n'
+    recipe.write_text('name = "strict"\n[verify]\natol_fp16 = 1e-7\nrtol_fp16 = 0.0\nfp16_factor = 0.0\n'
                       '[[artifacts]]\nname = "tflite_fp16"\nformat = "tflite"\nprecision = "fp16"\n')
     result = cli("export", str(mlp_model), "--recipe", str(recipe), "--data", "digits",
                  "--out", str(tmp_path / "o"))
     assert result.returncode == 1
-    assert "FAILED tflite_fp16: max abs diff" in result.stdout and "> atol 1e-07" in result.stdout
+    assert "FAILED tflite_fp16: max abs diff" in result.stdout and "> atol 1e-07 + rtol 0" in result.stdout
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    failure = next(f for f in manifest["artifacts"][0]["failures"] if f["check"] == "float_parity")
+    assert failure["check"] == "float_parity" and failure["limit"] == 1e-7 and failure["observed"] > 1e-7
+    assert manifest["failures"][0]["check"] == "artifact" and manifest["failures"][0]["artifact"] == "tflite_fp16"
 
 
 BAD_RECIPES = {

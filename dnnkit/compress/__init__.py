@@ -104,7 +104,7 @@ def _read_prune(t: TableReader) -> PruneOptions:
         end_step=t.integer("end_step", None),
         frequency=t.integer("frequency", d.frequency),
         structure=structure,
-        layers=tuple(t.raw("layers", ())), types=tuple(t.raw("types", ())),
+        layers=_patterns(t, "layers"), types=_patterns(t, "types"),
         skip_first=t.boolean("skip_first", False), skip_last=t.boolean("skip_last", False),
         scope=t.choice("scope", ("layer", "global"), "layer"),
         epochs=t.integer("epochs", d.epochs), learning_rate=t.number("learning_rate", d.learning_rate,
@@ -114,13 +114,52 @@ def _read_prune(t: TableReader) -> PruneOptions:
     if opts.engine == "tfmot" and (opts.structure or opts.scope != "layer"):
         field_name, value = ("structure", opts.structure) if opts.structure else ("scope", opts.scope)
         t.fail(field_name, value, 'unset with engine = "tfmot" (tfmot prunes unstructured, per layer here)')
-    for key in ("layers", "types"):
-        value = getattr(opts, key)
-        if not all(isinstance(v, str) for v in value):
-            t.fail(key, list(value), "a list of strings")
+    from dnnkit.compress.pruning import PRUNABLE
+
+    unknown = [v for v in opts.types if v not in PRUNABLE]
+    if unknown:
+        t.fail("types", list(opts.types), f"prunable layer classes, one of {', '.join(sorted(PRUNABLE))} "
+               f"(unknown: {', '.join(repr(u) for u in unknown)})")
     if opts.end_step is not None and opts.end_step < opts.begin_step:
         t.fail("end_step", opts.end_step, f"a step >= begin_step ({opts.begin_step})")
     return opts
+
+
+def _patterns(t: TableReader, key: str) -> tuple[str, ...]:
+    """A list of non-empty strings; a bare string is refused (it is not one pattern per character)."""
+    value = t.raw(key, [])
+    example = '["conv_*", "dense_1"]' if key == "layers" else '["Conv2D", "Dense"]'
+    if isinstance(value, str):
+        t.fail(key, value, f"a list of {'name patterns' if key == 'layers' else 'layer class names'}, "
+               f"e.g. {example} (a bare string is not a list)")
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        t.fail(key, value, f"a list of non-empty strings, e.g. {example}")
+    return tuple(value)
+
+
+def check_selectors(model: Any, passes: tuple[PassConfig, ...], origin: str = "recipe") -> None:
+    """Every ``layers`` pattern of the prune passes that see ``model`` must match one of its layers.
+
+    Passes after a ``distill`` pass see the student, not ``model``; they are checked when they run.
+
+    Raises:
+        CompressionError: naming the pass, the pattern and the model's layer names.
+    """
+    import fnmatch
+
+    from dnnkit.errors import CompressionError
+
+    names = [layer.name for layer in model.layers]
+    for i, p in enumerate(passes):
+        if p.type == "distill":
+            return
+        if p.type != "prune":
+            continue
+        for pattern in p.options.layers:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                shown = ", ".join(names[:12]) + (", ..." if len(names) > 12 else "")
+                raise CompressionError(f"{origin}: passes[{i}].layers: expected patterns that match layers "
+                                       f"of the model ({shown}), got {pattern!r}, which matches none")
 
 
 def _read_distill(t: TableReader) -> DistillOptions:

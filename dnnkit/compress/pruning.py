@@ -203,7 +203,7 @@ def candidates(model: Any, config: PruneConfig) -> list[Any]:
     if config.skip_last and layers:
         layers = layers[:-1]
     if config.layers:
-        layers = [layer for layer in layers if any(fnmatch.fnmatch(layer.name, p) for p in config.layers)]
+        layers = [layer for layer in layers if any(fnmatch.fnmatchcase(layer.name, p) for p in config.layers)]
     if config.types:
         layers = [layer for layer in layers if type(layer).__name__ in config.types]
     return layers

@@ -12,31 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sys
-import time
 from typing import Any
 
-PREFIX = "@@dnnkit "
-
-
-def _emit(event: str, **fields: Any) -> None:
-    sys.stdout.write(PREFIX + json.dumps({"event": event, **fields}) + "\n")
-    sys.stdout.flush()
-
-
-def _inject(name: str) -> None:
-    spec = os.environ.get("DNNKIT_INJECT_FAULT", "")
-    for item in filter(None, spec.split(",")):
-        target, _, mode = item.partition(":")
-        if target != name:
-            continue
-        if mode == "crash":
-            os.kill(os.getpid(), signal.SIGSEGV)
-        elif mode == "hang":
-            time.sleep(3600)
-        elif mode == "error":
-            raise RuntimeError("injected conversion error")
+from dnnkit.child import PREFIX, serve_items  # noqa: F401  (PREFIX: the protocol's line prefix)
 
 
 def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: dict[str, Any]) -> dict:
@@ -72,19 +51,10 @@ def main(job_path: str) -> int:
     model = load_model(job["model"], unsafe=job.get("unsafe", False))
     with np.load(job["representative"]) as f:
         rep = f["x"]
-    _emit("ready")
-    for art in job["artifacts"]:
-        name = art["name"]
-        _emit("start", name=name)
-        try:
-            _inject(name)
-            info = convert_one(model, art, os.path.join(job["out_dir"], art["filename"]), rep,
-                               job.get("metadata", {}))
-        except Exception as exc:  # noqa: BLE001 - reported per artifact, the rest go on
-            _emit("error", name=name, reason=" ".join(str(exc).split())[:500] or type(exc).__name__)
-            continue
-        _emit("done", name=name, info=info)
-    return 0
+    return serve_items(job["artifacts"],
+                       lambda art: convert_one(model, art, os.path.join(job["out_dir"], art["filename"]), rep,
+                                               job.get("metadata", {})),
+                       fault_variable="DNNKIT_INJECT_FAULT", what="conversion")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,41 @@
+"""How much a model's outputs move when its weights are rounded to fp16 (compute kept in fp32).
+
+This is the error every fp16 artifact starts from; fp16 arithmetic on top of it (XNNPACK on ARM
+or AVX512-FP16 CPUs) rounds every activation as well and was measured at 2.6-4.9x this figure on
+the shipped specs (``benchmarks/tolerance_study.py``). An fp16 artifact's tolerance is therefore
+``atol + max(rtol * max|reference|, fp16_factor * this error)``: it follows the model's own
+sensitivity to rounding, which is what a fixed tolerance on logits could not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def fp16_weight_error(model: Any, x: np.ndarray, reference: np.ndarray) -> float | None:
+    """Max abs change of the outputs on ``x`` when every float weight is rounded to fp16.
+
+    Args:
+        model: the Keras reference model.
+        x: inputs (the same rows ``reference`` was computed on).
+        reference: the model's outputs on ``x``.
+
+    Returns:
+        The max abs difference, or ``None`` when the model cannot be cloned (it is then left out
+        of the tolerance, which falls back to ``atol + rtol * max|reference|``).
+    """
+    import keras
+
+    from dnnkit.training import predict
+
+    try:
+        clone = keras.models.clone_model(model)
+        clone.set_weights([w.astype(np.float16).astype(w.dtype) if w.dtype.kind == "f" else w
+                           for w in model.get_weights()])
+    except Exception:  # noqa: BLE001 - subclassed or unusual models: no calibration
+        return None
+    outputs = predict(clone, x)
+    diff = np.abs(np.asarray(outputs, np.float64) - np.asarray(reference, np.float64))
+    return float(diff.max()) if diff.size and np.all(np.isfinite(diff)) else None
