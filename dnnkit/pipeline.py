@@ -186,6 +186,7 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
                                  "path": f"artifacts/{art.filename}", "options": art.to_dict(),
                                  "conversion": {"seconds": result.get("seconds"), **result["info"]},
                                  "fallbacks": result["info"].get("fallbacks", []),
+                                 "transforms": result["info"].get("transforms"),
                                  "converted": result["status"] == "done",
                                  "reproducible": dict(zip(("bytes", "why"), REPRODUCIBLE[art.format]))}
         if result["status"] != "done":

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.formats.common import atomic_path, input_spec, io_names
+from dnnkit.formats.common import atomic_path, io_names
 from dnnkit.formats.tflite import ConversionError
 
 
@@ -44,15 +44,36 @@ def _set_metadata(proto: Any, metadata: dict[str, Any]) -> None:
         entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
 
 
-def write_onnx(model: Any, path: str, *, opset: int, metadata: dict[str, Any]) -> None:
-    """Write the fp32 ONNX graph (dynamic batch axis named ``batch``) without atomicity."""
-    model.export(path, format="onnx", opset_version=opset, verbose=False,
-                 input_signature=[input_spec(model, None)])
+def write_onnx(model: Any, path: str, *, opset: int, metadata: dict[str, Any],
+               check_inputs: np.ndarray | None = None) -> dict[str, Any]:
+    """Write the fp32 ONNX graph (dynamic batch axis named ``batch``) without atomicity.
+
+    The model is frozen in inference mode first (:mod:`dnnkit.formats.frozen`), so constants stay
+    constants and augmentation/dropout layers vanish; tf2onnx converts that graph.
+
+    Returns:
+        The rewrites made before conversion and the check of the frozen graph (``transforms``).
+    """
+    import onnx
+    import tf2onnx
+
+    from dnnkit.formats.frozen import frozen_graph
+
+    try:  # Keras's tf2onnx shim for NumPy 2 (np.object, np.cast)
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+        patch_tf2onnx()
+    except ImportError:  # pragma: no cover - older or newer Keras
+        pass
+    graph_def, inputs, outputs, transforms = frozen_graph(model, None, check_inputs)
+    proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset)
+    onnx.save(proto, path)
     _tidy(path, model, metadata)
+    return transforms
 
 
 def export_onnx(model: Any, path: str | os.PathLike[str], *, opset: int = 17,
-                metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                metadata: dict[str, Any] | None = None, check_inputs: np.ndarray | None = None) -> dict[str, Any]:
     """Export a Keras model to fp32 ONNX, atomically.
 
     Args:
@@ -60,21 +81,23 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, opset: int = 17,
         path: the ``.onnx`` file to write.
         opset: ONNX opset (>= 13; default 17).
         metadata: key/value pairs stored in the model's metadata_props.
+        check_inputs: samples on which the frozen graph must reproduce the model first.
 
     Returns:
-        What the manifest records: opset.
+        What the manifest records: opset, and the rewrites made before conversion (``transforms``).
 
     Raises:
         ConversionError: if tf2onnx fails.
     """
     try:
         with atomic_path(path) as tmp:
-            write_onnx(model, str(tmp), opset=opset, metadata=metadata or {})
+            transforms = write_onnx(model, str(tmp), opset=opset, metadata=metadata or {},
+                                    check_inputs=check_inputs)
     except ConversionError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"ONNX export failed: {' '.join(str(exc).split())[:400]}") from None
-    return {"opset": opset}
+    return {"opset": opset, "transforms": transforms}
 
 
 def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: np.ndarray,
@@ -108,7 +131,7 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: n
     try:
         with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
             fp32 = os.path.join(tmp_dir, "fp32.onnx")
-            write_onnx(model, fp32, opset=opset, metadata=metadata or {})
+            transforms = write_onnx(model, fp32, opset=opset, metadata=metadata or {}, check_inputs=samples)
             with atomic_path(path) as tmp:
                 quantize_static(fp32, str(tmp), Reader(), quant_format=QuantFormat.QDQ,
                                 per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
@@ -119,5 +142,5 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: n
                 onnx.save(proto, str(tmp))
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"ONNX int8 quantization failed: {' '.join(str(exc).split())[:400]}") from None
-    return {"opset": opset, "calibration_samples": int(len(samples)),
+    return {"opset": opset, "transforms": transforms, "calibration_samples": int(len(samples)),
             "quantized_ops": ["Conv", "MatMul", "Gemm"], "weight_bits": 7}

@@ -1,0 +1,161 @@
+"""A Keras model as one frozen TensorFlow graph in inference mode, ready for tf2onnx.
+
+Keras's own ONNX export hands tf2onnx a traced function of the model. Three kinds of public
+models broke on that path (shared/DESIGN.md):
+
+- constants computed inside the graph (a ``Normalization`` layer's mean and variance,
+  EfficientNet's rescaling, ``keras.ops.arange`` positions) became extra ONNX graph inputs;
+- layers that are identities at inference (``Random*`` augmentation, ``Dropout``,
+  ``GaussianNoise``) left random ops (``StatelessRandomUniformV2``) in the graph;
+- nested functions that TensorFlow marks ``_noinline`` (Keras compiles grouped convolutions,
+  e.g. ConvNeXt's, with XLA) stayed ``StatefulPartitionedCall`` nodes tf2onnx cannot convert.
+
+Here the model is traced with ``training=False`` (so those layers are identities), its variables
+are frozen into constants (``convert_variables_to_constants_v2``), functions that refused
+inlining are inlined by Grappler's function optimizer, and ``Erfc`` (exact GELU), which tf2onnx
+lacks, becomes ``1 - Erf``. Each rewrite is recorded, and the frozen graph is run in TensorFlow
+and compared with the Keras model before anything is converted from it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+INFERENCE_IDENTITIES = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
+                        "GaussianDropout", "AlphaDropout", "RandomFlip", "RandomRotation", "RandomZoom",
+                        "RandomTranslation", "RandomContrast", "RandomBrightness", "RandomCrop", "RandomHeight",
+                        "RandomWidth")
+
+
+def _layer_classes(model: Any) -> set[str]:
+    found: set[str] = set()
+
+    def walk(layer: Any) -> None:
+        found.add(type(layer).__name__)
+        for sub in getattr(layer, "layers", []) or []:
+            if sub is not layer:
+                walk(sub)
+
+    walk(model)
+    return found
+
+
+def _inline_noinline_functions(graph_def: Any, inputs: list[str], outputs: list[str]) -> tuple[Any, int]:
+    """Drop ``_noinline`` / ``_XlaMustCompile`` from library functions and let Grappler inline them."""
+    renamed: dict[str, str] = {}
+    for fn in graph_def.library.function:
+        if "_noinline" in fn.attr or "_XlaMustCompile" in fn.attr:
+            for key in ("_noinline", "_XlaMustCompile"):
+                if key in fn.attr:
+                    del fn.attr[key]
+            # a new name: TensorFlow refuses a second, different definition under the old one
+            renamed[fn.signature.name] = f"{fn.signature.name}_dnnkit_inline"
+            fn.signature.name = renamed[fn.signature.name]
+    if not renamed:
+        return graph_def, 0
+    calls = list(graph_def.node) + [n for fn in graph_def.library.function for n in fn.node_def]
+    for node in calls:
+        for value in list(node.attr.values()):
+            if value.HasField("func") and value.func.name in renamed:
+                value.func.name = renamed[value.func.name]
+                for key in ("_noinline", "_XlaMustCompile"):  # the call site carries them too
+                    if key in node.attr:
+                        del node.attr[key]
+    marked = len(renamed)
+    import tensorflow as tf
+    from tf2onnx.tf_loader import tf_optimize_grappler
+
+    with tf.Graph().as_default():  # Grappler works on a meta graph, which needs graph mode
+        return tf_optimize_grappler(inputs, outputs, graph_def), marked
+
+
+def _erfc_as_erf(graph_def: Any) -> int:
+    """Rewrite every ``Erfc(x)`` node as ``1 - Erf(x)`` (same name, same output)."""
+    from tensorflow.core.framework import attr_value_pb2, node_def_pb2, tensor_pb2, types_pb2
+
+    count = 0
+    nodes = list(graph_def.node)
+    for node in nodes:
+        if node.op != "Erfc":
+            continue
+        count += 1
+        dtype = node.attr["T"].type
+        erf = node_def_pb2.NodeDef(name=f"{node.name}/dnnkit_erf", op="Erf", input=list(node.input))
+        erf.attr["T"].type = dtype
+        one = node_def_pb2.NodeDef(name=f"{node.name}/dnnkit_one", op="Const")
+        one.attr["dtype"].type = dtype
+        tensor = tensor_pb2.TensorProto(dtype=dtype, tensor_shape={})
+        if dtype == types_pb2.DT_DOUBLE:
+            tensor.double_val.append(1.0)
+        else:
+            tensor.float_val.append(1.0)
+        one.attr["value"].CopyFrom(attr_value_pb2.AttrValue(tensor=tensor))
+        node.op = "Sub"
+        del node.input[:]
+        node.input.extend([one.name, erf.name])
+        graph_def.node.extend([erf, one])
+    return count
+
+
+def frozen_graph(model: Any, batch: int | None = None, check_inputs: np.ndarray | None = None
+                 ) -> tuple[Any, list[str], list[str], dict[str, Any]]:
+    """Freeze a single-input Keras model in inference mode.
+
+    Args:
+        model: the Keras model.
+        batch: a static batch size, or ``None`` (dynamic).
+        check_inputs: samples on which the frozen graph must reproduce the model.
+
+    Returns:
+        ``(graph_def, input_names, output_names, transforms)``; ``transforms`` lists each
+        rewrite and the check's figures.
+
+    Raises:
+        ValueError: if the frozen graph does not reproduce the model on ``check_inputs``.
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    from dnnkit.formats.common import input_spec
+
+    spec = input_spec(model, batch)
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(fn, lower_control_flow=False, aggressive_inlining=True)
+    graph_def = frozen.graph.as_graph_def()
+    inputs = [t.name for t in frozen.inputs]
+    outputs = [t.name for t in frozen.outputs]
+    rewrites: list[str] = ["frozen: variables as constants, inference mode (training=False)"]
+    identities = sorted(_layer_classes(model) & set(INFERENCE_IDENTITIES))
+    if identities:
+        rewrites.append(f"identities at inference removed: {', '.join(identities)}")
+    graph_def, inlined = _inline_noinline_functions(graph_def, inputs, outputs)
+    if inlined:
+        rewrites.append(f"inlined {inlined} functions marked _noinline/_XlaMustCompile (XLA-compiled ops)")
+    erfc = _erfc_as_erf(graph_def)
+    if erfc:
+        rewrites.append(f"Erfc as 1 - Erf ({erfc} nodes; exact GELU)")
+    transforms: dict[str, Any] = {"rewrites": rewrites}
+    if check_inputs is not None and len(check_inputs):
+        x = np.asarray(check_inputs)[:64].astype(spec.dtype.as_numpy_dtype)
+        got = _run_graph(graph_def, inputs, outputs, x)
+        want = np.asarray(model(x, training=False))
+        diff = float(np.max(np.abs(got - want)))
+        allowed = 1e-5 + 1e-5 * float(np.max(np.abs(want)))
+        transforms.update(checked_on=int(len(x)), max_abs_diff=diff)
+        if not diff <= allowed:
+            raise ValueError(f"the frozen graph differs from the Keras model: max abs diff {diff:.3g} > {allowed:.3g}")
+    return graph_def, inputs, outputs, transforms
+
+
+def _run_graph(graph_def: Any, inputs: list[str], outputs: list[str], x: np.ndarray) -> np.ndarray:
+    import tensorflow as tf
+
+    def imported() -> Any:
+        tf.graph_util.import_graph_def(graph_def, name="")
+
+    wrapped = tf.compat.v1.wrap_function(imported, [])
+    fn = wrapped.prune(tf.nest.map_structure(wrapped.graph.as_graph_element, inputs[0]),
+                       tf.nest.map_structure(wrapped.graph.as_graph_element, outputs[0]))
+    return np.asarray(fn(tf.constant(x)))
