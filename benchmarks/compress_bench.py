@@ -61,9 +61,9 @@ def pruning_levels(run: Any, out: Path) -> dict[str, Any]:
 
 
 def native_vs_tfmot(run: Any, repeats: int) -> None:
-    from dnnkit.compress import PruneOptions
-    from dnnkit.compress.context import PassContext
-    from dnnkit.compress.prune_pass import run_prune
+    from dnnkit.passes import PruneOptions
+    from dnnkit.passes.context import PassContext
+    from dnnkit.passes.prune_pass import run_prune
     from dnnkit.data import load_data
     from dnnkit.modelio import load_model
 

@@ -33,9 +33,9 @@ def main() -> None:
     import numpy as np
 
     import dnnkit
-    from dnnkit.compress.pruning import PruneConfig, prune_low_magnitude, strip_pruning
-    from dnnkit.compress.qat import quantize_model
-    from dnnkit.compress.schedules import PolynomialDecay
+    from dnnkit.passes.pruning import PruneConfig, prune_low_magnitude, strip_pruning
+    from dnnkit.passes.qat import quantize_model
+    from dnnkit.passes.schedules import PolynomialDecay
     from dnnkit.config import load_spec, spec_from_dict, spec_to_dict
     from dnnkit.data import load_data
     from dnnkit.training import make_loss, make_optimizer

@@ -22,10 +22,10 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import dnnkit
-    from dnnkit.compress import QATOptions
-    from dnnkit.compress.context import PassContext
-    from dnnkit.compress.qat_pass import run_qat
-    from dnnkit.compress.tfmot_engine import quantize_with_tfmot
+    from dnnkit.passes import QATOptions
+    from dnnkit.passes.context import PassContext
+    from dnnkit.passes.qat_pass import run_qat
+    from dnnkit.passes.tfmot_engine import quantize_with_tfmot
     from dnnkit.data import load_data
 
     with tempfile.TemporaryDirectory() as tmp:

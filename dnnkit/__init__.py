@@ -19,6 +19,10 @@ _LAZY = {
     "load_data": ("dnnkit.data", "load_data"),
     "evaluate": ("dnnkit.evaluation", "evaluate"),
     "load_model": ("dnnkit.modelio", "load_model"),
+    "export": ("dnnkit.api", "export"),
+    "compress": ("dnnkit.api", "compress"),
+    "verify": ("dnnkit.api", "verify"),
+    "load_recipe": ("dnnkit.recipe", "load_recipe"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -134,10 +134,17 @@ def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required:
     p.add_argument("--task", choices=("multiclass", "binary", "regression"),
                    help="head type of a bare model file (inferred from the output layer when omitted)")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    _custom_objects_option(p)
     p.add_argument("--json", action="store_true",
                    help="print the manifest instead of the table" if manifest else "print metrics as JSON")
     if manifest:
         _verbose_option(p)
+
+
+def _custom_objects_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--custom-objects", metavar="FILE.py",
+                   help="a Python file that defines and registers the model's custom layers (runs its code: "
+                        "trusted files only)")
 
 
 def _verbose_option(p: argparse.ArgumentParser) -> None:
@@ -214,6 +221,7 @@ def parser() -> argparse.ArgumentParser:
                                    "and check it against the reference model.")
     v.add_argument("out_dir", help="folder written by dnnkit run/export")
     v.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    _custom_objects_option(v)
     v.add_argument("--json", action="store_true", help="print the manifest instead of the table")
     _verbose_option(v)
     v.set_defaults(func=cmd_verify)
@@ -230,6 +238,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     code, crash = 1, None
     with capture:
         try:
+            if getattr(args, "custom_objects", None):
+                from dnnkit.modelio import use_custom_objects
+
+                use_custom_objects(args.custom_objects)
             code = func(args)
         except DnnkitError as exc:
             print(f"dnnkit: error: {exc}", file=capture.terminal, flush=True)

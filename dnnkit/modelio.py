@@ -30,15 +30,22 @@ def load_model(path: str | os.PathLike[str], *, unsafe: bool = False) -> Any:
         raise ModelLoadError(f"model: file not found: {path}")
     if p.suffix != ".keras" or not zipfile.is_zipfile(p):
         raise ModelLoadError(f"model: expected a Keras 3 .keras archive, got {path}")
-    check_archive(p)
+    config = check_archive(p)
     import keras
 
     import dnnkit.builders.layers  # noqa: F401  (registers dnnkit's serializables)
-    import dnnkit.compress.qat  # noqa: F401
+    import dnnkit.passes.qat  # noqa: F401
     import dnnkit.keras_metrics  # noqa: F401
 
+    if os.environ.get(CUSTOM_OBJECTS_ENV) and os.environ[CUSTOM_OBJECTS_ENV] not in _IMPORTED:
+        use_custom_objects(os.environ[CUSTOM_OBJECTS_ENV])  # a worker process of a command given the option
+    missing = missing_classes(config)
+    if missing:
+        raise ModelLoadError(f"model: {path} needs custom classes that are not registered here: "
+                             f"{', '.join(missing)}; pass --custom-objects FILE.py, a Python file that defines "
+                             "and registers them (it runs code: only files you trust)")
     try:
-        return keras.saving.load_model(p, safe_mode=not unsafe, compile=False)
+        return keras.saving.load_model(p, safe_mode=not unsafe, compile=False, custom_objects=dict(_CUSTOM))
     except Exception as exc:  # noqa: BLE001 - any failure to load a file is bad input, not a crash
         text = " ".join(str(exc).split())
         if "Lambda" in text or "safe_mode" in text:
@@ -54,12 +61,15 @@ _NOT_SIZES = ("seed", "shared_object_id")  # large by nature (random seeds, Pyth
 _ALLOWED_MEMBERS = ("config.json", "metadata.json", "model.weights.h5", "model.weights.npz")
 
 
-def check_archive(path: Path) -> None:
+def check_archive(path: Path) -> dict[str, Any]:
     """Refuse a ``.keras`` archive whose members or ``config.json`` cannot belong to a model.
 
     Checked before Keras sees the file: member names (no paths out of the archive, nothing but
     config, metadata, weights and assets), archive integrity (CRCs), a JSON object for the config,
     and no absurd integer (a layer of 10**12 units would make TensorFlow try to allocate it).
+
+    Returns:
+        The parsed ``config.json``.
 
     Raises:
         ModelLoadError: naming the member or value.
@@ -96,6 +106,76 @@ def check_archive(path: Path) -> None:
         where, value = found
         raise ModelLoadError(f"model: cannot load {path}: config.json: {where}: expected a size below "
                              f"{MAX_CONFIG_INT}, got {value}")
+    return config
+
+
+CUSTOM_OBJECTS_ENV = "DNNKIT_CUSTOM_OBJECTS"
+_CUSTOM: dict[str, Any] = {}
+_IMPORTED: set[str] = set()
+
+
+def use_custom_objects(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Import a Python file that defines (and registers) a model's custom classes.
+
+    This runs the file's code: it is a trust decision, like ``--unsafe``. The file's path is
+    also put in the environment, so the conversion workers import it too.
+
+    Returns:
+        The classes the file defines, by name (also passed to Keras as ``custom_objects``).
+
+    Raises:
+        ModelLoadError: if the file is missing, not ``.py``, or fails to import.
+    """
+    import importlib.util
+    import sys
+
+    p = Path(path)
+    if not p.is_file() or p.suffix != ".py":
+        raise ModelLoadError(f"custom_objects: expected a Python file (.py) that defines the model's custom "
+                             f"classes, got {path}")
+    resolved = str(p.resolve())
+    name = "dnnkit_custom_objects_" + "".join(c if c.isalnum() else "_" for c in p.stem)
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise ModelLoadError(f"custom_objects: cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 - the user's code: report it in one line
+        raise ModelLoadError(f"custom_objects: importing {path} failed: {type(exc).__name__}: "
+                             f"{' '.join(str(exc).split())[:300]}") from None
+    classes = {k: v for k, v in vars(module).items() if isinstance(v, type) and v.__module__ == name}
+    _CUSTOM.update(classes)
+    _IMPORTED.add(resolved)
+    os.environ[CUSTOM_OBJECTS_ENV] = resolved
+    return classes
+
+
+def missing_classes(config: dict[str, Any]) -> list[str]:
+    """Classes in ``config.json`` from outside Keras that are neither registered nor given."""
+    import keras
+
+    found: list[str] = []
+
+    def walk(node: Any, depth: int = 0) -> None:
+        if depth > 200:
+            return
+        if isinstance(node, dict):
+            module, cls = node.get("module"), node.get("class_name")
+            if isinstance(module, str) and isinstance(cls, str) and not module.split(".")[0] in ("keras", "builtins"):
+                key = node.get("registered_name") or cls
+                if (keras.saving.get_registered_object(key, custom_objects=_CUSTOM) is None
+                        and cls not in _CUSTOM and key not in found):
+                    found.append(str(key))
+            for value in node.values():
+                walk(value, depth + 1)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value, depth + 1)
+
+    walk(config)
+    return found
 
 
 def _absurd_int(node: Any, where: str, depth: int = 0) -> tuple[str, int] | None:

@@ -69,7 +69,7 @@ def _reference(model: Any, spec: Spec, data: str | None, max_inputs: int = 5000,
     from dnnkit.formats.common import io_names
     from dnnkit.metrics import task_metrics
     from dnnkit.training import predict
-    from dnnkit.verify import Reference
+    from dnnkit.verification import Reference
 
     dataset = load_data(spec, source=data)
     n_test = len(dataset.x_test)
@@ -166,7 +166,7 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
     write_text(out / "reference" / "spec.toml", dump_toml(spec_to_dict(spec)))
 
     from dnnkit.formats import REPRODUCIBLE, convert_artifacts
-    from dnnkit.verify import file_digest, verify_artifacts
+    from dnnkit.verification import file_digest, verify_artifacts
 
     samples = max([a.samples for a in recipe.artifacts if a.quantized] or [1])
     rep = _representative(dataset, samples, spec.data.seed)
@@ -268,7 +268,7 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     """
     from dnnkit.evaluation import spec_for_model
     from dnnkit.modelio import load_model
-    from dnnkit.verify import file_digest, verify_artifacts
+    from dnnkit.verification import file_digest, verify_artifacts
 
     out = Path(out_dir)
     path = out / MANIFEST
@@ -337,9 +337,9 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     Returns:
         The manifest, with ``passes`` and ``goals`` sections.
     """
-    from dnnkit.compress import resolve_engine, run_pass
-    from dnnkit.compress.tfmot_engine import is_tf_keras_model, to_keras3
-    from dnnkit.compress.context import PassContext
+    from dnnkit.passes import resolve_engine, run_pass
+    from dnnkit.passes.tfmot_engine import is_tf_keras_model, to_keras3
+    from dnnkit.passes.context import PassContext
     from dnnkit.data import load_data
     from dnnkit.evaluation import resolve_target
 
@@ -354,7 +354,7 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     else:
         keras_model, resolved = resolve_target(model, unsafe=unsafe, task=task, data=data)
     spec = as_spec(spec) if spec is not None else resolved
-    from dnnkit.compress import check_selectors
+    from dnnkit.passes import check_selectors
 
     check_selectors(keras_model, recipe.passes, recipe.path or "recipe")  # before any data is loaded
     model_file = Path(model) / "model.keras" if Path(model).is_dir() else Path(model)
@@ -425,7 +425,7 @@ def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str 
     recipe = as_recipe(recipe if recipe is not None else default_path(DEFAULT_RECIPE))
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"{spec.name}-{recipe.name}"
     from dnnkit.builders import build
-    from dnnkit.compress import check_selectors
+    from dnnkit.passes import check_selectors
     from dnnkit.data import load_data
 
     check_selectors(build(spec), recipe.passes, recipe.path or "recipe")  # the trained model has these layers

@@ -195,7 +195,7 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
         g = top.sub("goals")
         max_degradation = g.number("max_degradation", None, low=0.0)
         g.done()
-        from dnnkit.compress import read_pass
+        from dnnkit.passes import read_pass
 
         raw_passes = top.raw("passes", [])
         if not isinstance(raw_passes, list):

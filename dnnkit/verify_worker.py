@@ -1,7 +1,7 @@
 """The verification child process: ``python -m dnnkit.verify_worker JOB.json``.
 
 It reads the reference outputs once and verifies the job's artifacts in order with
-:func:`dnnkit.verify.verify_artifact`, one protocol line per event (see :mod:`dnnkit.child`).
+:func:`dnnkit.verification.verify_artifact`, one protocol line per event (see :mod:`dnnkit.child`).
 A runtime that crashes or hangs on a damaged or crafted file takes down only this process;
 the parent fails that artifact and starts a fresh worker for the rest.
 
@@ -24,7 +24,7 @@ def main(job_path: str) -> int:
 
     from dnnkit.child import serve_items
     from dnnkit.recipe import ArtifactConfig, Recipe, VerifyConfig
-    from dnnkit.verify import Reference, verify_artifact
+    from dnnkit.verification import Reference, verify_artifact
 
     with open(job_path, encoding="utf-8") as f:
         job = json.load(f)

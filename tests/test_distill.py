@@ -29,9 +29,9 @@ def test_distill_recipe(trained_runs, tmp_path):
 def test_distiller_trains_only_the_student():
     import keras
 
-    from dnnkit.compress import DistillOptions
-    from dnnkit.compress.context import PassContext
-    from dnnkit.compress.distill import run_distill
+    from dnnkit.passes import DistillOptions
+    from dnnkit.passes.context import PassContext
+    from dnnkit.passes.distill import run_distill
     from dnnkit.config import load_spec
     from dnnkit.data import load_data
     from conftest import MODELS

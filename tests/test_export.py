@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import RECIPES, SPECS, cli
-from dnnkit.verify import file_digest
+from dnnkit.verification import file_digest
 
 ALL = [a["name"] for a in tomllib.loads((RECIPES / "all.toml").read_text())["artifacts"]]
 MANIFEST_KEYS = {"name", "format", "precision", "path", "sha256", "bytes", "status", "failure_reason",

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import RECIPES, ROOT
-from dnnkit.compress.pruning import (PruneConfig, global_masks, m_of_n_mask, magnitude_mask,
+from dnnkit.passes.pruning import (PruneConfig, global_masks, m_of_n_mask, magnitude_mask,
                                      prune_low_magnitude, strip_pruning)
-from dnnkit.compress.schedules import ConstantSparsity, PolynomialDecay, deserialize, serialize
+from dnnkit.passes.schedules import ConstantSparsity, PolynomialDecay, deserialize, serialize
 
 
 @pytest.mark.parametrize("schedule", [ConstantSparsity(0.8, begin_step=5, end_step=50, frequency=5),
@@ -133,8 +133,8 @@ import keras, dnnkit
 from dnnkit.config import load_spec
 from dnnkit.data import load_data
 from dnnkit.training import make_tf_dataset, make_loss, predict
-from dnnkit.compress.pruning import PruneConfig, prune_low_magnitude, strip_pruning
-from dnnkit.compress.schedules import PolynomialDecay
+from dnnkit.passes.pruning import PruneConfig, prune_low_magnitude, strip_pruning
+from dnnkit.passes.schedules import PolynomialDecay
 spec = load_spec("models/digits_cnn.toml")
 ds = load_data(spec)
 keras.utils.set_random_seed(0)

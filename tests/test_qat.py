@@ -9,7 +9,7 @@ from conftest import RECIPES
 
 def test_fold_batch_norm_preserves_outputs():
     import dnnkit
-    from dnnkit.compress.qat import fold_batch_norm
+    from dnnkit.passes.qat import fold_batch_norm
 
     spec = {"name": "bn", "model": {"family": "cnn", "input_shape": [8, 8, 1], "filters": [8, 16],
                                     "batch_norm": True, "dense_units": [16]}}
@@ -29,7 +29,7 @@ def test_fold_batch_norm_preserves_outputs():
 
 def test_qat_model_saves_and_loads(tmp_path):
     import dnnkit
-    from dnnkit.compress.qat import quantize_model
+    from dnnkit.passes.qat import quantize_model
     from dnnkit.modelio import load_model
 
     model = dnnkit.build({"name": "q", "model": {"family": "mlp", "input_shape": [64], "units": [16]}})

@@ -157,9 +157,9 @@ def test_tf_keras_model_pruned_and_quantized_by_tfmot_exports_and_verifies(tmp_p
 
 def test_tfmot_qat_folds_batch_norm_fuses_relu_and_keeps_pooling_ranges(tmp_path):
     import dnnkit
-    from dnnkit.compress import QATOptions
-    from dnnkit.compress.context import PassContext
-    from dnnkit.compress.tfmot_engine import quantize_with_tfmot
+    from dnnkit.passes import QATOptions
+    from dnnkit.passes.context import PassContext
+    from dnnkit.passes.tfmot_engine import quantize_with_tfmot
     from dnnkit.config import spec_from_dict
     from dnnkit.data import load_data
 

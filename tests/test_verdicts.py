@@ -78,7 +78,7 @@ def test_recipe_selectors_are_checked_before_any_data(case, tmp_path, capsys, mo
 
 
 def test_selector_that_matches_is_accepted(trained_runs):
-    from dnnkit.compress import check_selectors
+    from dnnkit.passes import check_selectors
     from dnnkit.recipe import recipe_from_dict
 
     recipe = recipe_from_dict({"name": "r", "passes": [{"type": "prune", "layers": ["dense_*"], "types": ["Dense"]}],

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dnnkit.compress import DistillOptions, PassResult
-from dnnkit.compress.context import PassContext
+from dnnkit.passes import DistillOptions, PassResult
+from dnnkit.passes.context import PassContext
 from dnnkit.errors import SpecError
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.compress.schedules import ConstantSparsity, PruningSchedule
+from dnnkit.passes.schedules import ConstantSparsity, PruningSchedule
 
 # layer class -> the weights magnitude pruning applies to (attribute paths).
 PRUNABLE: dict[str, tuple[str, ...]] = {

@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.compress import PassResult, QATOptions
-from dnnkit.compress.context import PassContext
+from dnnkit.passes import PassResult, QATOptions
+from dnnkit.passes.context import PassContext
 
 
 def run_qat(model: Any, opts: QATOptions, ctx: PassContext) -> PassResult:
@@ -21,8 +21,8 @@ def run_qat(model: Any, opts: QATOptions, ctx: PassContext) -> PassResult:
     Returns:
         The QAT Keras model (fake-quant layers in place) and a report.
     """
-    from dnnkit.compress.pruning import MaskConstraint, sparsity_row
-    from dnnkit.compress.qat import quantize_model
+    from dnnkit.passes.pruning import MaskConstraint, sparsity_row
+    from dnnkit.passes.qat import quantize_model
 
     qat, report = quantize_model(model)
     kernels = [layer for layer in qat.layers if layer.name in report["quantized_layers"] and hasattr(layer, "kernel")]

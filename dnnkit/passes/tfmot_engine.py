@@ -16,9 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.compress import PassResult, PruneOptions
-from dnnkit.compress.context import PassContext
-from dnnkit.compress.pruning import sparsity_row
+from dnnkit.passes import PassResult, PruneOptions
+from dnnkit.passes.context import PassContext
+from dnnkit.passes.pruning import sparsity_row
 from dnnkit.errors import CompressionError
 
 # Layers whose configs mean the same in Keras 3 and tf_keras.
@@ -140,7 +140,7 @@ def _fit(model: Any, ctx: PassContext, *, epochs: int, learning_rate: float, bat
 
 def _selected(model: Any, opts: PruneOptions) -> set[str]:
     """The layers the native engine would prune (the same selection rules, on tf_keras)."""
-    from dnnkit.compress.pruning import PruneConfig, candidates
+    from dnnkit.passes.pruning import PruneConfig, candidates
 
     config = PruneConfig(layers=opts.layers, types=opts.types, skip_first=opts.skip_first,
                          skip_last=opts.skip_last)
@@ -155,7 +155,7 @@ def prune_with_tfmot(model: Any, opts: PruneOptions, ctx: PassContext) -> PassRe
     """
     import tf_keras
 
-    from dnnkit.compress.prune_pass import schedule_for
+    from dnnkit.passes.prune_pass import schedule_for
 
     if opts.structure or opts.scope != "layer":
         raise CompressionError("passes: prune with the tfmot engine: expected unstructured, per-layer sparsity, "
@@ -248,7 +248,7 @@ def native_from_tfmot(qat: Any) -> tuple[Any, list[str]]:
     """
     import keras
 
-    from dnnkit.compress import qat as native
+    from dnnkit.passes import qat as native
 
     inp = keras.Input(shape=tuple(qat.inputs[0].shape[1:]), name="inputs")
     x, pending_input, quantized, fills = inp, None, [], []
@@ -343,7 +343,7 @@ def quantize_with_tfmot(model: Any, opts: Any, ctx: PassContext) -> PassResult:
         The Keras 3 QAT model and a report (engine, scheme, how closely the Keras 3 model
         reproduces tfmot's on the validation split).
     """
-    from dnnkit.compress.qat import fold_batch_norm
+    from dnnkit.passes.qat import fold_batch_norm
 
     tfmot = import_tfmot()
     k3 = to_keras3(model) if is_tf_keras_model(model) else model

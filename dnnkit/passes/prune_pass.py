@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dnnkit.compress import PassResult, PruneOptions
-from dnnkit.compress.context import PassContext
+from dnnkit.passes import PassResult, PruneOptions
+from dnnkit.passes.context import PassContext
 
 
 def schedule_for(opts: PruneOptions, total_steps: int) -> Any:
     """The pruning schedule the options describe (end step defaults to 2/3 of training)."""
-    from dnnkit.compress.schedules import ConstantSparsity, PolynomialDecay
+    from dnnkit.passes.schedules import ConstantSparsity, PolynomialDecay
 
     end = opts.end_step if opts.end_step is not None else max(opts.begin_step + 1, (2 * total_steps) // 3)
     if opts.schedule == "constant" or opts.structure:
@@ -33,13 +33,13 @@ def run_prune(model: Any, opts: PruneOptions, ctx: PassContext) -> PassResult:
         The pruned model and a report: per-weight sparsity, schedule, time.
     """
     if opts.engine == "tfmot":
-        from dnnkit.compress.tfmot_engine import prune_with_tfmot
+        from dnnkit.passes.tfmot_engine import prune_with_tfmot
 
         return prune_with_tfmot(model, opts, ctx)
     import keras
 
-    from dnnkit.compress.pruning import PruneConfig, prune_low_magnitude, strip_pruning
-    from dnnkit.compress.schedules import serialize
+    from dnnkit.passes.pruning import PruneConfig, prune_low_magnitude, strip_pruning
+    from dnnkit.passes.schedules import serialize
 
     work = keras.models.clone_model(model)
     work.set_weights(model.get_weights())

@@ -114,7 +114,7 @@ def _read_prune(t: TableReader) -> PruneOptions:
     if opts.engine == "tfmot" and (opts.structure or opts.scope != "layer"):
         field_name, value = ("structure", opts.structure) if opts.structure else ("scope", opts.scope)
         t.fail(field_name, value, 'unset with engine = "tfmot" (tfmot prunes unstructured, per layer here)')
-    from dnnkit.compress.pruning import PRUNABLE
+    from dnnkit.passes.pruning import PRUNABLE
 
     unknown = [v for v in opts.types if v not in PRUNABLE]
     if unknown:
@@ -230,27 +230,27 @@ def run_pass(model: Any, config: PassConfig, ctx: Any) -> PassResult:
     Args:
         model: the incoming Keras model.
         config: the pass and its options.
-        ctx: a :class:`dnnkit.compress.context.PassContext` (spec, data, recipe folder).
+        ctx: a :class:`dnnkit.passes.context.PassContext` (spec, data, recipe folder).
 
     Returns:
         The :class:`PassResult`.
     """
     if config.type == "prune":
-        from dnnkit.compress.prune_pass import run_prune
+        from dnnkit.passes.prune_pass import run_prune
 
         return run_prune(model, config.options, ctx)
     if config.type == "qat":
         if config.options.engine == "tfmot":
-            from dnnkit.compress.tfmot_engine import quantize_with_tfmot
+            from dnnkit.passes.tfmot_engine import quantize_with_tfmot
 
             return quantize_with_tfmot(model, config.options, ctx)
-        from dnnkit.compress.qat_pass import run_qat
+        from dnnkit.passes.qat_pass import run_qat
 
         return run_qat(model, config.options, ctx)
     if config.type == "cluster":
-        from dnnkit.compress.tfmot_engine import cluster_with_tfmot
+        from dnnkit.passes.tfmot_engine import cluster_with_tfmot
 
         return cluster_with_tfmot(model, config.options, ctx)
-    from dnnkit.compress.distill import run_distill
+    from dnnkit.passes.distill import run_distill
 
     return run_distill(model, config.options, ctx)

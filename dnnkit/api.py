@@ -1,0 +1,152 @@
+"""The Python API with objects: a ``keras.Model`` and NumPy arrays in, a verified export out.
+
+``dnnkit.export``, ``dnnkit.compress`` and ``dnnkit.verify`` take what a Keras user holds —
+a model object (or a ``.keras`` path), arrays (or a data source name or file), a recipe object
+(or a path) — and return the manifest, as the command line does::
+
+    import dnnkit
+    manifest = dnnkit.export(model, "export/all.toml", "out/", data=(x, y))
+
+A model object is saved into the export folder's ``reference/`` (the reference every artifact is
+checked against); arrays are saved beside it as ``reference/data.npz``, so ``dnnkit verify``
+can check the folder again later.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnnkit.errors import DataError
+
+ModelLike = Any  # a keras.Model or a path to a .keras file (run directory for compress)
+DataLike = Any  # "digits", a .npz/.csv path, (x, y), or a dict of x_train/y_train[/x_val/y_val/x_test/y_test]
+
+_SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
+
+
+def _arrays(data: DataLike) -> dict[str, np.ndarray] | None:
+    """The data as ``.npz`` arrays, or ``None`` when it names a source (a string or path)."""
+    if data is None or isinstance(data, (str, os.PathLike)):
+        return None
+    if isinstance(data, tuple) and len(data) == 2:
+        return {"x_train": np.asarray(data[0]), "y_train": np.asarray(data[1])}
+    if isinstance(data, dict):
+        unknown = sorted(set(data) - set(_SPLIT_KEYS))
+        if unknown or "x_train" not in data or "y_train" not in data:
+            raise DataError(f"data: expected a dict with x_train and y_train (and optionally x_val/y_val, "
+                            f"x_test/y_test), got keys {sorted(data)}")
+        return {k: np.asarray(v) for k, v in data.items()}
+    raise DataError(f"data: expected \"digits\", a .npz/.csv path, (x, y) arrays or a dict of splits, "
+                    f"got {type(data).__name__}")
+
+
+class _Inputs:
+    """Files for the objects given, in a temporary folder until the export succeeds."""
+
+    def __init__(self, model: ModelLike, data: DataLike) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="dnnkit-api-"))
+        self.model = self._model(model)
+        arrays = _arrays(data)
+        self.data: str | None
+        if arrays is None:
+            self.data = None if data is None else str(data)
+        else:
+            self.data = str(self.tmp / "data.npz")
+            np.savez(self.data, **arrays)
+
+    def _model(self, model: ModelLike) -> str:
+        if isinstance(model, (str, os.PathLike)):
+            return str(model)
+        if not hasattr(model, "save") or not hasattr(model, "inputs"):
+            from dnnkit.errors import ModelLoadError
+
+            raise ModelLoadError(f"model: expected a keras.Model or a .keras path, got {type(model).__name__}")
+        path = self.tmp / "model.keras"
+        model.save(path)
+        return str(path)
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def _keep_data(inputs: _Inputs, out_dir: str | os.PathLike[str]) -> str | None:
+    """Arrays live in ``OUT/reference/data.npz`` (a path the manifest can keep)."""
+    if inputs.data is None or Path(inputs.data).parent != inputs.tmp:
+        return inputs.data
+    target = Path(out_dir) / "reference" / "data.npz"
+    return str(target)
+
+
+def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike = None,
+           spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: bool = False) -> dict[str, Any]:
+    """Convert a model into every artifact of a recipe, verify each, and return the manifest.
+
+    Args:
+        model: a ``keras.Model`` or a ``.keras`` file.
+        recipe: a :class:`~dnnkit.recipe.Recipe` or a recipe path.
+        out_dir: the output folder.
+        data: ``"digits"``, a ``.npz``/``.csv`` path, ``(x, y)`` arrays, or a dict of splits
+            (``x_train``/``y_train``, optionally ``x_val``/``y_val``, ``x_test``/``y_test``);
+            without test arrays, 20 % of the training arrays are held out as the test split.
+        spec: the model's spec, if it has one (then ``data`` may be omitted).
+        task: ``multiclass``, ``binary`` or ``regression`` (inferred when omitted).
+        unsafe: allow Lambda layers (trusted models only).
+        verbose: print progress lines.
+
+    Returns:
+        The manifest (also in ``OUT/manifest.json``).
+
+    Raises:
+        DnnkitError: on bad input, with nothing written.
+    """
+    return _run("export", model, recipe, out_dir, data=data, spec=spec, task=task, unsafe=unsafe, verbose=verbose)
+
+
+def compress(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike = None,
+             spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: bool = False) -> dict[str, Any]:
+    """Run a recipe's compression passes on a model, then export and verify; return the manifest.
+
+    Arguments as for :func:`export`; ``model`` may also be a run directory.
+    """
+    return _run("compress", model, recipe, out_dir, data=data, spec=spec, task=task, unsafe=unsafe,
+                verbose=verbose)
+
+
+def verify(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict[str, Any]:
+    """Verify an export folder again (checksums, every artifact in its runtime, goals).
+
+    Returns:
+        The updated manifest; its ``status`` is the verdict.
+    """
+    from dnnkit.pipeline import verify_dir
+
+    return verify_dir(out_dir, unsafe=unsafe)
+
+
+def _run(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
+    from dnnkit import pipeline
+
+    out = Path(out_dir)
+    existed = out.exists()
+    inputs = _Inputs(model, kw.pop("data"))
+    try:
+        data = _keep_data(inputs, out)
+        if data is not None and data != inputs.data:
+            # the arrays must be where the manifest will say they are before the export reads them
+            Path(data).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(inputs.data, data)
+        function = pipeline.compress if kind == "compress" else pipeline.export
+        try:
+            return function(inputs.model, recipe, out, data=data, **kw)
+        except Exception:
+            if not existed:
+                shutil.rmtree(out, ignore_errors=True)  # bad input: nothing half-written
+            raise
+    finally:
+        inputs.close()

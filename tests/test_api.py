@@ -1,0 +1,87 @@
+"""The Python API with objects (issue 9, part 5): a keras.Model and arrays in, a manifest out."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import RECIPES
+
+
+@pytest.fixture(scope="module")
+def model_and_data():
+    import keras
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = (digits.data / 16.0).astype("float32"), digits.target
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64,), name="inputs")
+    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(keras.layers.Dense(32, activation="relu")(inp)))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=8, verbose=0)
+    return model, x, y
+
+
+def test_export_a_model_object_with_arrays(model_and_data, tmp_path):
+    import dnnkit
+
+    model, x, y = model_and_data
+    out = tmp_path / "out"
+    manifest = dnnkit.export(model, RECIPES / "server-onnx.toml", out, data=(x, y))
+    assert manifest["status"] == "verified"
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    ref = manifest["reference"]
+    assert ref["data"] == str((out / "reference" / "data.npz").resolve())
+    assert ref["test_samples"] == 360 and ref["inputs_checked"] == 1797  # 20 % held out as the test split
+    with np.load(out / "reference" / "data.npz") as saved:
+        np.testing.assert_array_equal(saved["x_train"], x)
+    again = dnnkit.verify(out)  # the folder stands on its own: model and arrays are inside it
+    assert again["status"] == "verified"
+
+
+def test_export_with_explicit_splits_and_a_recipe_object(model_and_data, tmp_path):
+    import dnnkit
+    from dnnkit.recipe import recipe_from_dict
+
+    model, x, y = model_and_data
+    recipe = recipe_from_dict({"name": "r", "artifacts": [{"name": "tflite_fp32", "format": "tflite"}]})
+    data = {"x_train": x[:1200], "y_train": y[:1200], "x_test": x[1200:], "y_test": y[1200:]}
+    manifest = dnnkit.export(model, recipe, tmp_path / "out", data=data)
+    assert manifest["status"] == "verified" and manifest["reference"]["test_samples"] == len(x) - 1200
+
+
+@pytest.mark.parametrize("data, fragment", [
+    ([1, 2, 3], "data: expected \"digits\", a .npz/.csv path, (x, y) arrays or a dict of splits, got list"),
+    ({"x": 1, "y": 2}, "data: expected a dict with x_train and y_train"),
+])
+def test_bad_data_objects_are_clear_errors_with_nothing_written(model_and_data, tmp_path, data, fragment):
+    import dnnkit
+    from dnnkit.errors import DataError
+
+    model, _, _ = model_and_data
+    with pytest.raises(DataError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        dnnkit.export(model, RECIPES / "server-onnx.toml", tmp_path / "out", data=data)
+    assert not (tmp_path / "out").exists()
+
+
+def test_mismatched_arrays_leave_nothing(model_and_data, tmp_path):
+    import dnnkit
+    from dnnkit.errors import DataError
+
+    model, x, y = model_and_data
+    with pytest.raises(DataError):
+        dnnkit.export(model, RECIPES / "server-onnx.toml", tmp_path / "out", data=(x[:, :32], y))
+    assert not (tmp_path / "out").exists()
+
+
+def test_compress_a_model_object(model_and_data, tmp_path):
+    import dnnkit
+    from dnnkit.recipe import recipe_from_dict
+
+    model, x, y = model_and_data
+    recipe = recipe_from_dict({"name": "p", "passes": [{"type": "prune", "final_sparsity": 0.5, "epochs": 1}],
+                               "artifacts": [{"name": "tflite_fp32", "format": "tflite"}]})
+    manifest = dnnkit.compress(model, recipe, tmp_path / "out", data=(x, y))
+    assert manifest["passes"][0]["type"] == "prune"
+    assert manifest["artifacts"][0]["status"] == "verified"
