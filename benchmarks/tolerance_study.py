@@ -34,7 +34,7 @@ def main() -> None:
 
     import dnnkit
     from dnnkit.data import load_data
-    from dnnkit.fp16 import fp16_weight_error
+    from dnnkit.fp16 import fp16_outputs, fp16_weight_error
     from dnnkit.recipe import ArtifactConfig, load_recipe
     from dnnkit.training import predict
 
@@ -51,10 +51,7 @@ def main() -> None:
             ref = predict(model, x)
             scale = float(np.abs(ref).max())
             w16 = fp16_weight_error(model, x, ref)
-            half = keras.models.clone_model(
-                model, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": "float16"}))
-            half.set_weights([w.astype(np.float16) if w.dtype == np.float32 else w for w in model.get_weights()])
-            fp16 = np.asarray(half.predict(x.astype(np.float16), batch_size=256, verbose=0)).astype(np.float32)
+            fp16 = fp16_outputs(model, x)
             perts = []
             for seed in range(3):
                 rng = np.random.default_rng(seed)

@@ -46,41 +46,17 @@ def _arrays(data: DataLike) -> dict[str, np.ndarray] | None:
                     f"got {type(data).__name__}")
 
 
-class _Inputs:
-    """Files for the objects given, in a temporary folder until the export succeeds."""
+def _model_file(model: ModelLike, tmp: Path) -> str:
+    """A path for the model: the one given, or the model object saved into ``tmp``."""
+    if isinstance(model, (str, os.PathLike)):
+        return str(model)
+    if not hasattr(model, "save") or not hasattr(model, "inputs"):
+        from dnnkit.errors import ModelLoadError
 
-    def __init__(self, model: ModelLike, data: DataLike) -> None:
-        self.tmp = Path(tempfile.mkdtemp(prefix="dnnkit-api-"))
-        self.model = self._model(model)
-        arrays = _arrays(data)
-        self.data: str | None
-        if arrays is None:
-            self.data = None if data is None else str(data)
-        else:
-            self.data = str(self.tmp / "data.npz")
-            np.savez(self.data, **arrays)
-
-    def _model(self, model: ModelLike) -> str:
-        if isinstance(model, (str, os.PathLike)):
-            return str(model)
-        if not hasattr(model, "save") or not hasattr(model, "inputs"):
-            from dnnkit.errors import ModelLoadError
-
-            raise ModelLoadError(f"model: expected a keras.Model or a .keras path, got {type(model).__name__}")
-        path = self.tmp / "model.keras"
-        model.save(path)
-        return str(path)
-
-    def close(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
-
-
-def _keep_data(inputs: _Inputs, out_dir: str | os.PathLike[str]) -> str | None:
-    """Arrays live in ``OUT/reference/data.npz`` (a path the manifest can keep)."""
-    if inputs.data is None or Path(inputs.data).parent != inputs.tmp:
-        return inputs.data
-    target = Path(out_dir) / "reference" / "data.npz"
-    return str(target)
+        raise ModelLoadError(f"model: expected a keras.Model or a .keras path, got {type(model).__name__}")
+    path = tmp / "model.keras"
+    model.save(path)
+    return str(path)
 
 
 def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike = None,
@@ -129,24 +105,26 @@ def verify(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict[str
     return verify_dir(out_dir, unsafe=unsafe)
 
 
-def _run(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
+def _run(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike,
+         **kw: Any) -> dict[str, Any]:
     from dnnkit import pipeline
 
     out = Path(out_dir)
+    arrays = _arrays(data)  # a bad data object fails before anything is written
     existed = out.exists()
-    inputs = _Inputs(model, kw.pop("data"))
+    tmp = Path(tempfile.mkdtemp(prefix="dnnkit-api-"))
     try:
-        data = _keep_data(inputs, out)
-        if data is not None and data != inputs.data:
-            # the arrays must be where the manifest will say they are before the export reads them
-            Path(data).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(inputs.data, data)
+        path = _model_file(model, tmp)
+        if arrays is not None:
+            # the arrays go where the manifest can keep pointing, before the export reads them
+            data = out / "reference" / "data.npz"
+            data.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(data, **arrays)
         function = pipeline.compress if kind == "compress" else pipeline.export
-        try:
-            return function(inputs.model, recipe, out, data=data, **kw)
-        except Exception:
-            if not existed:
-                shutil.rmtree(out, ignore_errors=True)  # bad input: nothing half-written
-            raise
+        return function(path, recipe, out, data=None if data is None else str(data), **kw)
+    except Exception:
+        if not existed:
+            shutil.rmtree(out, ignore_errors=True)  # bad input: nothing half-written
+        raise
     finally:
-        inputs.close()
+        shutil.rmtree(tmp, ignore_errors=True)

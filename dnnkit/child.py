@@ -24,9 +24,16 @@ from typing import Any, Callable
 PREFIX = "@@dnnkit "
 
 
+def _plain(value: object) -> object:
+    """NumPy scalars and arrays as JSON values (anything else as its string)."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
 def emit(event: str, **fields: Any) -> None:
     """Write one protocol line (worker side)."""
-    sys.stdout.write(PREFIX + json.dumps({"event": event, **fields}) + "\n")
+    sys.stdout.write(PREFIX + json.dumps({"event": event, **fields}, default=_plain) + "\n")
     sys.stdout.flush()
 
 
@@ -143,6 +150,36 @@ def run_items(command: Callable[[list[str]], list[str]], names: list[str], timeo
     for name in pending:  # a worker that settled nothing twice in a row: give up on the rest
         results[name] = {"status": "failed", "reason": f"{process} made no progress", "info": {}, "seconds": 0.0}
     return results
+
+
+def run_job(module: str, names: list[str], timeouts: dict[str, float], job_for: Callable[[list[str]], Any], *,
+            workdir: str, log_path: str | os.PathLike[str] | None = None, startup_timeout: float = 240.0,
+            action: str = "conversion", process: str = "converter process") -> dict[str, dict[str, Any]]:
+    """:func:`run_items` for a worker module run as ``python -m MODULE JOB.json``.
+
+    Args:
+        module: the worker module (its ``main`` serves the job with :func:`serve_items`).
+        names, timeouts, startup_timeout, action, process: as for :func:`run_items`.
+        job_for: the job (JSON-serialisable) for the items still pending, in order.
+        workdir: where the job file is written (the caller's temporary folder).
+        log_path: where the workers' stderr is appended (default: discarded).
+    """
+    from pathlib import Path
+
+    job_path = os.path.join(workdir, "job.json")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
+
+    def command(pending: list[str]) -> list[str]:
+        Path(job_path).write_text(json.dumps(job_for(pending)), encoding="utf-8")
+        return [sys.executable, "-m", module, job_path]
+
+    log = open(log_path, "a", encoding="utf-8") if log_path else subprocess.DEVNULL
+    try:
+        return run_items(command, names, timeouts, startup_timeout=startup_timeout, log=log, env=env,
+                         action=action, process=process)
+    finally:
+        if log is not subprocess.DEVNULL:
+            log.close()
 
 
 def _run_worker(argv: list[str], pending: list[str], results: dict[str, dict[str, Any]],

@@ -14,6 +14,24 @@ from typing import Any
 import numpy as np
 
 
+def fp16_outputs(model: Any, x: np.ndarray) -> np.ndarray:
+    """The model's outputs in true fp16 arithmetic, on any CPU: a copy whose every layer has the Keras
+    ``float16`` dtype policy (weights, activations and each op's result in fp16).
+
+    dnnkit's builders give each layer an explicit dtype, so a global policy would not reach them;
+    the copy sets it layer by layer.
+    """
+    import keras
+
+    half = keras.models.clone_model(
+        model, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": "float16"}))
+    half.set_weights([w.astype(np.float16) if w.dtype == np.float32 else w for w in model.get_weights()])
+    if not all(w.dtype == np.float16 for w in half.get_weights() if w.dtype.kind == "f"):
+        raise ValueError("some weights stayed out of fp16")
+    inputs = x.astype(np.float16) if x.dtype.kind == "f" else x
+    return np.asarray(half.predict(inputs, batch_size=256, verbose=0)).astype(np.float32)
+
+
 def fp16_weight_error(model: Any, x: np.ndarray, reference: np.ndarray) -> float | None:
     """Max abs change of the outputs on ``x`` when every float weight is rounded to fp16.
 

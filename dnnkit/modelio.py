@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from dnnkit.errors import ModelLoadError
 
@@ -101,9 +101,10 @@ def check_archive(path: Path) -> dict[str, Any]:
     if not isinstance(config, dict):
         raise ModelLoadError(f"model: cannot load {path}: config.json: expected an object, got "
                              f"{type(config).__name__}")
-    found = _absurd_int(config, "")
-    if found:
-        where, value = found
+    absurd = next(((where, value) for where, value in _nodes(config, skip=_NOT_SIZES)
+                   if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= MAX_CONFIG_INT), None)
+    if absurd:
+        where, value = absurd
         raise ModelLoadError(f"model: cannot load {path}: config.json: {where}: expected a size below "
                              f"{MAX_CONFIG_INT}, got {value}")
     return config
@@ -157,42 +158,28 @@ def missing_classes(config: dict[str, Any]) -> list[str]:
     import keras
 
     found: list[str] = []
-
-    def walk(node: Any, depth: int = 0) -> None:
-        if depth > 200:
-            return
-        if isinstance(node, dict):
-            module, cls = node.get("module"), node.get("class_name")
-            if isinstance(module, str) and isinstance(cls, str) and not module.split(".")[0] in ("keras", "builtins"):
-                key = node.get("registered_name") or cls
-                if (keras.saving.get_registered_object(key, custom_objects=_CUSTOM) is None
-                        and cls not in _CUSTOM and key not in found):
-                    found.append(str(key))
-            for value in node.values():
-                walk(value, depth + 1)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value, depth + 1)
-
-    walk(config)
+    for _, node in _nodes(config):
+        if not isinstance(node, dict):
+            continue
+        module, cls = node.get("module"), node.get("class_name")
+        if isinstance(module, str) and isinstance(cls, str) and module.split(".")[0] not in ("keras", "builtins"):
+            key = node.get("registered_name") or cls
+            if (keras.saving.get_registered_object(key, custom_objects=_CUSTOM) is None
+                    and cls not in _CUSTOM and key not in found):
+                found.append(str(key))
     return found
 
 
-def _absurd_int(node: Any, where: str, depth: int = 0) -> tuple[str, int] | None:
+def _nodes(node: Any, where: str = "", skip: tuple[str, ...] = (), depth: int = 0) -> Iterator[tuple[str, Any]]:
+    """Every value of a parsed JSON document with its dotted path, depth-first (200 levels at most),
+    not descending under the keys in ``skip``."""
     if depth > 200:
-        return None
+        return
+    yield where, node
     if isinstance(node, dict):
         for key, value in node.items():
-            if key in _NOT_SIZES:
-                continue
-            hit = _absurd_int(value, f"{where}.{key}" if where else str(key), depth + 1)
-            if hit:
-                return hit
+            if key not in skip:
+                yield from _nodes(value, f"{where}.{key}" if where else str(key), skip, depth + 1)
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            hit = _absurd_int(value, f"{where}[{i}]", depth + 1)
-            if hit:
-                return hit
-    elif isinstance(node, int) and not isinstance(node, bool) and abs(node) >= MAX_CONFIG_INT:
-        return where, node
-    return None
+            yield from _nodes(value, f"{where}[{i}]", skip, depth + 1)

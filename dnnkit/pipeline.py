@@ -291,8 +291,8 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     spec_file = out / "reference" / "spec.toml"
     data = ref_info["data"]
     spec = load_spec(spec_file) if spec_file.is_file() else spec_for_model(model, ref_info["head"], data)
-    ref, _ = _reference(model, spec, data, verify_cfg.max_inputs, fp16=any(a.precision == "fp16" for a in arts))
     recipe = Recipe(name=manifest["recipe"]["name"], artifacts=tuple(arts), verify=verify_cfg)
+    ref, _ = _reference(model, spec, data, verify_cfg.max_inputs, fp16=_has_fp16(recipe))
     items = []
     for entry in manifest["artifacts"]:
         if not entry.get("converted"):
@@ -428,7 +428,8 @@ def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str 
     from dnnkit.passes import check_selectors
     from dnnkit.data import load_data
 
-    check_selectors(build(spec), recipe.passes, recipe.path or "recipe")  # the trained model has these layers
+    if any(p.type == "prune" and p.options.layers for p in recipe.passes):
+        check_selectors(build(spec), recipe.passes, recipe.path or "recipe")  # the trained model has these layers
     load_data(spec)  # bad data fails here, before anything is written
     (out / MANIFEST).unlink(missing_ok=True)  # a killed run leaves no manifest of an earlier one
     if verbose:

@@ -244,12 +244,11 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
             if not same:
                 failures.append(failure("second_batch", f"batch {n} disagrees with the full batch", diff, None))
         else:
-            vs_ref = float_parity(ref.outputs[:n], small, recipe.atol(art), recipe.rtol(art))  # diff only
-            # the scale of the whole reference, not of the first n rows
-            allowed = checks["float_parity"]["allowed"]
-            if not vs_ref["max_abs_diff"] <= allowed:
-                failures.append(failure("second_batch", f"batch {n}: max abs diff {vs_ref['max_abs_diff']:.3g} "
-                                        f"> allowed {allowed:.3g}", vs_ref["max_abs_diff"], allowed))
+            vs_ref = float(np.max(np.abs(small - ref.outputs[:n])))
+            allowed = checks["float_parity"]["allowed"]  # from the whole reference's scale, not n rows
+            if not vs_ref <= allowed:  # NaN fails too
+                failures.append(failure("second_batch", f"batch {n}: max abs diff {vs_ref:.3g} "
+                                        f"> allowed {allowed:.3g}", vs_ref, allowed))
     # 5. runtime facts
     entry["latency_ms"] = runner.latency_ms(ref.x, recipe.verify.latency_runs, recipe.verify.warmup_runs)
     if art.format == "tflite":
@@ -288,40 +287,26 @@ def verify_artifacts(items: list[dict[str, Any]], ref: Reference, recipe: Recipe
     Returns:
         The manifest fields of :func:`verify_artifact`, by name.
     """
-    import json
-    import subprocess
-    import sys
     import tempfile
     from dataclasses import asdict
 
-    from dnnkit.child import run_items
+    from dnnkit.child import run_job
 
     if not items:
         return {}
-    arts = {i["name"]: ArtifactConfig(**i["options"]) for i in items}
-    timeouts = {name: recipe.timeout(art) for name, art in arts.items()}
     by_name = {i["name"]: i for i in items}
-    log = open(log_path, "a", encoding="utf-8") if log_path else subprocess.DEVNULL
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    try:
-        with tempfile.TemporaryDirectory(prefix="dnnkit-verify-") as tmp:
-            ref_path = os.path.join(tmp, "reference.npz")
-            np.savez(ref_path, x=ref.x, y=ref.y, outputs=ref.outputs)
-            meta = {"head": ref.head, "input_name": ref.input_name, "output_name": ref.output_name,
-                    "metrics": ref.metrics, "n_test": ref.n_test, "fp16_weight_error": ref.fp16_weight_error}
-
-            def command(pending: list[str]) -> list[str]:
-                job = {"reference": ref_path, "reference_meta": meta, "verify": asdict(recipe.verify),
-                       "items": [{**by_name[n], "path": str(by_name[n]["path"])} for n in pending]}
-                job_path = os.path.join(tmp, "job.json")
-                Path(job_path).write_text(json.dumps(job), encoding="utf-8")
-                return [sys.executable, "-m", "dnnkit.verify_worker", job_path]
-
-            results = run_items(command, list(by_name), timeouts, startup_timeout=VERIFY_STARTUP_TIMEOUT_S,
-                                log=log, env=env, action="verification", process="verification process")
-    finally:
-        if log is not subprocess.DEVNULL:
-            log.close()
+    timeouts = {name: recipe.timeout(ArtifactConfig(**i["options"])) for name, i in by_name.items()}
+    meta = {"head": ref.head, "input_name": ref.input_name, "output_name": ref.output_name,
+            "metrics": ref.metrics, "n_test": ref.n_test, "fp16_weight_error": ref.fp16_weight_error}
+    with tempfile.TemporaryDirectory(prefix="dnnkit-verify-") as tmp:
+        ref_path = os.path.join(tmp, "reference.npz")
+        np.savez(ref_path, x=ref.x, y=ref.y, outputs=ref.outputs)
+        results = run_job(
+            "dnnkit.verify_worker", list(by_name), timeouts,
+            lambda pending: {"reference": ref_path, "reference_meta": meta, "verify": asdict(recipe.verify),
+                             "items": [{**by_name[n], "path": str(by_name[n]["path"])} for n in pending]},
+            workdir=tmp, log_path=log_path, startup_timeout=VERIFY_STARTUP_TIMEOUT_S, action="verification",
+            process="verification process")
     out: dict[str, dict[str, Any]] = {}
     for name, result in results.items():
         if result["status"] == "done":

@@ -39,22 +39,10 @@ def main(job_path: str) -> int:
     def verify_one(item: dict) -> dict:
         art = ArtifactConfig(**item["options"])
         recipe = Recipe(name="job", artifacts=(art,), verify=verify_cfg)
-        entry = verify_artifact(item["path"], art, recipe, ref, expected_sha256=item.get("expected_sha256"),
-                                fake_quant=bool(item.get("fake_quant")))
-        return json.loads(json.dumps(entry, default=_plain))
+        return verify_artifact(item["path"], art, recipe, ref, expected_sha256=item.get("expected_sha256"),
+                               fake_quant=bool(item.get("fake_quant")))
 
     return serve_items(job["items"], verify_one, fault_variable="DNNKIT_INJECT_VERIFY_FAULT", what="verification")
-
-
-def _plain(value: object) -> object:
-    """NumPy scalars and arrays as JSON values."""
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    return str(value)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ def cases(trained_runs):
     import keras
 
     from dnnkit.data import load_data
+    from dnnkit.fp16 import fp16_outputs, fp16_weight_error
     from dnnkit.training import predict
 
     out = {}
@@ -36,12 +37,7 @@ def cases(trained_runs):
         model = run.model
         ref = predict(model, x)
         weights = model.get_weights()
-        half = keras.models.clone_model(
-            model, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": "float16"}))
-        half.set_weights([w.astype(np.float16) if w.dtype == np.float32 else w for w in weights])
-        assert all(w.dtype == np.float16 for w in half.get_weights() if w.dtype.kind == "f")
-        fp16 = np.asarray(half.predict(x.astype(np.float16) if x.dtype.kind == "f" else x, batch_size=256,
-                                       verbose=0)).astype(np.float32)
+        fp16 = fp16_outputs(model, x)
 
         def variant(new_weights):
             clone = keras.models.clone_model(model)
@@ -53,9 +49,9 @@ def cases(trained_runs):
         swapped = [w.copy() for w in weights]
         k = [i for i, w in enumerate(swapped) if w.ndim >= 2][-2]  # the last hidden layer's kernel
         swapped[k] = swapped[k][..., ::-1]  # its output units in reverse order
-        from dnnkit.fp16 import fp16_weight_error
-
-        out[name] = {"ref": ref, "fp16": fp16, "calibrated": RECIPE.verify.fp16_factor * fp16_weight_error(model, x, ref), "perturbed": perturbed, "swapped": variant(swapped),
+        out[name] = {"ref": ref, "fp16": fp16,
+                     "calibrated": RECIPE.verify.fp16_factor * fp16_weight_error(model, x, ref),
+                     "perturbed": perturbed, "swapped": variant(swapped),
                      "permuted": ref[:, np.roll(np.arange(ref.shape[1]), 1)]}
     return out
 

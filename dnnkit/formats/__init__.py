@@ -7,17 +7,14 @@ limit or raises marks only that artifact failed; a fresh child converts the rest
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dnnkit.child import run_items
+from dnnkit.child import run_job
 from dnnkit.recipe import ArtifactConfig
 
 # Whether two identical runs (same spec, seed, versions and machine) write byte-identical files,
@@ -56,24 +53,14 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
     """
     by_name = {a.name: a for a in artifacts}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
-    log = open(log_path, "a", encoding="utf-8") if log_path else subprocess.DEVNULL
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    try:
-        with tempfile.TemporaryDirectory(prefix="dnnkit-job-") as tmp:
-            rep_path = os.path.join(tmp, "representative.npz")
-            np.savez(rep_path, x=representative)
-
-            def command(pending: list[str]) -> list[str]:
-                job = {"model": str(Path(model_path).resolve()), "representative": rep_path,
-                       "out_dir": str(Path(out_dir).resolve()), "metadata": metadata or {},
-                       "unsafe": unsafe,
-                       "artifacts": [{**by_name[n].to_dict(), "filename": by_name[n].filename} for n in pending]}
-                job_path = os.path.join(tmp, "job.json")
-                Path(job_path).write_text(json.dumps(job), encoding="utf-8")
-                return [sys.executable, "-m", "dnnkit.formats.worker", job_path]
-
-            return run_items(command, list(by_name), timeouts, startup_timeout=STARTUP_TIMEOUT_S, log=log,
-                             env=env, action="conversion", process="converter process")
-    finally:
-        if log is not subprocess.DEVNULL:
-            log.close()
+    with tempfile.TemporaryDirectory(prefix="dnnkit-job-") as tmp:
+        rep_path = os.path.join(tmp, "representative.npz")
+        np.savez(rep_path, x=representative)
+        return run_job(
+            "dnnkit.formats.worker", list(by_name), timeouts,
+            lambda pending: {"model": str(Path(model_path).resolve()), "representative": rep_path,
+                             "out_dir": str(Path(out_dir).resolve()), "metadata": metadata or {}, "unsafe": unsafe,
+                             "artifacts": [{**by_name[n].to_dict(), "filename": by_name[n].filename}
+                                           for n in pending]},
+            workdir=tmp, log_path=log_path, startup_timeout=STARTUP_TIMEOUT_S, action="conversion",
+            process="converter process")

@@ -42,14 +42,19 @@ def _layer_classes(model: Any) -> set[str]:
     return found
 
 
+def _drop_noinline(attrs: Any) -> bool:
+    """Remove the attributes that keep a function (or a call of it) from being inlined; say if any were there."""
+    found = [key for key in ("_noinline", "_XlaMustCompile") if key in attrs]
+    for key in found:
+        del attrs[key]
+    return bool(found)
+
+
 def _inline_noinline_functions(graph_def: Any, inputs: list[str], outputs: list[str]) -> tuple[Any, int]:
     """Drop ``_noinline`` / ``_XlaMustCompile`` from library functions and let Grappler inline them."""
     renamed: dict[str, str] = {}
     for fn in graph_def.library.function:
-        if "_noinline" in fn.attr or "_XlaMustCompile" in fn.attr:
-            for key in ("_noinline", "_XlaMustCompile"):
-                if key in fn.attr:
-                    del fn.attr[key]
+        if _drop_noinline(fn.attr):
             # a new name: TensorFlow refuses a second, different definition under the old one
             renamed[fn.signature.name] = f"{fn.signature.name}_dnnkit_inline"
             fn.signature.name = renamed[fn.signature.name]
@@ -60,15 +65,12 @@ def _inline_noinline_functions(graph_def: Any, inputs: list[str], outputs: list[
         for value in list(node.attr.values()):
             if value.HasField("func") and value.func.name in renamed:
                 value.func.name = renamed[value.func.name]
-                for key in ("_noinline", "_XlaMustCompile"):  # the call site carries them too
-                    if key in node.attr:
-                        del node.attr[key]
-    marked = len(renamed)
+                _drop_noinline(node.attr)  # the call site carries them too
     import tensorflow as tf
     from tf2onnx.tf_loader import tf_optimize_grappler
 
     with tf.Graph().as_default():  # Grappler works on a meta graph, which needs graph mode
-        return tf_optimize_grappler(inputs, outputs, graph_def), marked
+        return tf_optimize_grappler(inputs, outputs, graph_def), len(renamed)
 
 
 def _erfc_as_erf(graph_def: Any) -> int:

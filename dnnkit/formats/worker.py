@@ -15,7 +15,7 @@ import os
 import sys
 from typing import Any
 
-from dnnkit.child import PREFIX, serve_items  # noqa: F401  (PREFIX: the protocol's line prefix)
+from dnnkit.child import serve_items
 
 
 def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: dict[str, Any]) -> dict:
@@ -35,7 +35,7 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
     if precision == "int8":
         return export_onnx_int8(model, path, calibration=rep[:art["samples"]], opset=art["opset"],
                                 metadata=metadata)
-    return export_onnx(model, path, opset=art["opset"], metadata=metadata, check_inputs=rep[:64])
+    return export_onnx(model, path, opset=art["opset"], metadata=metadata, check_inputs=rep)
 
 
 def main(job_path: str) -> int:
