@@ -30,18 +30,37 @@ DataLike = Any  # "digits", a .npz/.csv path, (x, y), or a dict of x_train/y_tra
 _SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 
+def _split_arrays(split: str, x: Any, y: Any) -> dict[str, np.ndarray]:
+    """``.npz`` members of one split: ``x_SPLIT``/``y_SPLIT``, or per name for dicts of arrays."""
+    from dnnkit.signature import to_arrays
+
+    out = to_arrays(f"x_{split}", {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x))
+    if y is not None:
+        out.update(to_arrays(f"y_{split}", {k: np.asarray(v) for k, v in y.items()} if isinstance(y, dict)
+                             else np.asarray(y)))
+    return out
+
+
 def _arrays(data: DataLike) -> dict[str, np.ndarray] | None:
-    """The data as ``.npz`` arrays, or ``None`` when it names a source (a string or path)."""
+    """The data as ``.npz`` arrays, or ``None`` when it names a source (a string or path).
+
+    ``x`` may be a dict of arrays by input name and ``y`` a dict by output name (models with
+    several inputs or outputs); ``y`` may be ``None`` (no labels: values are checked only).
+    """
     if data is None or isinstance(data, (str, os.PathLike)):
         return None
     if isinstance(data, tuple) and len(data) == 2:
-        return {"x_train": np.asarray(data[0]), "y_train": np.asarray(data[1])}
+        return _split_arrays("train", *data)
     if isinstance(data, dict):
         unknown = sorted(set(data) - set(_SPLIT_KEYS))
-        if unknown or "x_train" not in data or "y_train" not in data:
+        if unknown or "x_train" not in data:
             raise DataError(f"data: expected a dict with x_train and y_train (and optionally x_val/y_val, "
                             f"x_test/y_test), got keys {sorted(data)}")
-        return {k: np.asarray(v) for k, v in data.items()}
+        out: dict[str, np.ndarray] = {}
+        for split in ("train", "val", "test"):
+            if f"x_{split}" in data:
+                out.update(_split_arrays(split, data[f"x_{split}"], data.get(f"y_{split}")))
+        return out
     raise DataError(f"data: expected \"digits\", a .npz/.csv path, (x, y) arrays or a dict of splits, "
                     f"got {type(data).__name__}")
 
@@ -70,6 +89,8 @@ def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, da
         data: ``"digits"``, a ``.npz``/``.csv`` path, ``(x, y)`` arrays, or a dict of splits
             (``x_train``/``y_train``, optionally ``x_val``/``y_val``, ``x_test``/``y_test``);
             without test arrays, 20 % of the training arrays are held out as the test split.
+            For several inputs ``x`` is a dict by input name, for several outputs ``y`` a dict by
+            output name (labelled outputs only); ``y = None`` checks values only.
         spec: the model's spec, if it has one (then ``data`` may be omitted).
         task: ``multiclass``, ``binary`` or ``regression`` (inferred when omitted).
         unsafe: allow Lambda layers (trusted models only).

@@ -172,3 +172,24 @@ def rmse_ratio_check(y: np.ndarray, ref: np.ndarray, art: np.ndarray, max_degrad
     limit = 1.0 + max_degradation
     return {"value": value, "n": n, "ci": [lo, hi], "limit": limit,
             "verdict": decide_at_most((lo, hi), limit)}
+
+
+def sqnr_check(reference: np.ndarray, outputs: np.ndarray, min_db: float) -> dict[str, Any]:
+    """Signal-to-quantization-noise ratio of an output, in dB, over every element and input.
+
+    ``10 log10(sum r^2 / sum (a - r)^2)`` (as onnxruntime's ``qdq_loss_debug`` computes it per
+    tensor): for outputs with no labels and no classes (features), where neither agreement nor
+    a task metric applies. Deterministic over all inputs, so pass or fail.
+    """
+    r = np.asarray(reference, dtype=np.float64)
+    a = np.asarray(outputs, dtype=np.float64)
+    noise = float(np.sum((a - r) ** 2)) if np.all(np.isfinite(a)) else math.inf
+    signal = float(np.sum(r * r))
+    if noise == 0.0:
+        value = math.inf
+    elif signal == 0.0 or not math.isfinite(noise):
+        value = -math.inf
+    else:
+        value = 10.0 * math.log10(signal / noise)
+    return {"value": value, "n": int(r.shape[0]) if r.ndim else 1, "ci": [value, value], "limit": min_db,
+            "verdict": PASS if value >= min_db else FAIL}

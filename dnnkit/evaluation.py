@@ -17,9 +17,14 @@ def spec_for_model(model: Any, task: str | None, source: str) -> Spec:
     The head is ``task`` if given, else inferred: more than one output unit means
     multiclass, one sigmoid output binary, anything else regression.
     """
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ModelLoadError(f"model: expected one input and one output, got "
-                             f"{len(model.inputs)} inputs and {len(model.outputs)} outputs")
+    from dnnkit.signature import is_multi
+
+    if is_multi(model):
+        # Several inputs or outputs: the data is read per name (dnnkit.data.load_model_data) and
+        # each output's head inferred there; the spec only carries the data source.
+        return Spec(name=model.name, model=ModelConfig(family="mlp", input_shape=(1,), head="multi",
+                                                       options=MLPConfig()),
+                    data=DataConfig(source=source))
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     units = int(model.outputs[0].shape[-1])
     if task is None:

@@ -32,21 +32,22 @@ def fp16_outputs(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(half.predict(inputs, batch_size=256, verbose=0)).astype(np.float32)
 
 
-def fp16_weight_error(model: Any, x: np.ndarray, reference: np.ndarray) -> float | None:
+def fp16_weight_error(model: Any, x: Any, reference: Any) -> Any:
     """Max abs change of the outputs on ``x`` when every float weight is rounded to fp16.
 
     Args:
         model: the Keras reference model.
-        x: inputs (the same rows ``reference`` was computed on).
-        reference: the model's outputs on ``x``.
+        x: inputs (the same rows ``reference`` was computed on; a dict per input name for several).
+        reference: the model's outputs on ``x`` (a list, one per output, for several outputs).
 
     Returns:
-        The max abs difference, or ``None`` when the model cannot be cloned (it is then left out
-        of the tolerance, which falls back to ``atol + rtol * max|reference|``).
+        The max abs difference (a list, one per output, when ``reference`` is a list), or ``None``
+        when the model cannot be cloned (it is then left out of the tolerance, which falls back to
+        ``atol + rtol * max|reference|``).
     """
     import keras
 
-    from dnnkit.training import predict
+    from dnnkit.signature import predict
 
     try:
         clone = keras.models.clone_model(model)
@@ -55,5 +56,9 @@ def fp16_weight_error(model: Any, x: np.ndarray, reference: np.ndarray) -> float
     except Exception:  # noqa: BLE001 - subclassed or unusual models: no calibration
         return None
     outputs = predict(clone, x)
-    diff = np.abs(np.asarray(outputs, np.float64) - np.asarray(reference, np.float64))
-    return float(diff.max()) if diff.size and np.all(np.isfinite(diff)) else None
+    refs = reference if isinstance(reference, list) else [reference]
+    errors: list[float | None] = []
+    for out, ref in zip(outputs, refs):
+        diff = np.abs(np.asarray(out, np.float64) - np.asarray(ref, np.float64))
+        errors.append(float(diff.max()) if diff.size and np.all(np.isfinite(diff)) else None)
+    return errors if isinstance(reference, list) else errors[0]

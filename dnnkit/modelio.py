@@ -153,10 +153,29 @@ def use_custom_objects(path: str | os.PathLike[str]) -> dict[str, Any]:
     return classes
 
 
+# Installed libraries whose layers and models register themselves with Keras when imported.
+# Importing them runs no code from the model file, so a model that names their classes loads
+# without --custom-objects (keras-hub backbones, for one).
+KNOWN_LIBRARIES = ("keras_hub",)
+
+
+def _import_known_libraries(config: dict[str, Any]) -> None:
+    import importlib
+
+    wanted = {node["module"].split(".")[0] for _, node in _nodes(config)
+              if isinstance(node, dict) and isinstance(node.get("module"), str)}
+    for name in sorted(wanted & set(KNOWN_LIBRARIES)):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # not installed: its classes are reported missing
+
+
 def missing_classes(config: dict[str, Any]) -> list[str]:
     """Classes in ``config.json`` from outside Keras that are neither registered nor given."""
     import keras
 
+    _import_known_libraries(config)
     found: list[str] = []
     for _, node in _nodes(config):
         if not isinstance(node, dict):

@@ -58,31 +58,38 @@ def as_recipe(recipe: Recipe | str | os.PathLike[str]) -> Recipe:
 
 
 def _reference(model: Any, spec: Spec, data: str | None, max_inputs: int = 5000,
-               fp16: bool = False) -> tuple[Any, Any]:
+               fp16: bool = False, heads: list[str] | None = None, task: str | None = None) -> tuple[Any, Any]:
     """The reference outputs on the test split, then on the train and validation inputs.
 
     Agreement needs no labels, so artifacts are checked on every input available (up to
     ``max_inputs``, the labelled test split always first and whole). With ``fp16``, also the
     output error of the model's weights rounded to fp16 (the fp16 artifacts' calibration).
+    A model with several inputs or outputs reads its data with
+    :func:`dnnkit.data.load_model_data` (arrays per input and output name).
     """
-    from dnnkit.data import load_data
-    from dnnkit.formats.common import io_names
-    from dnnkit.metrics import task_metrics
-    from dnnkit.training import predict
-    from dnnkit.verification import Reference
+    from dnnkit.data import load_data, load_model_data, named_arrays
+    from dnnkit.signature import concat, input_names, is_multi, output_names, predict, rows, take
+    from dnnkit.verification import Reference, reference_metrics
 
-    dataset = load_data(spec, source=data)
-    n_test = len(dataset.x_test)
-    x_all = np.concatenate([dataset.x_test, dataset.x_train, dataset.x_val])[:max(max_inputs, n_test)]
+    source = data or spec.data.source
+    if is_multi(model) or (data is not None and named_arrays(source)):
+        dataset, heads = load_model_data(model, source, spec.data, task=task, heads=heads)
+        labels = [dataset.y_test.get(n) for n in output_names(model)]
+    else:
+        dataset = load_data(spec, source=data)
+        heads, labels = [spec.model.head], [dataset.y_test]
+    n_test = rows(dataset.x_test)
+    x_all = take(concat([dataset.x_test, dataset.x_train, dataset.x_val]), slice(0, max(max_inputs, n_test)))
     outputs = predict(model, x_all)
-    in_name, out_name = io_names(model)
-    ref = Reference(x=x_all, y=dataset.y_test, outputs=outputs, head=spec.model.head,
-                    input_name=in_name, output_name=out_name, n_test=n_test,
-                    metrics=task_metrics(spec.model.head, dataset.y_test, outputs[:n_test]))
+    names = output_names(model)
+    ref = Reference(x=x_all, outputs=outputs, heads=heads, labels=labels, input_names=input_names(model),
+                    output_names=names, n_test=n_test,
+                    metrics=reference_metrics(heads, labels, outputs, names, n_test))
     if fp16:
         from dnnkit.fp16 import fp16_weight_error
 
-        ref.fp16_weight_error = fp16_weight_error(model, x_all, outputs)
+        errors = fp16_weight_error(model, x_all, outputs)
+        ref.fp16_weight_error = errors[0] if isinstance(errors, list) and len(errors) == 1 else errors
     return ref, dataset
 
 
@@ -90,9 +97,11 @@ def _has_fp16(recipe: Recipe) -> bool:
     return any(a.precision == "fp16" for a in recipe.artifacts)
 
 
-def _representative(dataset: Any, count: int, seed: int) -> np.ndarray:
-    order = np.random.default_rng(seed).permutation(len(dataset.x_train))
-    return dataset.x_train[order[:count]]
+def _representative(dataset: Any, count: int, seed: int) -> Any:
+    from dnnkit.signature import rows, take
+
+    order = np.random.default_rng(seed).permutation(rows(dataset.x_train))
+    return take(dataset.x_train, order[:count])
 
 
 def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
@@ -149,10 +158,10 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
             raise ModelLoadError(f"data: exporting {model} needs --data (\"digits\" or a .npz/.csv "
                                  "path) to verify against, got none")
         spec = spec_for_model(keras_model, task, data)
-    if len(keras_model.inputs) != 1 or len(keras_model.outputs) != 1:
-        raise ModelLoadError(f"model: expected one input and one output, got {len(keras_model.inputs)} "
-                             f"and {len(keras_model.outputs)}")
-    ref, dataset = _reference(keras_model, spec, data, recipe.verify.max_inputs, fp16=_has_fp16(recipe))
+    from dnnkit.signature import inputs_info, is_multi, outputs_info, rows
+
+    multi = is_multi(keras_model)
+    ref, dataset = _reference(keras_model, spec, data, recipe.verify.max_inputs, fp16=_has_fp16(recipe), task=task)
     fake_quant = is_fake_quant(keras_model)
 
     out = Path(out_dir)
@@ -163,7 +172,8 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
     if Path(model).resolve() != ref_model.resolve():
         with atomic_path(ref_model) as tmp:
             shutil.copyfile(model, tmp)
-    write_text(out / "reference" / "spec.toml", dump_toml(spec_to_dict(spec)))
+    if not multi:  # a model with several inputs/outputs is described by its signature, not a spec
+        write_text(out / "reference" / "spec.toml", dump_toml(spec_to_dict(spec)))
 
     from dnnkit.formats import REPRODUCIBLE, convert_artifacts
     from dnnkit.verification import file_digest, verify_artifacts
@@ -177,7 +187,7 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
         timeouts={a.name: recipe.timeout(a) for a in recipe.artifacts},
         metadata={"dnnkit_version": __version__, "spec": spec.name,
                   "labels": json.dumps(dataset.labels) if dataset.labels else "null",
-                  "head": spec.model.head},
+                  "head": ref.head},
         unsafe=unsafe, log_path=out / "logs" / "convert.log")
     entries = []
     for art in recipe.artifacts:
@@ -213,11 +223,14 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
         "reference": {"model": "reference/model.keras", "sha256": ref_digest, "bytes": ref_bytes,
                       "reproducible": {"bytes": False, "why": "a .keras archive stores its save time (metadata.json "
                                                               "date_saved, the weights member's timestamp)"},
-                      "spec": spec.name, "head": spec.model.head,
+                      "spec": None if multi else spec.name, "head": ref.head,
                       "data": _data_source(spec, data),
                       "params": int(keras_model.count_params()), "metrics": ref.metrics,
-                      "input_name": ref.input_name, "output_name": ref.output_name,
-                      "test_samples": int(ref.n_test), "inputs_checked": int(len(ref.x)),
+                      **({} if multi else {"input_name": ref.input_names[0], "output_name": ref.output_names[0]}),
+                      "inputs": [i.to_dict() for i in inputs_info(keras_model)],
+                      "outputs": [{**o.to_dict(), "head": h, "labelled": y is not None}
+                                  for o, h, y in zip(outputs_info(keras_model), ref.heads, ref.labels)],
+                      "test_samples": int(ref.n_test), "inputs_checked": int(rows(ref.x)),
                       "fp16_weight_error": ref.fp16_weight_error,
                       "fake_quant": fake_quant},
         "versions": versions(),
@@ -290,9 +303,12 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     model = load_model(ref_model, unsafe=unsafe)
     spec_file = out / "reference" / "spec.toml"
     data = ref_info["data"]
-    spec = load_spec(spec_file) if spec_file.is_file() else spec_for_model(model, ref_info["head"], data)
+    heads = [o["head"] for o in ref_info.get("outputs") or []] or None
+    spec = (load_spec(spec_file) if spec_file.is_file()
+            else spec_for_model(model, None if ref_info["head"] == "multi" else ref_info["head"], data))
     recipe = Recipe(name=manifest["recipe"]["name"], artifacts=tuple(arts), verify=verify_cfg)
-    ref, _ = _reference(model, spec, data, verify_cfg.max_inputs, fp16=_has_fp16(recipe))
+    ref, _ = _reference(model, spec, data, verify_cfg.max_inputs, fp16=_has_fp16(recipe),
+                        heads=heads if len(model.inputs) > 1 or len(model.outputs) > 1 else None)
     items = []
     for entry in manifest["artifacts"]:
         if not entry.get("converted"):
@@ -310,7 +326,8 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
         expected = entry.get("sha256")
         fresh = fresh_all[entry["name"]]
         fresh["sha256_recorded"] = expected
-        for stale in ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity"):
+        for stale in ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity",
+                      "outputs"):
             entry.pop(stale, None)
         entry.update(fresh)
         entry["sha256"] = expected  # the manifest keeps the digest recorded at export
@@ -355,7 +372,14 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
         keras_model, resolved = resolve_target(model, unsafe=unsafe, task=task, data=data)
     spec = as_spec(spec) if spec is not None else resolved
     from dnnkit.passes import check_selectors
+    from dnnkit.signature import is_multi
 
+    if recipe.passes and is_multi(keras_model):
+        from dnnkit.errors import CompressionError
+
+        raise CompressionError(f"passes: compression passes take a model with one input and one output; {model} "
+                               f"has {len(keras_model.inputs)} inputs and {len(keras_model.outputs)} outputs "
+                               "(a recipe without [[passes]] exports and verifies it)")
     check_selectors(keras_model, recipe.passes, recipe.path or "recipe")  # before any data is loaded
     model_file = Path(model) / "model.keras" if Path(model).is_dir() else Path(model)
     if tf_keras_input:

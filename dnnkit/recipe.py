@@ -41,7 +41,9 @@ class VerifyConfig:
     rounded to fp16 (fp32 compute), 0 otherwise (``benchmarks/tolerance_study.py`` measures the
     figures behind the defaults). ``max_inputs`` caps how many inputs (labelled test split
     first, then train and validation) each artifact is run on; ``accept_inconclusive`` lets
-    a verdict the data cannot decide count as passed.
+    a verdict the data cannot decide count as passed. ``min_sqnr_db`` judges quantized
+    artifacts' unlabelled feature outputs (hidden states of a backbone): 20 dB is a noise RMS of
+    one tenth of the signal's.
     """
 
     atol_fp32: float = 1e-4
@@ -51,6 +53,7 @@ class VerifyConfig:
     fp16_factor: float = 8.0
     min_agreement: float = 0.98
     max_degradation: float = 0.01
+    min_sqnr_db: float = 20.0
     accept_inconclusive: bool = False
     max_inputs: int = 10000
     second_batch: int = 7
@@ -185,6 +188,7 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
             fp16_factor=v.number("fp16_factor", d.fp16_factor, low=0.0),
             min_agreement=v.number("min_agreement", d.min_agreement, low=0.0, high=1.0),
             max_degradation=v.number("max_degradation", d.max_degradation, low=0.0),
+            min_sqnr_db=v.number("min_sqnr_db", d.min_sqnr_db, low=0.0),
             accept_inconclusive=v.boolean("accept_inconclusive", d.accept_inconclusive),
             max_inputs=v.integer("max_inputs", d.max_inputs),
             second_batch=v.integer("second_batch", d.second_batch, minimum=2),

@@ -17,18 +17,32 @@ def _parity(entry: dict[str, Any]) -> str:
         return "-"
     if entry.get("checked_as") == "quantized" and parity.get("top1_agreement") is not None:
         return f"agree {parity['top1_agreement']:.3f}"
+    if entry.get("checked_as") == "quantized" and parity.get("sqnr_db") is not None:
+        return f"sqnr {parity['sqnr_db']:.1f} dB"
     return f"diff {parity['max_abs_diff']:.1e}"
+
+
+def main_metric(ref: dict[str, Any]) -> str | None:
+    """The metric a table shows: accuracy (classifiers) or RMSE (regression); with several outputs,
+    the first labelled output's, as ``NAME/metric``; ``None`` when no output has labels."""
+    if ref["head"] != "multi":
+        return "accuracy" if ref["head"] != "regression" else "rmse"
+    for out in ref.get("outputs") or []:
+        if out.get("labelled") and out["head"] != "features":
+            return f"{out['name']}/" + ("accuracy" if out["head"] != "regression" else "rmse")
+    return None
 
 
 def table(manifest: dict[str, Any]) -> str:
     """Render the manifest as a fixed-width table, one line per artifact, failures below."""
     ref = manifest["reference"]
-    metric = "accuracy" if ref["head"] != "regression" else "rmse"
-    rows = [("artifact", "format", "precision", "size", metric, "parity", "p50 ms", "status")]
+    metric = main_metric(ref)
+    ref_value = (ref.get("metrics") or {}).get(metric) if metric else None
+    rows = [("artifact", "format", "precision", "size", metric or "metric", "parity", "p50 ms", "status")]
     rows.append(("keras (reference)", "keras", "fp32", _size(ref.get("bytes")),
-                 f"{ref['metrics'][metric]:.4f}", "-", "-", "reference"))
+                 "-" if ref_value is None else f"{ref_value:.4f}", "-", "-", "reference"))
     for e in manifest["artifacts"]:
-        m = (e.get("metrics") or {}).get(metric)
+        m = (e.get("metrics") or {}).get(metric) if metric else None
         lat = (e.get("latency_ms") or {}).get("p50")
         rows.append((e["name"], e["format"], e["precision"], _size(e.get("bytes")),
                      "-" if m is None else f"{m:.4f}", _parity(e),

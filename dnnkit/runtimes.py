@@ -9,50 +9,63 @@ from typing import Any
 
 import numpy as np
 
+from dnnkit.signature import Inputs, concat, rows, take
+
 
 class Runner:
     """An artifact loaded in its runtime.
 
+    Inputs are one array (a single-input artifact) or a dict keyed by input name.
+
     Attributes:
         input_names, output_names: the names the artifact exposes.
         batch: the static batch size, or ``None`` when the batch is dynamic.
-        input_dtype: NumPy dtype the artifact takes (int8 for quantized I/O).
+        input_dtypes: NumPy dtype each input takes (int8 for quantized I/O), by name.
     """
 
     input_names: list[str]
     output_names: list[str]
     batch: int | None
-    input_dtype: Any = np.float32
+    input_dtypes: dict[str, Any]
 
-    def _call(self, x: np.ndarray) -> list[np.ndarray]:
-        raise NotImplementedError
+    @property
+    def input_dtype(self) -> Any:
+        return self.input_dtypes[self.input_names[0]]
 
-    def run(self, x: np.ndarray, chunk: int = 512) -> list[np.ndarray]:
+    def _feed(self, x: Inputs) -> dict[str, np.ndarray]:
+        """The inputs by the artifact's names (a single array goes to its only input)."""
+        return x if isinstance(x, dict) else {self.input_names[0]: x}
+
+    def _call(self, x: Inputs) -> list[np.ndarray]:
+        return self._invoke(self._prepare(x))
+
+    def run(self, x: Inputs, chunk: int = 512) -> list[np.ndarray]:
         """Outputs (float32, dequantized) for all of ``x``, fed in the batches it accepts."""
         step = self.batch or chunk
+        total = rows(x)
         parts: list[list[np.ndarray]] = []
-        for i in range(0, len(x), step):
-            piece = x[i:i + step]
-            n = len(piece)
+        for i in range(0, total, step):
+            piece = take(x, slice(i, i + step))
+            n = rows(piece)
             if self.batch and n < self.batch:  # pad a short last batch, then trim
-                piece = np.concatenate([piece, np.repeat(piece[-1:], self.batch - n, axis=0)])
+                piece = concat([piece, take(piece, np.repeat(n - 1, self.batch - n))])
             parts.append([o[:n] for o in self._call(piece)])
         return [np.concatenate([p[k] for p in parts]).astype(np.float32) for k in range(len(parts[0]))]
 
-    def _prepare(self, x: np.ndarray) -> Any:
+    def _prepare(self, x: Inputs) -> Any:
         """The input as the runtime takes it (quantized, cast); not part of the timed call."""
         return x
 
     def _invoke(self, prepared: Any) -> Any:
         """One raw inference on prepared input (what latency measures)."""
-        return self._call(prepared)
+        raise NotImplementedError
 
-    def latency_ms(self, sample: np.ndarray, runs: int, warmup: int) -> dict[str, float]:
+    def latency_ms(self, sample: Inputs, runs: int, warmup: int) -> dict[str, float]:
         """Median and p90 wall time of one batch-1 inference, in milliseconds, after warm-up.
 
         Input preparation (quantizing for int8 I/O, casting) happens once, outside the timing.
         """
-        one = sample[:1] if not self.batch else np.repeat(sample[:1], self.batch, axis=0)
+        one = take(sample, np.zeros(self.batch or 1, dtype=np.int64))
         prepared = self._prepare(one)
         for _ in range(warmup):
             self._invoke(prepared)
@@ -76,17 +89,17 @@ class SavedModelRunner(Runner):
         inputs = self._fn.structured_input_signature[1]
         self.input_names = list(inputs)
         self.output_names = list(self._fn.structured_outputs)
-        spec = inputs[self.input_names[0]]
-        self.batch = spec.shape[0]
-        self.input_dtype = spec.dtype.as_numpy_dtype
+        self.batch = inputs[self.input_names[0]].shape[0]
+        self.input_dtypes = {n: spec.dtype.as_numpy_dtype for n, spec in inputs.items()}
 
-    def _prepare(self, x: np.ndarray) -> Any:
-        return self._tf.constant(x.astype(self.input_dtype))
+    def _prepare(self, x: Inputs) -> Any:
+        return {n: self._tf.constant(np.asarray(v).astype(self.input_dtypes.get(n, np.float32)))
+                for n, v in self._feed(x).items()}
 
     def _invoke(self, prepared: Any) -> Any:
-        return self._fn(**{self.input_names[0]: prepared})
+        return self._fn(**prepared)
 
-    def _call(self, x: np.ndarray) -> list[np.ndarray]:
+    def _call(self, x: Inputs) -> list[np.ndarray]:
         out = self._invoke(self._prepare(x))
         return [out[name].numpy() for name in self.output_names]
 
@@ -105,34 +118,46 @@ class TFLiteRunner(Runner):
         self.output_names = list(full["outputs"])
         by_index = {d["index"]: d for d in
                     self.interpreter.get_input_details() + self.interpreter.get_output_details()}
-        self._in = by_index[full["inputs"][self.input_names[0]]]
+        self._ins = {n: by_index[full["inputs"][n]] for n in self.input_names}
         self._outs = [by_index[full["outputs"][n]] for n in self.output_names]
+        first = self._ins[self.input_names[0]]
         # A dynamic batch shows as -1 in shape_signature.
-        sig = self._in.get("shape_signature", self._in["shape"])
-        self.batch = None if sig[0] == -1 else int(self._in["shape"][0])
-        self.input_dtype = self._in["dtype"]
+        sig = first.get("shape_signature", first["shape"])
+        self.batch = None if sig[0] == -1 else int(first["shape"][0])
+        self.input_dtypes = {n: d["dtype"] for n, d in self._ins.items()}
         self.interpreter.allocate_tensors()
-        self._shape = tuple(self._in["shape"])
+        self._shapes = {n: tuple(d["shape"]) for n, d in self._ins.items()}
 
-    def _prepare(self, x: np.ndarray) -> np.ndarray:
-        if self._in["dtype"] in (np.int8, np.uint8):
-            scale, zero = self._in["quantization"]
-            info = np.iinfo(self._in["dtype"])
-            x = np.clip(np.round(x / scale + zero), info.min, info.max)
-        x = x.astype(self._in["dtype"])
-        if x.shape != self._shape:
-            self.interpreter.resize_tensor_input(self._in["index"], list(x.shape))
+    def _prepare(self, x: Inputs) -> dict[str, np.ndarray]:
+        feed = self._feed(x)
+        prepared, resized = {}, False
+        for name, value in feed.items():
+            d = self._ins.get(name)
+            if d is None:
+                raise ValueError(f"the model has no input {name!r} (inputs: {self.input_names})")
+            value = np.asarray(value)
+            if d["dtype"] in (np.int8, np.uint8) and value.dtype.kind == "f":
+                scale, zero = d["quantization"]
+                info = np.iinfo(d["dtype"])
+                value = np.clip(np.round(value / scale + zero), info.min, info.max)
+            value = value.astype(d["dtype"])
+            if value.shape != self._shapes[name]:
+                self.interpreter.resize_tensor_input(d["index"], list(value.shape))
+                self._shapes[name] = value.shape
+                resized = True
+            prepared[name] = value
+        if resized:
             self.interpreter.allocate_tensors()
-            self._shape = x.shape
-        return x
+        return prepared
 
-    def _invoke(self, prepared: np.ndarray) -> list[np.ndarray]:
+    def _invoke(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         it = self.interpreter
-        it.set_tensor(self._in["index"], prepared)
+        for name, value in prepared.items():
+            it.set_tensor(self._ins[name]["index"], value)
         it.invoke()
         return [it.get_tensor(d["index"]) for d in self._outs]
 
-    def _call(self, x: np.ndarray) -> list[np.ndarray]:
+    def _call(self, x: Inputs) -> list[np.ndarray]:
         raw = self._invoke(self._prepare(x))
         outs = []
         for d, y in zip(self._outs, raw):
@@ -196,21 +221,18 @@ class OnnxRunner(Runner):
         options.log_severity_level = 3
         self.path = path
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        inp = self.session.get_inputs()[0]
-        self.input_names = [i.name for i in self.session.get_inputs()]
+        inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in inputs]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        self.input_dtype = {"tensor(float)": np.float32, "tensor(int32)": np.int32,
-                            "tensor(int64)": np.int64}.get(inp.type, np.float32)
+        self.batch = inputs[0].shape[0] if isinstance(inputs[0].shape[0], int) else None
+        self.input_dtypes = {i.name: {"tensor(float)": np.float32, "tensor(int32)": np.int32,
+                                      "tensor(int64)": np.int64}.get(i.type, np.float32) for i in inputs}
 
-    def _prepare(self, x: np.ndarray) -> dict[str, np.ndarray]:
-        return {self.input_names[0]: x.astype(self.input_dtype)}
+    def _prepare(self, x: Inputs) -> dict[str, np.ndarray]:
+        return {n: np.asarray(v).astype(self.input_dtypes.get(n, np.float32)) for n, v in self._feed(x).items()}
 
     def _invoke(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, prepared)
-
-    def _call(self, x: np.ndarray) -> list[np.ndarray]:
-        return self._invoke(self._prepare(x))
 
     def weights(self) -> dict[str, np.ndarray]:
         """Initializers with two or more dimensions (kernels), by name."""

@@ -19,32 +19,53 @@ from typing import Any
 import numpy as np
 
 from dnnkit.criteria import (FAIL, INCONCLUSIVE, agreement_check, degradation_check, failure, float_parity,
-                             rmse_ratio_check)
+                             rmse_ratio_check, sqnr_check)
 from dnnkit.metrics import predicted_classes, task_metrics
 from dnnkit.recipe import ArtifactConfig, Recipe
+from dnnkit.signature import HEAD_FEATURES, Inputs, rows, take, to_arrays
 
 
 @dataclass
 class Reference:
     """The Keras model's outputs on every input artifacts are run on.
 
-    ``x`` holds the labelled test split first (``n_test`` rows, labels ``y``), then the other
-    inputs available (train, validation): agreement needs no labels, so it uses them all.
+    ``x`` (one array, or a dict per input name) holds the labelled test split first
+    (``n_test`` rows), then the other inputs available (train, validation): agreement needs no
+    labels, so it uses them all. ``outputs``, ``heads`` and ``labels`` have one entry per model
+    output, in ``output_names`` order; ``labels[k]`` is the test split's labels for output
+    ``k`` (``None`` where the data has none).
     """
 
-    x: np.ndarray
-    y: np.ndarray
-    outputs: np.ndarray
-    head: str
-    input_name: str
-    output_name: str
+    x: Inputs
+    outputs: list[np.ndarray]
+    heads: list[str]
+    labels: list[np.ndarray | None]
+    input_names: list[str]
+    output_names: list[str]
     metrics: dict[str, float]
-    n_test: int = -1
-    fp16_weight_error: float | None = None
+    n_test: int
+    fp16_weight_error: float | list[float | None] | None = None
 
-    def __post_init__(self) -> None:
-        if self.n_test < 0:
-            self.n_test = len(self.y)
+    @property
+    def multi_output(self) -> bool:
+        return len(self.outputs) > 1
+
+    @property
+    def head(self) -> str:
+        """The task of a single-output model (``multi`` when there are several outputs)."""
+        return self.heads[0] if not self.multi_output else "multi"
+
+
+def reference_metrics(heads: list[str], labels: list[np.ndarray | None], outputs: list[np.ndarray],
+                      names: list[str], n_test: int) -> dict[str, float]:
+    """Task metrics of every labelled output; keys ``NAME/metric`` when there are several outputs."""
+    out: dict[str, float] = {}
+    for name, head, y, o in zip(names, heads, labels, outputs):
+        if y is None or head == HEAD_FEATURES:
+            continue
+        m = task_metrics(head, y, o[:n_test])
+        out.update(m if len(outputs) == 1 else {f"{name}/{k}": v for k, v in m.items()})
+    return out
 
 
 def file_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
@@ -91,55 +112,79 @@ def _status(failures: list[dict[str, Any]], inconclusive: list[dict[str, Any]]) 
     return "inconclusive" if inconclusive else "verified"
 
 
-def calibration(ref: Reference, art: ArtifactConfig, recipe: Recipe) -> float:
-    """The model-calibrated allowance of a float artifact: fp16_factor x the fp16-weight error (fp16 only)."""
-    if art.precision != "fp16" or art.quantized or ref.fp16_weight_error is None:
+def calibration(ref: Reference, art: ArtifactConfig, recipe: Recipe, k: int = 0) -> float:
+    """The model-calibrated allowance of a float artifact's output ``k``: fp16_factor x the
+    fp16-weight error (fp16 only; one figure per output when there are several)."""
+    error = ref.fp16_weight_error
+    if isinstance(error, list):
+        error = error[k]
+    if art.precision != "fp16" or art.quantized or error is None:
         return 0.0
-    return recipe.verify.fp16_factor * ref.fp16_weight_error
+    return recipe.verify.fp16_factor * error
 
 
-def _values(ref: Reference, out: np.ndarray, art: ArtifactConfig, recipe: Recipe, quantized: bool,
+def _values(ref: Reference, k: int, out: np.ndarray, art: ArtifactConfig, recipe: Recipe, quantized: bool,
             failures: list[dict[str, Any]], inconclusive: list[dict[str, Any]]) -> dict[str, Any]:
-    """The value checks; returns the manifest's ``checks`` section."""
+    """The value checks of output ``k``; returns its ``checks`` section."""
     checks: dict[str, Any] = {}
-    classifier = ref.head != "regression"
+    head, expected, y = ref.heads[k], ref.outputs[k], ref.labels[k]
+    where = f"output {ref.output_names[k]}: " if ref.multi_output else ""
+    extra = {"output": ref.output_names[k]} if ref.multi_output else {}
+    classifier = head in ("multiclass", "binary")
     atol, rtol = recipe.atol(art), recipe.rtol(art)
-    calibrated = calibration(ref, art, recipe)
-    parity = float_parity(ref.outputs, out, atol, rtol, calibrated)
+    calibrated = calibration(ref, art, recipe, k)
+    parity = float_parity(expected, out, atol, rtol, calibrated)
     checks["float_parity"] = {**parity, "atol": atol, "rtol": rtol, "calibrated": calibrated, "n": int(len(out)),
                               "verdict": ("pass" if parity["ok"] else "fail") if not quantized else "not_applied"}
     if not quantized and not parity["ok"]:
-        extra = f", fp16-weight allowance {calibrated:.3g}" if calibrated else ""
-        failures.append(failure("float_parity", f"max abs diff {parity['max_abs_diff']:.3g} > atol {atol:g} + "
-                                f"rtol {rtol:g} x output scale {parity['scale']:.3g}{extra} = {parity['allowed']:.3g}",
-                                parity["max_abs_diff"], parity["allowed"]))
+        more = f", fp16-weight allowance {calibrated:.3g}" if calibrated else ""
+        failures.append(failure("float_parity", f"{where}max abs diff {parity['max_abs_diff']:.3g} > atol {atol:g} + "
+                                f"rtol {rtol:g} x output scale {parity['scale']:.3g}{more} = {parity['allowed']:.3g}",
+                                parity["max_abs_diff"], parity["allowed"], **extra))
 
     def judge(name: str, result: dict[str, Any], what: str) -> None:
         checks[name] = result
         lo, hi = result["ci"]
-        text = (f"{what} {result['value']:.4f} (n={result['n']}, 95% CI {lo:.4f}..{hi:.4f}) vs limit "
+        text = (f"{where}{what} {result['value']:.4f} (n={result['n']}, 95% CI {lo:.4f}..{hi:.4f}) vs limit "
                 f"{result['limit']:g}")
         if result["verdict"] == FAIL:
-            failures.append(failure(name, text, result["value"], result["limit"], n=result["n"], ci=result["ci"]))
+            failures.append(failure(name, text, result["value"], result["limit"], n=result["n"], ci=result["ci"],
+                                    **extra))
         elif result["verdict"] == INCONCLUSIVE:
             inconclusive.append(failure(name, f"inconclusive (n too small): {text}", result["value"],
-                                        result["limit"], n=result["n"], ci=result["ci"]))
+                                        result["limit"], n=result["n"], ci=result["ci"], **extra))
 
+    n = ref.n_test
     if classifier:
-        ref_cls = predicted_classes(ref.head, ref.outputs)
-        art_cls = predicted_classes(ref.head, out)
+        ref_cls = predicted_classes(head, expected)
+        art_cls = predicted_classes(head, out)
         judge("top1_agreement", agreement_check(ref_cls, art_cls, recipe.min_agreement(art)), "top-1 agreement")
-        if quantized:
-            n = ref.n_test
-            y = np.asarray(ref.y).reshape(-1)
+        if quantized and y is not None:
+            y = np.asarray(y).reshape(-1)
             drop = degradation_check(checks["top1_agreement"], ref_cls[:n] == y, art_cls[:n] == y,
                                      recipe.max_degradation(art))
             judge("accuracy_drop", drop, "accuracy drop")
+    elif quantized and head == "regression" and y is not None:
+        judge("rmse_ratio", rmse_ratio_check(y, expected[:n], out[:n], recipe.max_degradation(art)), "RMSE ratio")
     elif quantized:
-        n = ref.n_test
-        judge("rmse_ratio", rmse_ratio_check(ref.y, ref.outputs[:n], out[:n], recipe.max_degradation(art)),
-              "RMSE ratio")
+        judge("sqnr_db", sqnr_check(expected, out, recipe.verify.min_sqnr_db), "SQNR (dB)")
     return checks
+
+
+def parity_scale(out: np.ndarray) -> float:
+    """max |out| (0 for an empty array)."""
+    return float(np.max(np.abs(out))) if out.size else 0.0
+
+
+def _parity(checks: dict[str, Any], samples: int) -> dict[str, Any]:
+    parity: dict[str, Any] = {"max_abs_diff": checks["float_parity"]["max_abs_diff"],
+                              "max_rel_diff": checks["float_parity"]["max_rel_diff"],
+                              "top1_agreement": checks.get("top1_agreement", {}).get("value"),
+                              "samples": samples}
+    for key in ("rmse_ratio", "sqnr_db"):
+        if key in checks:
+            parity[key] = checks[key]["value"]
+    return parity
 
 
 def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: Recipe,
@@ -191,64 +236,90 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
         failures.append(failure("load", f"cannot load in its runtime: {_one_line(exc)}"))
         return finish()
 
-    # 1. names
-    if runner.input_names != [ref.input_name]:
-        failures.append(failure("input_names", f"input names {runner.input_names}, expected [{ref.input_name!r}]",
-                                runner.input_names, [ref.input_name]))
-    if runner.output_names != [ref.output_name]:
+    # 1. names (artifacts are fed and read by name, so the order may differ)
+    if sorted(runner.input_names) != sorted(ref.input_names):
+        failures.append(failure("input_names", f"input names {runner.input_names}, expected {ref.input_names}",
+                                runner.input_names, ref.input_names))
+    if sorted(runner.output_names) != sorted(ref.output_names):
         failures.append(failure("output_names", f"output names {runner.output_names}, "
-                                f"expected [{ref.output_name!r}]", runner.output_names, [ref.output_name]))
+                                f"expected {ref.output_names}", runner.output_names, ref.output_names))
+    if any(f["check"] == "output_names" for f in failures) and ref.multi_output:
+        return finish()  # outputs cannot be matched by name
     try:
-        outputs = runner.run(ref.x)
+        raw = runner.run(ref.x)
     except Exception as exc:  # noqa: BLE001
         failures.append(failure("inference", f"inference failed: {_one_line(exc)}"))
         return finish()
     # 2. shapes
-    if len(outputs) != 1:
-        failures.append(failure("output_count", f"{len(outputs)} outputs, expected 1", len(outputs), 1))
-    out = outputs[0]
-    entry["batch"] = runner.batch
-    if out.shape != ref.outputs.shape:
-        failures.append(failure("output_shape", f"output shape {list(out.shape)}, expected "
-                                f"{list(ref.outputs.shape)}", list(out.shape), list(ref.outputs.shape)))
+    if len(raw) != len(ref.outputs):
+        failures.append(failure("output_count", f"{len(raw)} outputs, expected {len(ref.outputs)}",
+                                len(raw), len(ref.outputs)))
         return finish()
-    # 3. values
+    order = ([runner.output_names.index(n) for n in ref.output_names]
+             if sorted(runner.output_names) == sorted(ref.output_names) else list(range(len(raw))))
+    outputs = [raw[i] for i in order]
+    entry["batch"] = runner.batch
+    for name, out, expected in zip(ref.output_names, outputs, ref.outputs):
+        if out.shape != expected.shape:
+            where = f"output {name}: " if ref.multi_output else ""
+            failures.append(failure("output_shape", f"{where}output shape {list(out.shape)}, expected "
+                                    f"{list(expected.shape)}", list(out.shape), list(expected.shape)))
+    if failures and any(f["check"] == "output_shape" for f in failures):
+        return finish()
+    # 3. values, per output
     quantized = art.quantized or fake_quant
     entry["checked_as"] = "quantized" if quantized else "float"
-    checks = _values(ref, out, art, recipe, quantized, failures, inconclusive)
-    entry["checks"] = checks
-    entry["metrics"] = task_metrics(ref.head, ref.y, out[:ref.n_test])
-    parity: dict[str, Any] = {"max_abs_diff": checks["float_parity"]["max_abs_diff"],
-                              "max_rel_diff": checks["float_parity"]["max_rel_diff"],
-                              "top1_agreement": checks.get("top1_agreement", {}).get("value"),
-                              "samples": int(len(out))}
-    if "rmse_ratio" in checks:
-        parity["rmse_ratio"] = checks["rmse_ratio"]["value"]
+    samples = int(rows(ref.x))
+    per_output = {name: _values(ref, k, out, art, recipe, quantized, failures, inconclusive)
+                  for k, (name, out) in enumerate(zip(ref.output_names, outputs))}
+    entry["metrics"] = reference_metrics(ref.heads, ref.labels, outputs, ref.output_names, ref.n_test)
+    if ref.multi_output:
+        entry["outputs"] = {name: {"head": head, "checks": c, "parity": _parity(c, samples)}
+                            for (name, c), head in zip(per_output.items(), ref.heads)}
+        entry["checks"] = {f"{name}/{key}": v for name, c in per_output.items() for key, v in c.items()}
+        parts = [o["parity"] for o in entry["outputs"].values()]
+        agreements = [p["top1_agreement"] for p in parts if p["top1_agreement"] is not None]
+        parity: dict[str, Any] = {"max_abs_diff": max(p["max_abs_diff"] for p in parts),
+                                  "max_rel_diff": max(p["max_rel_diff"] for p in parts),
+                                  "top1_agreement": min(agreements) if agreements else None, "samples": samples}
+        for key in ("rmse_ratio", "sqnr_db"):  # the worst output's figure
+            values = [p[key] for p in parts if key in p]
+            if values:
+                parity[key] = max(values) if key == "rmse_ratio" else min(values)
+    else:
+        entry["checks"] = per_output[ref.output_names[0]]
+        parity = _parity(entry["checks"], samples)
     entry["parity"] = parity
     entry["tolerance"] = ({"min_agreement": recipe.min_agreement(art), "max_degradation": recipe.max_degradation(art)}
                           if quantized else {"atol": recipe.atol(art), "rtol": recipe.rtol(art),
                                              "min_agreement": recipe.min_agreement(art)})
     # 4. a second batch size wherever the batch is dynamic
     if runner.batch is None:
-        n = min(recipe.verify.second_batch, len(ref.x))
+        n = min(recipe.verify.second_batch, samples)
         try:
-            small = runner.run(ref.x[:n], chunk=n)[0]
+            small_raw = runner.run(take(ref.x, slice(0, n)), chunk=n)
         except Exception as exc:  # noqa: BLE001
             failures.append(failure("second_batch", f"batch {n} failed: {_one_line(exc)}"))
             return finish()
-        diff = float(np.max(np.abs(small - out[:n])))
-        parity["second_batch"] = {"size": n, "max_abs_diff_vs_full_batch": diff}
-        if quantized:
-            same = np.array_equal(predicted_classes(ref.head, small), predicted_classes(ref.head, out[:n])) \
-                if ref.head != "regression" else diff <= 1e-3
-            if not same:
-                failures.append(failure("second_batch", f"batch {n} disagrees with the full batch", diff, None))
-        else:
-            vs_ref = float(np.max(np.abs(small - ref.outputs[:n])))
-            allowed = checks["float_parity"]["allowed"]  # from the whole reference's scale, not n rows
-            if not vs_ref <= allowed:  # NaN fails too
-                failures.append(failure("second_batch", f"batch {n}: max abs diff {vs_ref:.3g} "
-                                        f"> allowed {allowed:.3g}", vs_ref, allowed))
+        small_all = [small_raw[i] for i in order]
+        diffs = [float(np.max(np.abs(s_ - o[:n]))) for s_, o in zip(small_all, outputs)]
+        parity["second_batch"] = {"size": n, "max_abs_diff_vs_full_batch": max(diffs)}
+        for k, (small, out, diff) in enumerate(zip(small_all, outputs, diffs)):
+            head = ref.heads[k]
+            where = f"output {ref.output_names[k]}: " if ref.multi_output else ""
+            extra = {"output": ref.output_names[k]} if ref.multi_output else {}
+            if quantized:
+                same = (np.array_equal(predicted_classes(head, small), predicted_classes(head, out[:n]))
+                        if head in ("multiclass", "binary") else diff <= 1e-3 * max(1.0, parity_scale(out)))
+                if not same:
+                    failures.append(failure("second_batch", f"{where}batch {n} disagrees with the full batch",
+                                            diff, None, **extra))
+            else:
+                vs_ref = float(np.max(np.abs(small - ref.outputs[k][:n])))
+                allowed = per_output[ref.output_names[k]]["float_parity"]["allowed"]  # whole reference's scale
+                if not vs_ref <= allowed:  # NaN fails too
+                    failures.append(failure("second_batch", f"{where}batch {n}: max abs diff {vs_ref:.3g} "
+                                            f"> allowed {allowed:.3g}", vs_ref, allowed, **extra))
     # 5. runtime facts
     entry["latency_ms"] = runner.latency_ms(ref.x, recipe.verify.latency_runs, recipe.verify.warmup_runs)
     if art.format == "tflite":
@@ -269,6 +340,29 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
 
 
 VERIFY_STARTUP_TIMEOUT_S = 120.0
+
+
+def save_reference(path: str | os.PathLike[str], ref: Reference) -> None:
+    """The reference's arrays as one ``.npz`` (inputs, then per output its values and labels)."""
+    arrays = to_arrays("x", ref.x)
+    for k, (out, y) in enumerate(zip(ref.outputs, ref.labels)):
+        arrays[f"out/{k}"] = out
+        if y is not None:
+            arrays[f"y/{k}"] = y
+    np.savez(path, **arrays)
+
+
+def load_reference(path: str | os.PathLike[str], meta: dict[str, Any]) -> Reference:
+    """The inverse of :func:`save_reference`, with the fields in ``meta``."""
+    from dnnkit.signature import from_arrays
+
+    with np.load(path) as f:
+        arrays = {k: f[k] for k in f.files}
+    count = len(meta["output_names"])
+    return Reference(x=from_arrays("x", arrays), outputs=[arrays[f"out/{k}"] for k in range(count)],
+                     heads=meta["heads"], labels=[arrays.get(f"y/{k}") for k in range(count)],
+                     input_names=meta["input_names"], output_names=meta["output_names"], metrics=meta["metrics"],
+                     n_test=meta["n_test"], fp16_weight_error=meta.get("fp16_weight_error"))
 
 
 def verify_artifacts(items: list[dict[str, Any]], ref: Reference, recipe: Recipe, *,
@@ -296,11 +390,11 @@ def verify_artifacts(items: list[dict[str, Any]], ref: Reference, recipe: Recipe
         return {}
     by_name = {i["name"]: i for i in items}
     timeouts = {name: recipe.timeout(ArtifactConfig(**i["options"])) for name, i in by_name.items()}
-    meta = {"head": ref.head, "input_name": ref.input_name, "output_name": ref.output_name,
+    meta = {"heads": ref.heads, "input_names": ref.input_names, "output_names": ref.output_names,
             "metrics": ref.metrics, "n_test": ref.n_test, "fp16_weight_error": ref.fp16_weight_error}
     with tempfile.TemporaryDirectory(prefix="dnnkit-verify-") as tmp:
         ref_path = os.path.join(tmp, "reference.npz")
-        np.savez(ref_path, x=ref.x, y=ref.y, outputs=ref.outputs)
+        save_reference(ref_path, ref)
         results = run_job(
             "dnnkit.verify_worker", list(by_name), timeouts,
             lambda pending: {"reference": ref_path, "reference_meta": meta, "verify": asdict(recipe.verify),

@@ -20,20 +20,13 @@ def main(job_path: str) -> int:
     import warnings
 
     warnings.filterwarnings("ignore")
-    import numpy as np
-
     from dnnkit.child import serve_items
     from dnnkit.recipe import ArtifactConfig, Recipe, VerifyConfig
-    from dnnkit.verification import Reference, verify_artifact
+    from dnnkit.verification import load_reference, verify_artifact
 
     with open(job_path, encoding="utf-8") as f:
         job = json.load(f)
-    with np.load(job["reference"]) as f:
-        arrays = {k: f[k] for k in f.files}
-    meta = job["reference_meta"]
-    ref = Reference(x=arrays["x"], y=arrays["y"], outputs=arrays["outputs"], head=meta["head"],
-                    input_name=meta["input_name"], output_name=meta["output_name"], metrics=meta["metrics"],
-                    n_test=meta["n_test"], fp16_weight_error=meta.get("fp16_weight_error"))
+    ref = load_reference(job["reference"], job["reference_meta"])
     verify_cfg = VerifyConfig(**job["verify"])
 
     def verify_one(item: dict) -> dict:

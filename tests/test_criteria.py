@@ -155,3 +155,18 @@ def test_one_verdict_from_artifacts_and_goals():
                                    passes=[{"type": "prune", "goal_met": False, "degradation": 0.03,
                                             "max_degradation": 0.01}]))
     assert missed_pass["status"] == "failed" and "after pass 1 (prune)" in missed_pass["goals"]["missed"][0]
+
+
+def test_sqnr_check_separates_small_noise_from_large():
+    from dnnkit.criteria import sqnr_check
+
+    rng = np.random.default_rng(0)
+    ref = rng.normal(size=(500, 16, 32))
+    small = ref + rng.normal(scale=0.01, size=ref.shape)  # 1 % of the signal's RMS: 40 dB
+    large = ref + rng.normal(scale=0.2, size=ref.shape)  # 20 %: 14 dB
+    assert abs(sqnr_check(ref, small, 20.0)["value"] - 40.0) < 0.5 and sqnr_check(ref, small, 20.0)["verdict"] == "pass"
+    assert abs(sqnr_check(ref, large, 20.0)["value"] - 14.0) < 0.5 and sqnr_check(ref, large, 20.0)["verdict"] == "fail"
+    assert sqnr_check(ref, ref, 20.0)["verdict"] == "pass"
+    broken = small.copy()
+    broken[0, 0, 0] = np.nan
+    assert sqnr_check(ref, broken, 20.0)["verdict"] == "fail"

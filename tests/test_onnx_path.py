@@ -87,5 +87,5 @@ def test_erfc_rewrite_keeps_values():
     assert _erfc_as_erf(graph_def) == 1
     assert "Erfc" not in {n.op for n in graph_def.node}
     values = np.linspace(-3, 3, 13).astype(np.float32)
-    got = _run_graph(graph_def, ["x:0"], ["y:0"], values)
+    got, = _run_graph(graph_def, ["x:0"], ["y:0"], [values])
     np.testing.assert_allclose(got, tf.math.erfc(values).numpy(), atol=1e-6)

@@ -16,6 +16,7 @@ import numpy as np
 
 from dnnkit.child import run_job
 from dnnkit.recipe import ArtifactConfig
+from dnnkit.signature import Inputs, to_arrays
 
 # Whether two identical runs (same spec, seed, versions and machine) write byte-identical files,
 # and why not where they do not (measured; tests/test_kill_and_reproduce.py checks it).
@@ -31,7 +32,7 @@ STARTUP_TIMEOUT_S = 240.0  # importing TensorFlow and loading the model in the c
 
 
 def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[ArtifactConfig],
-                      out_dir: str | os.PathLike[str], representative: np.ndarray, *,
+                      out_dir: str | os.PathLike[str], representative: Inputs, *,
                       timeouts: dict[str, float], metadata: dict[str, Any] | None = None,
                       unsafe: bool = False, log_path: str | os.PathLike[str] | None = None
                       ) -> dict[str, dict[str, Any]]:
@@ -55,7 +56,7 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dnnkit-job-") as tmp:
         rep_path = os.path.join(tmp, "representative.npz")
-        np.savez(rep_path, x=representative)
+        np.savez(rep_path, **to_arrays("x", representative))
         return run_job(
             "dnnkit.formats.worker", list(by_name), timeouts,
             lambda pending: {"model": str(Path(model_path).resolve()), "representative": rep_path,

@@ -5,21 +5,32 @@ from __future__ import annotations
 from typing import Any
 
 from dnnkit.fileio import atomic_path  # noqa: F401  (the exporters import it from here)
+from dnnkit.signature import input_names, inputs_info, output_names
 
 
-def io_names(model: Any) -> tuple[str, str]:
+def io_names(model: Any) -> tuple[list[str], list[str]]:
     """The model's input and output names, used for every artifact's signature."""
-    inp = model.inputs[0].name if getattr(model.inputs[0], "name", None) else "inputs"
-    out = model.output_names[0] if getattr(model, "output_names", None) else "outputs"
-    return inp, out
+    return input_names(model), output_names(model)
 
 
-def input_spec(model: Any, batch: int | None) -> Any:
-    """A ``tf.TensorSpec`` for the model's single input with the given batch size."""
+def input_specs(model: Any, batch: int | None) -> list[Any]:
+    """One ``tf.TensorSpec`` per model input, named as the input, with the given batch size."""
     import tensorflow as tf
 
-    inp = model.inputs[0]
-    return tf.TensorSpec((batch, *inp.shape[1:]), tf.as_dtype(str(inp.dtype)), name=io_names(model)[0])
+    return [tf.TensorSpec((batch, *info.shape), tf.as_dtype(info.dtype), name=info.name)
+            for info in inputs_info(model)]
+
+
+def serving_fn(model: Any) -> Any:
+    """``f(*inputs) -> [outputs]``: the model in inference mode, inputs in :func:`input_names` order."""
+    from dnnkit.signature import call
+
+    names = input_names(model)
+
+    def fn(*args: Any) -> list[Any]:
+        return call(model, dict(zip(names, args)) if len(names) > 1 else args[0])
+
+    return fn
 
 
 def has_recurrent_layers(model: Any) -> bool:

@@ -101,18 +101,19 @@ def _erfc_as_erf(graph_def: Any) -> int:
     return count
 
 
-def frozen_graph(model: Any, batch: int | None = None, check_inputs: np.ndarray | None = None
+def frozen_graph(model: Any, batch: int | None = None, check_inputs: Any = None
                  ) -> tuple[Any, list[str], list[str], dict[str, Any]]:
-    """Freeze a single-input Keras model in inference mode.
+    """Freeze a Keras model (any number of inputs and outputs) in inference mode.
 
     Args:
         model: the Keras model.
         batch: a static batch size, or ``None`` (dynamic).
-        check_inputs: samples on which the frozen graph must reproduce the model.
+        check_inputs: samples (an array, or a dict per input name) on which the frozen graph
+            must reproduce the model.
 
     Returns:
-        ``(graph_def, input_names, output_names, transforms)``; ``transforms`` lists each
-        rewrite and the check's figures.
+        ``(graph_def, input_names, output_names)`` with tensor names in the model's input and
+        output order, and ``transforms`` listing each rewrite and the check's figures.
 
     Raises:
         ValueError: if the frozen graph does not reproduce the model on ``check_inputs``.
@@ -120,10 +121,11 @@ def frozen_graph(model: Any, batch: int | None = None, check_inputs: np.ndarray 
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-    from dnnkit.formats.common import input_spec
+    from dnnkit.formats.common import input_specs, serving_fn
+    from dnnkit.signature import call, cast, input_names, rows, take
 
-    spec = input_spec(model, batch)
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(spec)
+    specs = input_specs(model, batch)
+    fn = tf.function(serving_fn(model)).get_concrete_function(*specs)
     frozen = convert_variables_to_constants_v2(fn, lower_control_flow=False, aggressive_inlining=True)
     graph_def = frozen.graph.as_graph_def()
     inputs = [t.name for t in frozen.inputs]
@@ -139,25 +141,27 @@ def frozen_graph(model: Any, batch: int | None = None, check_inputs: np.ndarray 
     if erfc:
         rewrites.append(f"Erfc as 1 - Erf ({erfc} nodes; exact GELU)")
     transforms: dict[str, Any] = {"rewrites": rewrites}
-    if check_inputs is not None and len(check_inputs):
-        x = np.asarray(check_inputs)[:64].astype(spec.dtype.as_numpy_dtype)
-        got = _run_graph(graph_def, inputs, outputs, x)
-        want = np.asarray(model(x, training=False))
-        diff = float(np.max(np.abs(got - want)))
-        allowed = 1e-5 + 1e-5 * float(np.max(np.abs(want)))
-        transforms.update(checked_on=int(len(x)), max_abs_diff=diff)
+    if check_inputs is not None and rows(check_inputs):
+        x = cast(take(check_inputs, slice(0, 64)), model)
+        feeds = [x[n] for n in input_names(model)] if isinstance(x, dict) else [x]
+        got = _run_graph(graph_def, inputs, outputs, feeds)
+        want = [np.asarray(o) for o in call(model, x)]
+        diff = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want))
+        scale = max(float(np.max(np.abs(w))) for w in want)
+        allowed = 1e-5 + 1e-5 * scale
+        transforms.update(checked_on=int(rows(x)), max_abs_diff=diff)
         if not diff <= allowed:
             raise ValueError(f"the frozen graph differs from the Keras model: max abs diff {diff:.3g} > {allowed:.3g}")
     return graph_def, inputs, outputs, transforms
 
 
-def _run_graph(graph_def: Any, inputs: list[str], outputs: list[str], x: np.ndarray) -> np.ndarray:
+def _run_graph(graph_def: Any, inputs: list[str], outputs: list[str], feeds: list[np.ndarray]) -> list[np.ndarray]:
     import tensorflow as tf
 
     def imported() -> Any:
         tf.graph_util.import_graph_def(graph_def, name="")
 
     wrapped = tf.compat.v1.wrap_function(imported, [])
-    fn = wrapped.prune(tf.nest.map_structure(wrapped.graph.as_graph_element, inputs[0]),
-                       tf.nest.map_structure(wrapped.graph.as_graph_element, outputs[0]))
-    return np.asarray(fn(tf.constant(x)))
+    fn = wrapped.prune([wrapped.graph.as_graph_element(n) for n in inputs],
+                       [wrapped.graph.as_graph_element(n) for n in outputs])
+    return [np.asarray(o) for o in fn(*[tf.constant(f) for f in feeds])]

@@ -11,6 +11,7 @@ import numpy as np
 
 from dnnkit.formats.common import atomic_path, io_names
 from dnnkit.formats.tflite import ConversionError
+from dnnkit.signature import Inputs, cast, rows, take
 
 
 def _tidy(path: str, model: Any, metadata: dict[str, Any]) -> None:
@@ -25,13 +26,18 @@ def _tidy(path: str, model: Any, metadata: dict[str, Any]) -> None:
     del graph.input[:]
     graph.input.extend(keep)
     want_in, want_out = io_names(model)
-    renames = {graph.input[0].name: want_in, graph.output[0].name: want_out}
+    if len(graph.input) != len(want_in) or len(graph.output) != len(want_out):
+        raise ConversionError(f"ONNX graph has {len(graph.input)} inputs and {len(graph.output)} outputs, "
+                              f"expected {len(want_in)} and {len(want_out)}")
+    renames = {t.name: n for t, n in zip(list(graph.input) + list(graph.output), want_in + want_out)}
     for node in graph.node:
         node.input[:] = [renames.get(n, n) for n in node.input]
         node.output[:] = [renames.get(n, n) for n in node.output]
-    graph.input[0].name, graph.output[0].name = want_in, want_out
-    for dim in (graph.input[0].type.tensor_type.shape.dim[0], graph.output[0].type.tensor_type.shape.dim[0]):
-        dim.dim_param = "batch"
+    for t in list(graph.input) + list(graph.output):
+        t.name = renames[t.name]
+        dims = t.type.tensor_type.shape.dim
+        if len(dims):
+            dims[0].dim_param = "batch"
     _set_metadata(proto, metadata)
     onnx.checker.check_model(proto)
     onnx.save(proto, path)
@@ -45,7 +51,7 @@ def _set_metadata(proto: Any, metadata: dict[str, Any]) -> None:
 
 
 def write_onnx(model: Any, path: str, *, opset: int, metadata: dict[str, Any],
-               check_inputs: np.ndarray | None = None) -> dict[str, Any]:
+               check_inputs: Inputs | None = None) -> dict[str, Any]:
     """Write the fp32 ONNX graph (dynamic batch axis named ``batch``) without atomicity.
 
     The model is frozen in inference mode first (:mod:`dnnkit.formats.frozen`), so constants stay
@@ -73,11 +79,11 @@ def write_onnx(model: Any, path: str, *, opset: int, metadata: dict[str, Any],
 
 
 def export_onnx(model: Any, path: str | os.PathLike[str], *, opset: int = 17,
-                metadata: dict[str, Any] | None = None, check_inputs: np.ndarray | None = None) -> dict[str, Any]:
+                metadata: dict[str, Any] | None = None, check_inputs: Inputs | None = None) -> dict[str, Any]:
     """Export a Keras model to fp32 ONNX, atomically.
 
     Args:
-        model: a single-input, single-output ``keras.Model``.
+        model: a ``keras.Model`` (any number of inputs and outputs).
         path: the ``.onnx`` file to write.
         opset: ONNX opset (>= 13; default 17).
         metadata: key/value pairs stored in the model's metadata_props.
@@ -100,7 +106,7 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, opset: int = 17,
     return {"opset": opset, "transforms": transforms}
 
 
-def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: np.ndarray,
+def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: Inputs,
                      opset: int = 17, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Export static int8 ONNX (QDQ, per-channel weights) calibrated on ``calibration``.
 
@@ -118,12 +124,16 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: n
 
     import onnx
 
-    in_name, _ = io_names(model)
-    samples = np.asarray(calibration, dtype=str(model.inputs[0].dtype))
+    in_names, _ = io_names(model)
+    samples = cast(calibration, model)
 
-    class Reader(CalibrationDataReader):
+    def feed(i: int) -> dict[str, np.ndarray]:
+        piece = take(samples, slice(i, i + 1))
+        return piece if isinstance(piece, dict) else {in_names[0]: piece}
+
+    class Reader(CalibrationDataReader):  # every input of the graph, one sample at a time
         def __init__(self) -> None:
-            self.items = iter([{in_name: samples[i:i + 1]} for i in range(len(samples))])
+            self.items = iter([feed(i) for i in range(rows(samples))])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
@@ -142,5 +152,5 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: n
                 onnx.save(proto, str(tmp))
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"ONNX int8 quantization failed: {' '.join(str(exc).split())[:400]}") from None
-    return {"opset": opset, "transforms": transforms, "calibration_samples": int(len(samples)),
+    return {"opset": opset, "transforms": transforms, "calibration_samples": int(rows(samples)),
             "quantized_ops": ["Conv", "MatMul", "Gemm"], "weight_bits": 7}

@@ -5,25 +5,26 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dnnkit.formats.common import atomic_path, input_spec, io_names
+from dnnkit.formats.common import atomic_path, input_specs, io_names, serving_fn
 
 
 def write_saved_model(model: Any, path: str | os.PathLike[str], *, batch: int | None = None) -> None:
     """Write ``model`` as a SavedModel without atomicity (callers wrap it).
 
-    The ``serving_default`` signature takes the model's input name and returns a dict
-    keyed by the model's output name.
+    The ``serving_default`` signature takes the model's inputs by name and returns a dict
+    keyed by the model's output names.
     """
     import keras
 
-    _, out_name = io_names(model)
+    _, out_names = io_names(model)
     archive = keras.export.ExportArchive()
     archive.track(model)
+    fn = serving_fn(model)
 
-    def serve(inputs: Any) -> dict[str, Any]:
-        return {out_name: model(inputs, training=False)}
+    def serve(*inputs: Any) -> dict[str, Any]:
+        return dict(zip(out_names, fn(*inputs)))
 
-    archive.add_endpoint(name="serving_default", fn=serve, input_signature=[input_spec(model, batch)])
+    archive.add_endpoint(name="serving_default", fn=serve, input_signature=input_specs(model, batch))
     archive.write_out(str(path), verbose=False)
 
 
@@ -32,7 +33,7 @@ def export_saved_model(model: Any, path: str | os.PathLike[str], *,
     """Export a Keras model as a SavedModel folder, atomically.
 
     Args:
-        model: a single-input, single-output ``keras.Model``.
+        model: a ``keras.Model`` (any number of inputs and outputs).
         path: the folder to create.
         batch: a static batch size, or ``None`` for a dynamic batch (the default).
 

@@ -11,6 +11,7 @@ import numpy as np
 from dnnkit.errors import DnnkitError
 from dnnkit.formats.common import atomic_path, has_recurrent_layers
 from dnnkit.formats.saved_model import write_saved_model
+from dnnkit.signature import Inputs, cast, rows, take
 
 
 class ConversionError(DnnkitError):
@@ -43,7 +44,7 @@ def unroll_recurrent(model: Any) -> Any:
 
 
 def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = "fp32",
-                  representative: np.ndarray | None = None, io: str = "float",
+                  representative: Inputs | None = None, io: str = "float",
                   static_batch: int | None = None, allow_flex: bool = False,
                   float_fallback: bool = False, unroll: bool = False) -> dict[str, Any]:
     """Convert a Keras model to a ``.tflite`` file, atomically.
@@ -53,10 +54,11 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
     converted from there, so variables are frozen and the signature keeps its names.
 
     Args:
-        model: a single-input, single-output ``keras.Model``.
+        model: a ``keras.Model`` (any number of inputs and outputs).
         path: the ``.tflite`` file to write.
         precision: ``fp32``, ``fp16``, ``dynamic_int8`` or ``int8`` (full integer).
-        representative: calibration samples for ``int8`` (from the training split).
+        representative: calibration samples for ``int8`` (from the training split; a dict per
+            input name for several inputs).
         io: ``float`` or ``int8`` input/output tensors for ``int8``.
         static_batch: batch size to fix; ``None`` means 1 for recurrent models, else dynamic.
         allow_flex: permit SELECT_TF_OPS (Flex) kernels.
@@ -87,17 +89,20 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         elif precision == "dynamic_int8":
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
         elif precision == "int8":
-            if representative is None or not len(representative):
+            if representative is None or not rows(representative):
                 raise ConversionError("int8: needs representative samples from the training split")
-            if not np.all(np.isfinite(representative)):
+            arrays = list(representative.values()) if isinstance(representative, dict) else [representative]
+            if not all(np.all(np.isfinite(a)) for a in arrays):
                 # TF issue #120295: the converter segfaults on non-finite calibration data.
                 raise ConversionError("int8: representative samples contain NaN or infinity")
-            samples = np.asarray(representative, dtype=str(model.inputs[0].dtype))
+            samples = cast(representative, model)
             step = batch or 1
 
             def rep() -> Any:
-                for i in range(0, len(samples) - step + 1, step):
-                    yield [samples[i:i + step]]
+                # several inputs: a dict keyed by the signature's input names
+                for i in range(0, rows(samples) - step + 1, step):
+                    piece = take(samples, slice(i, i + step))
+                    yield piece if isinstance(piece, dict) else [piece]
 
             conv.optimizations = [tf.lite.Optimize.DEFAULT]
             conv.representative_dataset = rep

@@ -24,16 +24,19 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
     from dnnkit.formats.saved_model import export_saved_model
     from dnnkit.formats.tflite import export_tflite
 
+    from dnnkit.signature import take
+
     fmt, precision = art["format"], art["precision"]
+    samples = take(rep, slice(0, art["samples"]))
     if fmt == "saved_model":
         return export_saved_model(model, path)
     if fmt == "tflite":
-        return export_tflite(model, path, precision=precision, representative=rep[:art["samples"]],
+        return export_tflite(model, path, precision=precision, representative=samples,
                              io=art["io"], static_batch=art.get("static_batch"),
                              allow_flex=art["allow_flex"], float_fallback=art["float_fallback"],
                              unroll=art["unroll_recurrent"])
     if precision == "int8":
-        return export_onnx_int8(model, path, calibration=rep[:art["samples"]], opset=art["opset"],
+        return export_onnx_int8(model, path, calibration=samples, opset=art["opset"],
                                 metadata=metadata)
     return export_onnx(model, path, opset=art["opset"], metadata=metadata, check_inputs=rep)
 
@@ -49,8 +52,10 @@ def main(job_path: str) -> int:
     from dnnkit.modelio import load_model
 
     model = load_model(job["model"], unsafe=job.get("unsafe", False))
+    from dnnkit.signature import from_arrays
+
     with np.load(job["representative"]) as f:
-        rep = f["x"]
+        rep = from_arrays("x", {k: f[k] for k in f.files})
     return serve_items(job["artifacts"],
                        lambda art: convert_one(model, art, os.path.join(job["out_dir"], art["filename"]), rep,
                                                job.get("metadata", {})),

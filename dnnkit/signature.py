@@ -1,0 +1,156 @@
+"""A Keras model's inputs and outputs by name, and NumPy data shaped for them.
+
+A single-input model takes one array; a model with several inputs takes a dict keyed by
+input name (the names every artifact's signature carries). Outputs are always a list in
+:func:`output_names` order: a model returning a dict (keras-hub backbones) is flattened the
+way ``keras.tree`` flattens it, by sorted key, and named by those keys.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+Inputs = Union[np.ndarray, dict[str, np.ndarray]]
+
+HEAD_FEATURES = "features"  # an output with no labels and no class scores: checked by values only
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One model input or output: its name, per-sample shape (``None`` for unknown) and dtype."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
+
+
+def _shape(tensor: Any) -> tuple[int | None, ...]:
+    return tuple(None if d is None else int(d) for d in tensor.shape[1:])
+
+
+def input_names(model: Any) -> list[str]:
+    """The model's input names, in ``model.inputs`` order."""
+    return [getattr(t, "name", None) or f"input_{i}" for i, t in enumerate(model.inputs)]
+
+
+def output_names(model: Any) -> list[str]:
+    """The model's output names, in ``model.outputs`` order (dict keys for dict outputs)."""
+    struct = getattr(model, "_outputs_struct", None)
+    if isinstance(struct, dict):
+        return sorted(struct)
+    names = list(getattr(model, "output_names", None) or [])
+    if len(names) != len(model.outputs) or len(set(names)) != len(names):
+        names = [f"output_{i}" for i in range(len(model.outputs))] if len(model.outputs) > 1 else ["outputs"]
+    return names
+
+
+def inputs_info(model: Any) -> list[TensorInfo]:
+    return [TensorInfo(n, _shape(t), str(t.dtype)) for n, t in zip(input_names(model), model.inputs)]
+
+
+def outputs_info(model: Any) -> list[TensorInfo]:
+    return [TensorInfo(n, _shape(t), str(t.dtype)) for n, t in zip(output_names(model), model.outputs)]
+
+
+def is_multi(model: Any) -> bool:
+    """Whether the model has more than one input or output."""
+    return len(model.inputs) != 1 or len(model.outputs) != 1
+
+
+def output_activation(model: Any, index: int) -> str:
+    """The activation that produces output ``index`` (``""`` when unknown)."""
+    history = getattr(model.outputs[index], "_keras_history", None)
+    layer = history[0] if history else None
+    if layer is None:
+        return ""
+    name = type(layer).__name__
+    if name in ("Softmax", "Sigmoid"):
+        return name.lower()
+    if name == "Activation":
+        act = getattr(layer, "activation", None)
+        return getattr(act, "__name__", str(act))
+    return getattr(getattr(layer, "activation", None), "__name__", "")
+
+
+def infer_head(units: int | None, activation: str, labelled: bool) -> str:
+    """The task of one output: from its units and activation, and whether labels exist.
+
+    Labelled outputs: more than one unit is multiclass, one sigmoid unit binary, else regression.
+    Unlabelled outputs: class scores (softmax) are multiclass (top-1 agreement is checked);
+    anything else is ``features`` (hidden states, embeddings), checked by values only.
+    """
+    if labelled:
+        if units is not None and units > 1:
+            return "multiclass"
+        return "binary" if activation == "sigmoid" else "regression"
+    return "multiclass" if activation == "softmax" else HEAD_FEATURES
+
+
+def rows(x: Inputs) -> int:
+    """The number of samples."""
+    return len(next(iter(x.values()))) if isinstance(x, dict) else len(x)
+
+
+def take(x: Inputs, index: Any) -> Inputs:
+    """Rows ``index`` (a slice or an index array) of every input."""
+    return {k: v[index] for k, v in x.items()} if isinstance(x, dict) else x[index]
+
+
+def concat(parts: list[Inputs]) -> Inputs:
+    """Samples of several parts, one after another."""
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return np.concatenate(parts)
+
+
+def cast(x: Inputs, model: Any) -> Inputs:
+    """The data in the dtypes the model's inputs take."""
+    if isinstance(x, dict):
+        dtypes = {i.name: i.dtype for i in inputs_info(model)}
+        return {k: np.asarray(v, dtype=dtypes.get(k, v.dtype)) for k, v in x.items()}
+    return np.asarray(x, dtype=str(model.inputs[0].dtype))
+
+
+def model_input(model: Any, x: Inputs) -> Any:
+    """What to call the model with: the array, or a dict (or list) keyed/ordered like its inputs."""
+    if not isinstance(x, dict):
+        return x
+    struct = getattr(model, "_inputs_struct", None)
+    if isinstance(struct, dict):
+        return x
+    return [x[n] for n in input_names(model)]
+
+
+def call(model: Any, x: Any) -> list[Any]:
+    """The model's outputs as a flat list in :func:`output_names` order (inference mode)."""
+    import keras
+
+    return list(keras.tree.flatten(model(model_input(model, x), training=False)))
+
+
+def predict(model: Any, x: Inputs, batch_size: int = 256) -> list[np.ndarray]:
+    """Every output over all of ``x``, eagerly in batches, as float32 NumPy arrays."""
+    import keras
+
+    parts = [[keras.ops.convert_to_numpy(o) for o in call(model, take(x, slice(i, i + batch_size)))]
+             for i in range(0, rows(x), batch_size)]
+    return [np.concatenate([p[k] for p in parts], axis=0).astype(np.float32) for k in range(len(parts[0]))]
+
+
+def to_arrays(prefix: str, x: Inputs) -> dict[str, np.ndarray]:
+    """``.npz`` members for ``x``: ``prefix`` for one array, ``prefix/NAME`` per input for a dict."""
+    return {f"{prefix}/{k}": v for k, v in x.items()} if isinstance(x, dict) else {prefix: x}
+
+
+def from_arrays(prefix: str, arrays: dict[str, np.ndarray]) -> Inputs | None:
+    """The inverse of :func:`to_arrays` (``None`` when neither form is there)."""
+    if prefix in arrays:
+        return arrays[prefix]
+    found = {k[len(prefix) + 1:]: v for k, v in arrays.items() if k.startswith(prefix + "/")}
+    return found or None
