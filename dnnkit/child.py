@@ -39,7 +39,7 @@ def emit(event: str, **fields: Any) -> None:
 
 def inject_fault(name: str, variable: str, what: str) -> None:
     """Tests' fault injection (worker side): ``VARIABLE=NAME:crash|hang|error,...`` in the environment
-    makes the item NAME die by SIGSEGV, sleep an hour, or raise."""
+    makes the item NAME die by SIGSEGV, sleep an hour, or raise; ``NAME@2`` targets its retry with fallbacks."""
     for item in filter(None, os.environ.get(variable, "").split(",")):
         target, _, mode = item.partition(":")
         if target != name:
@@ -64,18 +64,72 @@ def serve_items(items: list[dict[str, Any]], work: Callable[[dict[str, Any]], di
     Returns:
         The worker's exit code (0).
     """
+    import faulthandler
+
+    faulthandler.enable()  # a native crash leaves its Python stack in the log (see crash_site)
     emit("ready")
     for item in items:
         name = item["name"]
         emit("start", name=name)
+        reset_peak_rss()
         try:
-            inject_fault(name, fault_variable, what)
+            attempt = item.get("attempt", 1)
+            inject_fault(name if attempt == 1 else f"{name}@{attempt}", fault_variable, what)
             info = work(item)
         except Exception as exc:  # noqa: BLE001 - reported per item, the rest go on
             emit("error", name=name, reason=" ".join(str(exc).split())[:500] or type(exc).__name__)
             continue
-        emit("done", name=name, info=info)
+        emit("done", name=name, info=info, peak_rss_mb=peak_rss_mb())
     return 0
+
+
+def reset_peak_rss() -> None:
+    """Start a new peak-RSS window for this process (Linux: ``5`` to ``/proc/self/clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
+            f.write("5")
+    except OSError:
+        pass  # elsewhere the peak is the process's since it started
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (MiB) since :func:`reset_peak_rss` or its start."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def crash_site(log_path: str, offset: int) -> str | None:
+    """Where a worker died, from the traceback Python's faulthandler wrote to its log after ``offset``:
+    the innermost frame, as ``calibrator.py:152 _feed_tensors (tensorflow/lite/python/optimize)``."""
+    import re
+
+    try:
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            f.seek(offset)
+            text = f.read()
+    except OSError:
+        return None
+    at = text.rfind("Fatal Python error")
+    if at < 0:
+        return None
+    frame = re.search(r'File "([^"]+)", line (\d+) in (\S+)', text[at:])
+    if frame is None:
+        return None
+    path, line, func = frame.groups()
+    parts = path.replace("\\", "/").split("/")
+    if "site-packages" in parts:
+        package = "/".join(parts[parts.index("site-packages") + 1:-1])
+    else:
+        package = parts[-2] if len(parts) > 1 else ""
+    return f"{parts[-1]}:{line} {func} ({package})"
 
 
 def describe_exit(code: int) -> str:
@@ -139,7 +193,8 @@ def run_items(command: Callable[[list[str]], list[str]], names: list[str], timeo
             "converter process crashed (killed by signal SIGSEGV)").
 
     Returns:
-        Per name: ``{"status": "done"|"failed", "reason": str|None, "info": dict, "seconds": float}``.
+        Per name: ``{"status": "done"|"failed", "reason": str|None, "info": dict, "seconds": float,
+        "peak_rss_mb": float|None}`` (the worker's peak resident memory while doing that item).
     """
     results: dict[str, dict[str, Any]] = {}
     pending = list(names)
@@ -186,6 +241,10 @@ def _run_worker(argv: list[str], pending: list[str], results: dict[str, dict[str
                 timeouts: dict[str, float], startup_timeout: float, log: Any, env: dict[str, str] | None,
                 action: str, process: str) -> bool:
     """Run one worker over ``pending``; record results; return whether anything was settled."""
+    log_name = getattr(log, "name", None)
+    log_start = os.path.getsize(log_name) if isinstance(log_name, str) and os.path.isfile(log_name) else None
+    if log_start is not None:
+        log.flush()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True,
                             errors="replace", env=env if env is not None else dict(os.environ),
                             start_new_session=True,
@@ -197,10 +256,11 @@ def _run_worker(argv: list[str], pending: list[str], results: dict[str, dict[str
     started = time.monotonic()
     deadline = started + startup_timeout
 
-    def settle(name: str, status: str, reason: str | None, info: Any = None) -> None:
+    def settle(name: str, status: str, reason: str | None, info: Any = None, peak: Any = None) -> None:
         nonlocal settled
         results[name] = {"status": status, "reason": reason, "info": info if isinstance(info, dict) else {},
-                         "seconds": round(time.monotonic() - started, 3)}
+                         "seconds": round(time.monotonic() - started, 3),
+                         "peak_rss_mb": peak if isinstance(peak, (int, float)) else None}
         pending.remove(name)
         settled += 1
 
@@ -219,7 +279,9 @@ def _run_worker(argv: list[str], pending: list[str], results: dict[str, dict[str
             if line is None:
                 code = proc.wait()
                 if current is not None:
-                    settle(current, "failed", f"{process} crashed ({describe_exit(code)})")
+                    site = crash_site(log_name, log_start) if log_start is not None else None
+                    settle(current, "failed", f"{process} crashed ({describe_exit(code)})"
+                           + (f" in {site}" if site else ""))
                 elif pending and settled == 0:
                     for name in list(pending):
                         settle(name, "failed", f"{process} ended early ({describe_exit(code)})")
@@ -235,7 +297,8 @@ def _run_worker(argv: list[str], pending: list[str], results: dict[str, dict[str
             elif kind in ("done", "error") and name == current:
                 reason = event.get("reason") if kind == "error" else None
                 settle(name, "done" if kind == "done" else "failed",
-                       str(reason or f"{action} failed") if kind == "error" else None, event.get("info"))
+                       str(reason or f"{action} failed") if kind == "error" else None, event.get("info"),
+                       event.get("peak_rss_mb"))
                 current = None
                 deadline = time.monotonic() + startup_timeout
     finally:

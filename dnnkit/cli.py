@@ -175,7 +175,7 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=_positive, help="override train.epochs")
     t.add_argument("--cpu-devices", type=_positive,
                    help="split the CPU into N logical devices (tf.distribute without GPUs)")
-    t.add_argument("--data", help='override data.source ("digits", .npz or .csv)')
+    t.add_argument("--data", help='override data.source ("digits", .npz, .csv or an image folder)')
     t.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     t.set_defaults(func=cmd_train)
 
@@ -183,7 +183,7 @@ def parser() -> argparse.ArgumentParser:
                        description="Score a run directory or a .keras model on a data split.")
     e.add_argument("target", help="run directory or MODEL.keras")
     e.add_argument("--split", choices=("train", "val", "test"), default="test")
-    _model_options(e, data_help='"digits", .npz or .csv (default: the run\'s own data)', manifest=False)
+    _model_options(e, data_help='"digits", .npz, .csv or an image folder (default: the run\'s own data)', manifest=False)
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("run", help="the main job: train, export every artifact, verify, report",
@@ -198,13 +198,14 @@ def parser() -> argparse.ArgumentParser:
     _verbose_option(r)
     r.set_defaults(func=cmd_run)
 
-    x = sub.add_parser("export", help="export and verify a .keras model of your own",
-                       description="Convert a Keras 3 .keras model into a recipe's artifacts and "
-                                   "verify each against the model on --data.")
-    x.add_argument("model", help="MODEL.keras")
+    x = sub.add_parser("export", help="export and verify a model of your own",
+                       description="Convert a Keras 3 .keras model, a tf_keras .h5 model or a TensorFlow "
+                                   "SavedModel folder into a recipe's artifacts and verify each against the "
+                                   "model (run in its own runtime) on --data.")
+    x.add_argument("model", help="MODEL.keras, a tf_keras MODEL.h5 or a SavedModel folder")
     x.add_argument("--recipe", required=True, help="export recipe (TOML)")
     x.add_argument("--out", required=True, help="output folder")
-    _model_options(x, data_help='"digits", .npz or .csv to verify on', data_required=True)
+    _model_options(x, data_help='"digits", .npz, .csv or an image folder to verify on', data_required=True)
     x.set_defaults(func=cmd_export)
 
     c = sub.add_parser("compress", help="run a recipe's compression passes, then export and verify",
@@ -213,7 +214,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("model", metavar="target", help="run directory, MODEL.keras or a tf_keras MODEL.h5")
     c.add_argument("--recipe", required=True, help="recipe with [[passes]] and [[artifacts]]")
     c.add_argument("--out", required=True, help="output folder")
-    _model_options(c, data_help='"digits", .npz or .csv (default: the run\'s own data)')
+    _model_options(c, data_help='"digits", .npz, .csv or an image folder (default: the run\'s own data)')
     c.set_defaults(func=cmd_export)
 
     v = sub.add_parser("verify", help="re-verify an export folder (checksums and parity)",

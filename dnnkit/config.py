@@ -44,8 +44,8 @@ _REQUIRED = object()
 class DataConfig:
     """Where the data comes from and how it is split.
 
-    ``source`` is ``"digits"`` (built in) or a path to a ``.npz``/``.csv`` file, resolved
-    relative to the spec file.
+    ``source`` is ``"digits"`` (built in), a path to a ``.npz``/``.csv`` file, or an image folder
+    with one sub-folder per class, resolved relative to the spec file.
     """
 
     source: str = "digits"
@@ -375,8 +375,9 @@ def _read_data(t: TableReader) -> DataConfig:
     if source.lower().endswith(".csv") and cfg.label_column is None:
         raise SpecError(f"{t.origin}: data.label_column: required field is missing "
                         f"(a CSV source needs the name of its label column)")
-    if source != "digits" and not source.lower().endswith((".npz", ".csv")):
-        t.fail("source", source, '"digits" or a path ending in .npz or .csv')
+    if source != "digits" and Path(source.rstrip("/")).suffix.lower() not in (".npz", ".csv", ""):
+        t.fail("source", source, '"digits", a path ending in .npz or .csv, or an image folder '
+                                 '(one sub-folder per class)')
     t.done()
     return cfg
 

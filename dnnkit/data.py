@@ -121,6 +121,42 @@ def _load_csv(path: Path, label_column: str) -> dict[str, np.ndarray]:
     return {"x_train": x, "y_train": y}
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def _load_image_folder(path: Path, model: ModelConfig) -> tuple[dict[str, np.ndarray], list[str]]:
+    """Images in one sub-folder per class (``keras.utils.image_dataset_from_directory``'s layout),
+    resized to the model's input with Keras's loader (bilinear), pixel values 0-255 as Keras gives them.
+
+    Returns:
+        ``{"x_train", "y_train"}`` (classes numbered in sorted folder-name order) and the class names.
+    """
+    import keras
+
+    shape = tuple(model.input_shape)
+    if len(shape) != 3 or shape[-1] not in (1, 3, 4):
+        raise DataError(f"data.source: an image folder needs a model input of (height, width, 1|3|4 channels), "
+                        f"got model.input_shape {list(shape)}")
+    classes = sorted(d.name for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if len(classes) < 2:
+        raise DataError(f"data.source: {path}: expected one sub-folder per class (at least 2), got {len(classes)}")
+    mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[shape[-1]]
+    images, labels = [], []
+    for index, cls in enumerate(classes):
+        files = sorted(f for f in (path / cls).iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"data.source: {path / cls}: no images (expected {', '.join(IMAGE_SUFFIXES)} files)")
+        for f in files:
+            try:
+                img = keras.utils.load_img(f, color_mode=mode, target_size=shape[:2], interpolation="bilinear")
+            except Exception as exc:  # noqa: BLE001 - PIL raises several types
+                raise DataError(f"data.source: {f}: not a readable image ({' '.join(str(exc).split())[:200]})") \
+                    from None
+            images.append(np.asarray(keras.utils.img_to_array(img), dtype=np.float32).reshape(shape))
+            labels.append(index)
+    return {"x_train": np.stack(images), "y_train": np.asarray(labels, dtype=np.int32)}, classes
+
+
 def _is_float(v: str) -> bool:
     try:
         float(v)
@@ -226,9 +262,12 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
             # An explicit override is the caller's path (relative to the working
             # directory); the spec's own source is relative to the spec file.
             path = (Path.cwd() if source else spec.base_dir) / path
-        if not path.is_file():
+        if path.is_dir():
+            arrays, labels = _load_image_folder(path, model)
+            name = path.name
+        elif not path.is_file():
             raise DataError(f"data.source: file not found: {src}")
-        if path.suffix.lower() == ".npz":
+        elif path.suffix.lower() == ".npz":
             arrays = _load_npz(path)
         elif path.suffix.lower() == ".csv":
             if not cfg.label_column:
@@ -236,8 +275,9 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
                                 f"name, got none for {src}")
             arrays = _load_csv(path, cfg.label_column)
         else:
-            raise DataError(f"data.source: expected \"digits\" or a .npz/.csv file, got {src!r}")
-        name, labels = path.stem, None
+            raise DataError(f"data.source: expected \"digits\", a .npz/.csv file or an image folder, got {src!r}")
+        if not path.is_dir():
+            name, labels = path.stem, None
 
     checked: dict[str, np.ndarray] = {}
     for part in ("train", "val", "test"):

@@ -19,7 +19,7 @@ def spec_for_model(model: Any, task: str | None, source: str) -> Spec:
     """
     from dnnkit.signature import is_multi
 
-    if is_multi(model):
+    if is_multi(model) or any(d is None for d in model.inputs[0].shape[1:]):
         # Several inputs or outputs: the data is read per name (dnnkit.data.load_model_data) and
         # each output's head inferred there; the spec only carries the data source.
         return Spec(name=model.name, model=ModelConfig(family="mlp", input_shape=(1,), head="multi",
@@ -28,8 +28,10 @@ def spec_for_model(model: Any, task: str | None, source: str) -> Spec:
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     units = int(model.outputs[0].shape[-1])
     if task is None:
-        last = model.layers[-1]
-        act = getattr(getattr(last, "activation", None), "__name__", "")
+        from dnnkit.signature import output_activation
+
+        act = output_activation(model, 0) or (
+            getattr(getattr(model.layers[-1], "activation", None), "__name__", "") if model.layers else "")
         task = "multiclass" if units > 1 else ("binary" if act == "sigmoid" else "regression")
     if task not in HEADS:
         raise DataError(f"task: expected one of {', '.join(HEADS)}, got {task!r}")

@@ -49,13 +49,17 @@ def fp16_weight_error(model: Any, x: Any, reference: Any) -> Any:
 
     from dnnkit.signature import predict
 
-    try:
-        clone = keras.models.clone_model(model)
-        clone.set_weights([w.astype(np.float16).astype(w.dtype) if w.dtype.kind == "f" else w
-                           for w in model.get_weights()])
-    except Exception:  # noqa: BLE001 - subclassed or unusual models: no calibration
-        return None
-    outputs = predict(clone, x)
+    if hasattr(model, "fp16_rounded"):  # a SavedModel's signature: round its variables in place
+        with model.fp16_rounded():
+            outputs = predict(model, x)
+    else:
+        try:
+            clone = keras.models.clone_model(model)
+            clone.set_weights([w.astype(np.float16).astype(w.dtype) if w.dtype.kind == "f" else w
+                               for w in model.get_weights()])
+        except Exception:  # noqa: BLE001 - subclassed or unusual models: no calibration
+            return None
+        outputs = predict(clone, x)
     refs = reference if isinstance(reference, list) else [reference]
     errors: list[float | None] = []
     for out, ref in zip(outputs, refs):

@@ -10,6 +10,15 @@ from typing import Any, Iterator
 from dnnkit.errors import ModelLoadError
 
 
+def load_reference_model(path: str | os.PathLike[str], *, unsafe: bool = False) -> Any:
+    """A ``.keras`` model, or a SavedModel folder's serving signature (:class:`dnnkit.tfmodel.SignatureModel`)."""
+    from dnnkit.tfmodel import SignatureModel, is_saved_model
+
+    if is_saved_model(path):
+        return SignatureModel(path)
+    return load_model(path, unsafe=unsafe)
+
+
 def load_model(path: str | os.PathLike[str], *, unsafe: bool = False) -> Any:
     """Load a ``.keras`` model in Keras safe mode.
 

@@ -12,6 +12,7 @@ Output folder::
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -26,6 +27,7 @@ import numpy as np
 from dnnkit import __version__
 from dnnkit.config import Spec, as_spec, dump_toml, load_spec, spec_to_dict
 from dnnkit.errors import ModelLoadError
+from dnnkit.child import peak_rss_mb
 from dnnkit.criteria import failure
 from dnnkit.fileio import atomic_path, save_keras, write_json, write_text
 from dnnkit.recipe import ArtifactConfig, Recipe, VerifyConfig, load_recipe
@@ -72,7 +74,7 @@ def _reference(model: Any, spec: Spec, data: str | None, max_inputs: int = 5000,
     from dnnkit.verification import Reference, reference_metrics
 
     source = data or spec.data.source
-    if is_multi(model) or (data is not None and named_arrays(source)):
+    if is_multi(model) or spec.model.head == "multi" or (data is not None and named_arrays(source)):
         dataset, heads = load_model_data(model, source, spec.data, task=task, heads=heads)
         labels = [dataset.y_test.get(n) for n in output_names(model)]
     else:
@@ -147,10 +149,50 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
             verbose: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """:func:`export` without the verdict and the write (``compress`` adds its passes first)."""
     from dnnkit.evaluation import spec_for_model
-    from dnnkit.modelio import load_model
 
     recipe = as_recipe(recipe)
-    keras_model = load_model(model, unsafe=unsafe)
+    with _source_model(model, unsafe) as (keras_model, source_dir, source_info):
+        return _export_loaded(model, keras_model, source_dir, source_info, recipe, out_dir, spec=spec, data=data,
+                              task=task, unsafe=unsafe, verbose=verbose, extra=extra)
+
+
+@contextlib.contextmanager
+def _source_model(model: str | os.PathLike[str], unsafe: bool) -> Any:
+    """The model to export, loaded: a ``.keras`` file in Keras 3; a SavedModel folder, or a tf_keras
+    ``.h5`` written as one by tf_keras (in a temporary folder), as its serving signature.
+
+    Yields:
+        ``(model, saved_model_dir or None, what the manifest records about the source)``.
+    """
+    import tempfile
+
+    from dnnkit.modelio import load_model
+    from dnnkit.tfmodel import SignatureModel, h5_to_saved_model, is_saved_model
+
+    path = Path(model)
+    if path.suffix.lower() == ".h5":
+        if not path.is_file():
+            raise ModelLoadError(f"model: file not found: {model}")
+        with tempfile.TemporaryDirectory(prefix="dnnkit-h5-") as tmp:
+            info, tfk_model = h5_to_saved_model(path, Path(tmp) / "saved_model")
+            loaded = SignatureModel(Path(tmp) / "saved_model")
+            yield loaded, Path(tmp) / "saved_model", {**info, "tf_keras_model": tfk_model}
+        return
+    if path.is_dir() and not (path / "model.keras").is_file():
+        if not is_saved_model(path):
+            raise ModelLoadError(f"model: {model} is a folder but not a SavedModel (no saved_model.pb) or a run "
+                                 "directory; expected a .keras file, a tf_keras .h5 file or a SavedModel folder")
+        yield SignatureModel(path), path, {"source": "SavedModel folder"}
+        return
+    yield load_model(model, unsafe=unsafe), None, None
+
+
+def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: Path | None,
+                   source_info: dict[str, Any] | None, recipe: Recipe, out_dir: str | os.PathLike[str], *,
+                   spec: Spec | str | os.PathLike[str] | None, data: str | None, task: str | None,
+                   unsafe: bool, verbose: bool, extra: dict[str, Any] | None) -> dict[str, Any]:
+    from dnnkit.evaluation import spec_for_model
+
     if spec is not None:
         spec = as_spec(spec)
     else:
@@ -160,7 +202,7 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
         spec = spec_for_model(keras_model, task, data)
     from dnnkit.signature import inputs_info, is_multi, outputs_info, rows
 
-    multi = is_multi(keras_model)
+    multi = is_multi(keras_model) or spec.model.head == "multi"  # described by its signature, not a spec
     ref, dataset = _reference(keras_model, spec, data, recipe.verify.max_inputs, fp16=_has_fp16(recipe), task=task)
     fake_quant = is_fake_quant(keras_model)
 
@@ -168,10 +210,18 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
     (out / "reference").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
-    ref_model = out / "reference" / "model.keras"
-    if Path(model).resolve() != ref_model.resolve():
+    source = _source_record(source_info, keras_model, ref)
+    if source_dir is not None:  # the SavedModel itself is the reference (its own runtime computed it)
+        ref_model = out / "reference" / "saved_model"
+        if ref_model.exists():
+            shutil.rmtree(ref_model)
         with atomic_path(ref_model) as tmp:
-            shutil.copyfile(model, tmp)
+            shutil.copytree(source_dir, tmp)
+    else:
+        ref_model = out / "reference" / "model.keras"
+        if Path(model).resolve() != ref_model.resolve():
+            with atomic_path(ref_model) as tmp:
+                shutil.copyfile(model, tmp)
     if not multi:  # a model with several inputs/outputs is described by its signature, not a spec
         write_text(out / "reference" / "spec.toml", dump_toml(spec_to_dict(spec)))
 
@@ -189,12 +239,39 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
                   "labels": json.dumps(dataset.labels) if dataset.labels else "null",
                   "head": ref.head},
         unsafe=unsafe, log_path=out / "logs" / "convert.log")
+    effective = {a.name: a for a in recipe.artifacts}
+    retries = {a.name: alt for a in recipe.artifacts
+               if results.get(a.name, {}).get("status") != "done" and (alt := _fallback(a, keras_model)) is not None}
+    first_attempts: dict[str, Any] = {}
+    if retries:
+        if verbose:
+            print(f"retrying {len(retries)} failed conversions with their fallbacks ...", flush=True)
+        again = convert_artifacts(
+            ref_model, list(retries.values()), out / "artifacts", rep,
+            timeouts={a.name: recipe.timeout(a) for a in retries.values()},
+            metadata={"dnnkit_version": __version__, "spec": spec.name,
+                      "labels": json.dumps(dataset.labels) if dataset.labels else "null", "head": ref.head},
+            unsafe=unsafe, log_path=out / "logs" / "convert.log", attempt=2)
+        for name, alt in retries.items():
+            first_attempts[name] = {"reason": results[name]["reason"], "seconds": results[name].get("seconds"),
+                                    "retried_with": {k: v for k, v in alt.to_dict().items()
+                                                     if v != effective[name].to_dict().get(k)}}
+            results[name] = again.get(name, {"status": "failed", "reason": "not converted", "info": {}})
+            if results[name]["status"] == "done":
+                effective[name] = alt
+            else:
+                results[name]["reason"] = (f"{first_attempts[name]['reason']}; with the fallback "
+                                           f"({', '.join(first_attempts[name]['retried_with'])}): {results[name]['reason']}")
     entries = []
     for art in recipe.artifacts:
         result = results.get(art.name, {"status": "failed", "reason": "not converted", "info": {}})
         entry: dict[str, Any] = {"name": art.name, "format": art.format, "precision": art.precision,
-                                 "path": f"artifacts/{art.filename}", "options": art.to_dict(),
-                                 "conversion": {"seconds": result.get("seconds"), **result["info"]},
+                                 "path": f"artifacts/{art.filename}", "options": effective[art.name].to_dict(),
+                                 "conversion": {"seconds": result.get("seconds"),
+                                                "peak_rss_mb": result.get("peak_rss_mb"),
+                                                **({"first_attempt": first_attempts[art.name]}
+                                                   if art.name in first_attempts else {}),
+                                                **result["info"]},
                                  "fallbacks": result["info"].get("fallbacks", []),
                                  "transforms": result["info"].get("transforms"),
                                  "converted": result["status"] == "done",
@@ -220,7 +297,8 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
         "dnnkit_version": __version__,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "recipe": {"name": recipe.name, "path": recipe.path, "verify": asdict(recipe.verify)},
-        "reference": {"model": "reference/model.keras", "sha256": ref_digest, "bytes": ref_bytes,
+        "reference": {"model": str(ref_model.relative_to(out)), "sha256": ref_digest, "bytes": ref_bytes,
+                      **({"source": source} if source else {}),
                       "reproducible": {"bytes": False, "why": "a .keras archive stores its save time (metadata.json "
                                                               "date_saved, the weights member's timestamp)"},
                       "spec": None if multi else spec.name, "head": ref.head,
@@ -234,9 +312,57 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
                       "fp16_weight_error": ref.fp16_weight_error,
                       "fake_quant": fake_quant},
         "versions": versions(),
+        # this process's peak (the reference outputs; training too under `run`); each conversion's and
+        # verification's own peak is in its artifact entry (they run in child processes)
+        "resources": {"parent_peak_rss_mb": peak_rss_mb()},
         **(extra or {}),
         "artifacts": entries,
     }
+
+
+def _fallback(art: ArtifactConfig, model: Any) -> ArtifactConfig | None:
+    """The artifact as it is tried again after its conversion failed, or ``None`` when no fallback exists.
+
+    Full-integer TFLite: recurrent layers unrolled (the calibrator crashes on WHILE loops: LSTM, GRU,
+    ConvLSTM2D) and ops without an int8 kernel kept float (``TFLITE_BUILTINS`` beside
+    ``TFLITE_BUILTINS_INT8``); the artifact stays verified as quantized, and its float ops are listed.
+    """
+    import dataclasses
+
+    from dnnkit.formats.common import has_recurrent_layers
+
+    if art.format != "tflite" or art.precision != "int8" or (art.float_fallback and art.unroll_recurrent):
+        return None
+    recurrent = bool(getattr(model, "layers", None)) and has_recurrent_layers(model)
+    return dataclasses.replace(art, float_fallback=True, unroll_recurrent=art.unroll_recurrent or recurrent)
+
+
+def _source_record(info: dict[str, Any] | None, model: Any, ref: Any) -> dict[str, Any] | None:
+    """What the manifest says about a SavedModel or tf_keras source; for ``.h5``, the SavedModel's
+    outputs checked against tf_keras's own on the reference inputs.
+
+    Raises:
+        ModelLoadError: if the SavedModel tf_keras wrote does not reproduce the tf_keras model.
+    """
+    if info is None:
+        return None
+    info = dict(info)
+    tfk_model = info.pop("tf_keras_model", None)
+    if tfk_model is not None:
+        from dnnkit.signature import rows, take
+
+        x = take(ref.x, slice(0, min(256, rows(ref.x))))
+        want = tfk_model(x, training=False)
+        want = [np.asarray(w) for w in (want if isinstance(want, (list, tuple)) else [want])]
+        got = [o[:len(w)] for o, w in zip(ref.outputs, want)]
+        diff = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want))
+        allowed = 1e-5 + 1e-5 * max(float(np.max(np.abs(w))) for w in want)
+        if not diff <= allowed:
+            raise ModelLoadError(f"model: the SavedModel written by tf_keras differs from the .h5 model "
+                                 f"(max abs diff {diff:.3g} > {allowed:.3g})")
+        info["check"] = {"against": "tf_keras predict on the .h5 model", "inputs": int(rows(x)),
+                         "max_abs_diff": diff}
+    return info
 
 
 def _load_tf_keras(path: str | os.PathLike[str], task: str | None, data: str | None) -> tuple[Any, Spec]:
@@ -280,7 +406,7 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
         ModelLoadError: if the folder has no manifest or reference model.
     """
     from dnnkit.evaluation import spec_for_model
-    from dnnkit.modelio import load_model
+    from dnnkit.modelio import load_reference_model
     from dnnkit.verification import file_digest, verify_artifacts
 
     out = Path(out_dir)
@@ -297,18 +423,17 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelLoadError(f"verify: {path} is not a dnnkit manifest ({' '.join(str(exc).split())[:200]})") from None
     ref_model = out / ref_info["model"]
-    digest, _ = file_digest(ref_model) if ref_model.is_file() else ("", 0)
+    digest, _ = file_digest(ref_model) if ref_model.exists() else ("", 0)
     if digest != ref_info["sha256"]:
         raise ModelLoadError(f"verify: {ref_model} is missing or changed since export (sha256 mismatch)")
-    model = load_model(ref_model, unsafe=unsafe)
+    model = load_reference_model(ref_model, unsafe=unsafe)
     spec_file = out / "reference" / "spec.toml"
     data = ref_info["data"]
     heads = [o["head"] for o in ref_info.get("outputs") or []] or None
     spec = (load_spec(spec_file) if spec_file.is_file()
             else spec_for_model(model, None if ref_info["head"] == "multi" else ref_info["head"], data))
     recipe = Recipe(name=manifest["recipe"]["name"], artifacts=tuple(arts), verify=verify_cfg)
-    ref, _ = _reference(model, spec, data, verify_cfg.max_inputs, fp16=_has_fp16(recipe),
-                        heads=heads if len(model.inputs) > 1 or len(model.outputs) > 1 else None)
+    ref, _ = _reference(model, spec, data, verify_cfg.max_inputs, fp16=_has_fp16(recipe), heads=heads)
     items = []
     for entry in manifest["artifacts"]:
         if not entry.get("converted"):
@@ -327,7 +452,7 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
         fresh = fresh_all[entry["name"]]
         fresh["sha256_recorded"] = expected
         for stale in ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity",
-                      "outputs"):
+                      "outputs", "verification"):
             entry.pop(stale, None)
         entry.update(fresh)
         entry["sha256"] = expected  # the manifest keeps the digest recorded at export
@@ -361,6 +486,11 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     from dnnkit.evaluation import resolve_target
 
     recipe = as_recipe(recipe)
+    from dnnkit.tfmodel import is_saved_model
+
+    if not recipe.passes and (Path(model).suffix.lower() == ".h5" or is_saved_model(model)):
+        return export(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
+                      extra=extra)  # nothing to compress: exported from the model's own runtime
     tf_keras_input = Path(model).suffix == ".h5"
     if tf_keras_input:
         keras_model, resolved = _load_tf_keras(model, task, data)
@@ -384,9 +514,6 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     model_file = Path(model) / "model.keras" if Path(model).is_dir() else Path(model)
     if tf_keras_input:
         model_file = None  # exported from the Keras 3 rebuild below
-        if not recipe.passes:
-            raise ModelLoadError(f"model: {model} is a tf_keras model; give a recipe with [[passes]] "
-                                 "(tfmot engine) or save it as a Keras 3 .keras file to export it")
     if not recipe.passes:
         return export(model_file, recipe, out_dir, spec=spec, data=data, unsafe=unsafe, verbose=verbose,
                       extra=extra)

@@ -39,7 +39,8 @@ def table(manifest: dict[str, Any]) -> str:
     metric = main_metric(ref)
     ref_value = (ref.get("metrics") or {}).get(metric) if metric else None
     rows = [("artifact", "format", "precision", "size", metric or "metric", "parity", "p50 ms", "status")]
-    rows.append(("keras (reference)", "keras", "fp32", _size(ref.get("bytes")),
+    kind = "saved_model" if str(ref.get("model", "")).endswith("saved_model") else "keras"
+    rows.append((f"{kind} (reference)", kind, "fp32", _size(ref.get("bytes")),
                  "-" if ref_value is None else f"{ref_value:.4f}", "-", "-", "reference"))
     for e in manifest["artifacts"]:
         m = (e.get("metrics") or {}).get(metric) if metric else None

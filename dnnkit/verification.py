@@ -404,7 +404,8 @@ def verify_artifacts(items: list[dict[str, Any]], ref: Reference, recipe: Recipe
     out: dict[str, dict[str, Any]] = {}
     for name, result in results.items():
         if result["status"] == "done":
-            out[name] = result["info"]
+            out[name] = {**result["info"], "verification": {"seconds": result.get("seconds"),
+                                                            "peak_rss_mb": result.get("peak_rss_mb")}}
             continue
         reason = result["reason"] or "verification failed"
         entry: dict[str, Any] = {"status": "failed", "failures": [failure("runtime", reason)], "inconclusive": [],

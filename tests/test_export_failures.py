@@ -168,12 +168,13 @@ def _lambda_model(path):
     keras.Model(inp, out).save(path)
 
 
-@pytest.mark.parametrize("case", ["missing_recipe", "missing_model", "not_keras", "lambda", "missing_data",
-                                  "bad_data_shape", "verify_not_export"])
+@pytest.mark.parametrize("case", ["missing_recipe", "missing_model", "not_keras", "bad_h5", "not_saved_model",
+                                  "lambda", "missing_data", "bad_data_shape", "verify_not_export"])
 def test_bad_model_or_path_is_one_line_exit_2(case, tmp_path, mlp_model, capsys):
     recipe, model, data = str(RECIPES / "server-onnx.toml"), str(mlp_model), "digits"
     fragment = {"missing_recipe": "recipe file not found", "missing_model": "model: file not found",
                 "not_keras": "expected a Keras 3 .keras archive", "lambda": "contains a Lambda layer",
+                "bad_h5": "cannot load", "not_saved_model": "is a folder but not a SavedModel",
                 "missing_data": "data.source: file not found", "bad_data_shape": "does not match model.input_shape [64]",
                 "verify_not_export": "has no manifest.json"}[case]
     if case == "missing_recipe":
@@ -181,8 +182,14 @@ def test_bad_model_or_path_is_one_line_exit_2(case, tmp_path, mlp_model, capsys)
     elif case == "missing_model":
         model = str(tmp_path / "nope.keras")
     elif case == "not_keras":
+        model = str(tmp_path / "m.bin")
+        (tmp_path / "m.bin").write_bytes(b"\x89HDF")
+    elif case == "bad_h5":
         model = str(tmp_path / "m.h5")
-        (tmp_path / "m.h5").write_bytes(b"\x89HDF")
+        (tmp_path / "m.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    elif case == "not_saved_model":
+        model = str(tmp_path / "folder")
+        (tmp_path / "folder").mkdir()
     elif case == "lambda":
         model = str(tmp_path / "lambda.keras")
         _lambda_model(model)

@@ -34,8 +34,8 @@ STARTUP_TIMEOUT_S = 240.0  # importing TensorFlow and loading the model in the c
 def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[ArtifactConfig],
                       out_dir: str | os.PathLike[str], representative: Inputs, *,
                       timeouts: dict[str, float], metadata: dict[str, Any] | None = None,
-                      unsafe: bool = False, log_path: str | os.PathLike[str] | None = None
-                      ) -> dict[str, dict[str, Any]]:
+                      unsafe: bool = False, log_path: str | os.PathLike[str] | None = None,
+                      attempt: int = 1) -> dict[str, dict[str, Any]]:
     """Convert ``artifacts`` of the model at ``model_path`` into ``out_dir``.
 
     Args:
@@ -47,6 +47,7 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
         metadata: stored in ONNX metadata_props.
         unsafe: load the model without Keras safe mode.
         log_path: where the children's stderr goes (default: discarded).
+        attempt: 2 for a retry with fallbacks (tests inject faults per attempt: ``NAME@2``).
 
     Returns:
         Per artifact name: ``{"status": "done"|"failed", "reason": str|None,
@@ -61,7 +62,7 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
             "dnnkit.formats.worker", list(by_name), timeouts,
             lambda pending: {"model": str(Path(model_path).resolve()), "representative": rep_path,
                              "out_dir": str(Path(out_dir).resolve()), "metadata": metadata or {}, "unsafe": unsafe,
-                             "artifacts": [{**by_name[n].to_dict(), "filename": by_name[n].filename}
-                                           for n in pending]},
+                             "artifacts": [{**by_name[n].to_dict(), "filename": by_name[n].filename,
+                                            "attempt": attempt} for n in pending]},
             workdir=tmp, log_path=log_path, startup_timeout=STARTUP_TIMEOUT_S, action="conversion",
             process="converter process")

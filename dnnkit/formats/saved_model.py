@@ -16,6 +16,9 @@ def write_saved_model(model: Any, path: str | os.PathLike[str], *, batch: int | 
     """
     import keras
 
+    if hasattr(model, "save_as"):  # a SavedModel's signature (dnnkit.tfmodel): re-signed, not re-traced by Keras
+        model.save_as(path, batch)
+        return
     _, out_names = io_names(model)
     archive = keras.export.ExportArchive()
     archive.track(model)

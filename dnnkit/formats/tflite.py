@@ -21,7 +21,7 @@ class ConversionError(DnnkitError):
 
 
 def unroll_recurrent(model: Any) -> Any:
-    """A copy of ``model`` whose LSTM/GRU layers run with ``unroll=True`` (same weights).
+    """A copy of ``model`` whose LSTM/GRU/ConvLSTM layers run with ``unroll=True`` (same weights).
 
     The TFLite converter crashes calibrating fused LSTM/GRU loops for full-integer
     quantization (tensorflow issues #41305, #87468); the unrolled graph quantizes.
@@ -36,7 +36,12 @@ def unroll_recurrent(model: Any) -> Any:
             for key in ("layer", "backward_layer"):
                 if cfg.get(key):
                     cfg[key]["config"]["unroll"] = True
-        return layer.__class__.from_config(cfg)
+        new = layer.__class__.from_config(cfg)
+        if isinstance(layer, keras.layers.RNN):
+            # ConvLSTM1D/2D/3D ignore an unroll argument but run through RNN.call, which reads the
+            # attribute: unrolled, the TFLite calibrator no longer crashes (SIGSEGV) on their WHILE loop
+            new.unroll = True
+        return new
 
     copy = keras.models.clone_model(model, clone_function=clone)
     copy.set_weights(model.get_weights())

@@ -49,9 +49,9 @@ def main(job_path: str) -> int:
     import numpy as np
 
     job = json.loads(open(job_path, encoding="utf-8").read())
-    from dnnkit.modelio import load_model
+    from dnnkit.modelio import load_reference_model
 
-    model = load_model(job["model"], unsafe=job.get("unsafe", False))
+    model = load_reference_model(job["model"], unsafe=job.get("unsafe", False))
     from dnnkit.signature import from_arrays
 
     with np.load(job["representative"]) as f:
