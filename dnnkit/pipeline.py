@@ -148,8 +148,6 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
             data: str | None = None, task: str | None = None, unsafe: bool = False,
             verbose: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """:func:`export` without the verdict and the write (``compress`` adds its passes first)."""
-    from dnnkit.evaluation import spec_for_model
-
     recipe = as_recipe(recipe)
     with _source_model(model, unsafe) as (keras_model, source_dir, source_info):
         return _export_loaded(model, keras_model, source_dir, source_info, recipe, out_dir, spec=spec, data=data,

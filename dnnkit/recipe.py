@@ -79,6 +79,7 @@ class ArtifactConfig:
     float_fallback: bool = False
     unroll_recurrent: bool = False
     opset: int = 17
+    external_data: str = "auto"
     atol: float | None = None
     rtol: float | None = None
     min_agreement: float | None = None
@@ -157,6 +158,7 @@ def _read_artifact(t: TableReader) -> ArtifactConfig:
         float_fallback=t.boolean("float_fallback", False) if tflite and int8 else False,
         unroll_recurrent=t.boolean("unroll_recurrent", False) if tflite and int8 else False,
         opset=t.integer("opset", 17, minimum=13) if fmt == "onnx" else 17,
+        external_data=t.choice("external_data", ("auto", "always", "never"), "auto") if fmt == "onnx" else "auto",
         atol=t.number("atol", None, low=0.0, low_open=True),
         rtol=t.number("rtol", None, low=0.0),
         min_agreement=t.number("min_agreement", None, low=0.0, high=1.0),

@@ -68,10 +68,25 @@ def reference_metrics(heads: list[str], labels: list[np.ndarray | None], outputs
     return out
 
 
+def external_data(path: str | os.PathLike[str]) -> Path | None:
+    """The external-data file beside an ONNX model (``NAME.onnx.data``), if there is one."""
+    p = Path(path)
+    side = p.with_name(p.name + ".data")
+    return side if p.suffix == ".onnx" and side.is_file() else None
+
+
 def file_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
-    """sha256 and size in bytes of a file, or of a folder's files (names and contents)."""
+    """sha256 and size in bytes of a file (with its ONNX external data), or of a folder's files
+    (names and contents)."""
     p = Path(path)
     h = hashlib.sha256()
+    side = external_data(p)
+    if side is not None:
+        main_digest, main_bytes = file_digest_plain(p)
+        data_digest, data_bytes = file_digest_plain(side)
+        h.update(main_digest.encode())
+        h.update(data_digest.encode())
+        return h.hexdigest(), main_bytes + data_bytes
     if p.is_dir():
         total = 0
         for f in sorted(q for q in p.rglob("*") if q.is_file()):
@@ -85,12 +100,17 @@ def file_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
     return h.hexdigest(), len(data)
 
 
+def file_digest_plain(path: Path) -> tuple[str, int]:
+    data = path.read_bytes()
+    return hashlib.sha256(data).hexdigest(), len(data)
+
+
 def gzip_size(path: str | os.PathLike[str]) -> int:
     """Bytes after gzip (level 9) of a file, or of a folder's files concatenated."""
     import gzip
 
     p = Path(path)
-    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
+    files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p, *filter(None, [external_data(p)])]
     return len(gzip.compress(b"".join(f.read_bytes() for f in files), compresslevel=9))
 
 

@@ -89,3 +89,40 @@ def test_erfc_rewrite_keeps_values():
     values = np.linspace(-3, 3, 13).astype(np.float32)
     got, = _run_graph(graph_def, ["x:0"], ["y:0"], [values])
     np.testing.assert_allclose(got, tf.math.erfc(values).numpy(), atol=1e-6)
+
+
+def test_large_models_keep_their_tensors_in_external_data(trained_runs, tmp_path, monkeypatch):
+    """ONNX past protobuf's 2 GiB: tensors in NAME.onnx.data (forced here with external_data = "always" on
+    a small model; "auto" switches at EXTERNAL_DATA_BYTES), loaded by onnxruntime, covered by the sha256."""
+    import onnx
+
+    from dnnkit.formats import onnx as onnx_format
+    from dnnkit.pipeline import export, verify_dir
+    from dnnkit.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict({"name": "ext", "artifacts": [
+        {"name": "onnx_fp32", "format": "onnx", "external_data": "always"},
+        {"name": "onnx_int8", "format": "onnx", "precision": "int8", "external_data": "always"},
+        {"name": "onnx_auto", "format": "onnx"}]})
+    out = tmp_path / "out"
+    manifest = export(trained_runs["digits_mlp"].model_path, recipe, out, data="digits")
+    assert manifest["status"] == "verified", manifest["failures"]
+    arts = {e["name"]: e for e in manifest["artifacts"]}
+    for name in ("onnx_fp32", "onnx_int8"):
+        side = out / "artifacts" / f"{name}.onnx.data"
+        assert arts[name]["conversion"]["external_data"] == side.name and side.stat().st_size > 10_000
+        assert (out / "artifacts" / f"{name}.onnx").stat().st_size < side.stat().st_size
+        assert arts[name]["bytes"] == side.stat().st_size + (out / "artifacts" / f"{name}.onnx").stat().st_size
+    assert arts["onnx_auto"]["conversion"]["external_data"] is None  # 37 KB of weights: inside the file
+    proto = onnx.load(str(out / "artifacts" / "onnx_auto.onnx"))
+    monkeypatch.setattr(onnx_format, "EXTERNAL_DATA_BYTES", onnx_format.weight_bytes(proto) - 1)
+    assert onnx_format.save_onnx(proto, tmp_path / "auto.onnx") == "auto.onnx.data"  # auto past the limit
+    # the digest covers the external data: changing it fails verification
+    side = out / "artifacts" / "onnx_fp32.onnx.data"
+    data = bytearray(side.read_bytes())
+    data[100] ^= 0xFF
+    side.write_bytes(bytes(data))
+    again = {e["name"]: e for e in verify_dir(out)["artifacts"]}
+    assert again["onnx_fp32"]["status"] == "failed"
+    assert any(f["check"] == "sha256" for f in again["onnx_fp32"]["failures"])
+    assert again["onnx_int8"]["status"] == "verified"

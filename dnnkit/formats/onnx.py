@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,12 +15,40 @@ from dnnkit.formats.tflite import ConversionError
 from dnnkit.signature import Inputs, cast, rows, take
 
 
-def _tidy(path: str, model: Any, metadata: dict[str, Any]) -> None:
-    """Give the graph the model's input/output names, drop initializers listed as inputs
-    (they break calibration: "Required inputs ... are missing"), add metadata."""
+# protobuf cannot serialise a message over 2 GiB: above this many bytes of weights, tensors go to
+# NAME.onnx.data beside the model (ONNX external data), which onnxruntime loads from the model's folder
+EXTERNAL_DATA_BYTES = 1_800_000_000
+
+
+def weight_bytes(proto: Any) -> int:
+    """Bytes of the graph's initializers (raw or typed fields)."""
+    from onnx import numpy_helper
+
+    return sum(len(i.raw_data) if i.raw_data else numpy_helper.to_array(i).nbytes for i in proto.graph.initializer)
+
+
+def save_onnx(proto: Any, path: str | os.PathLike[str], external_data: str = "auto") -> str | None:
+    """Save ``proto`` at ``path`` (checked by ``onnx.checker`` from the file), its tensors in
+    ``NAME.onnx.data`` when ``external_data`` is ``always``, or ``auto`` and they pass
+    :data:`EXTERNAL_DATA_BYTES`. Returns the external data file's name, or ``None``."""
     import onnx
 
-    proto = onnx.load(path)
+    p = Path(path)
+    external = external_data == "always" or (external_data == "auto" and weight_bytes(proto) > EXTERNAL_DATA_BYTES)
+    location = None
+    if external:
+        location = f"{p.name}.data"
+        onnx.save_model(proto, str(p), save_as_external_data=True, all_tensors_to_one_file=True,
+                        location=location, size_threshold=1024)
+    else:
+        onnx.save(proto, str(p))
+    onnx.checker.check_model(str(p))  # from the file: works past 2 GiB
+    return location
+
+
+def _tidy(proto: Any, model: Any, metadata: dict[str, Any]) -> None:
+    """Give the graph the model's input/output names, drop initializers listed as inputs
+    (they break calibration: "Required inputs ... are missing"), add metadata."""
     graph = proto.graph
     inits = {i.name for i in graph.initializer}
     keep = [i for i in graph.input if i.name not in inits]
@@ -39,8 +68,6 @@ def _tidy(path: str, model: Any, metadata: dict[str, Any]) -> None:
         if len(dims):
             dims[0].dim_param = "batch"
     _set_metadata(proto, metadata)
-    onnx.checker.check_model(proto)
-    onnx.save(proto, path)
 
 
 def _set_metadata(proto: Any, metadata: dict[str, Any]) -> None:
@@ -51,16 +78,16 @@ def _set_metadata(proto: Any, metadata: dict[str, Any]) -> None:
 
 
 def write_onnx(model: Any, path: str, *, opset: int, metadata: dict[str, Any],
-               check_inputs: Inputs | None = None) -> dict[str, Any]:
+               check_inputs: Inputs | None = None, external_data: str = "auto") -> dict[str, Any]:
     """Write the fp32 ONNX graph (dynamic batch axis named ``batch``) without atomicity.
 
     The model is frozen in inference mode first (:mod:`dnnkit.formats.frozen`), so constants stay
     constants and augmentation/dropout layers vanish; tf2onnx converts that graph.
 
     Returns:
-        The rewrites made before conversion and the check of the frozen graph (``transforms``).
+        The rewrites made before conversion and the check of the frozen graph (``transforms``), and
+        the external data file's name (``external_data``, ``None`` when the tensors are inside).
     """
-    import onnx
     import tf2onnx
 
     from dnnkit.formats.frozen import frozen_graph
@@ -73,13 +100,13 @@ def write_onnx(model: Any, path: str, *, opset: int, metadata: dict[str, Any],
         pass
     graph_def, inputs, outputs, transforms = frozen_graph(model, None, check_inputs)
     proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset)
-    onnx.save(proto, path)
-    _tidy(path, model, metadata)
-    return transforms
+    _tidy(proto, model, metadata)
+    return {"transforms": transforms, "external_data": save_onnx(proto, path, external_data)}
 
 
 def export_onnx(model: Any, path: str | os.PathLike[str], *, opset: int = 17,
-                metadata: dict[str, Any] | None = None, check_inputs: Inputs | None = None) -> dict[str, Any]:
+                metadata: dict[str, Any] | None = None, check_inputs: Inputs | None = None,
+                external_data: str = "auto") -> dict[str, Any]:
     """Export a Keras model to fp32 ONNX, atomically.
 
     Args:
@@ -88,26 +115,41 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, opset: int = 17,
         opset: ONNX opset (>= 13; default 17).
         metadata: key/value pairs stored in the model's metadata_props.
         check_inputs: samples on which the frozen graph must reproduce the model first.
+        external_data: ``auto`` (tensors in ``NAME.onnx.data`` past 1.8 GB), ``always`` or ``never``.
 
     Returns:
-        What the manifest records: opset, and the rewrites made before conversion (``transforms``).
+        What the manifest records: opset, the rewrites made before conversion (``transforms``),
+        the external data file (``external_data``).
 
     Raises:
         ConversionError: if tf2onnx fails.
     """
     try:
         with atomic_path(path) as tmp:
-            transforms = write_onnx(model, str(tmp), opset=opset, metadata=metadata or {},
-                                    check_inputs=check_inputs)
+            written = write_onnx(model, str(tmp), opset=opset, metadata=metadata or {}, check_inputs=check_inputs,
+                                 external_data=external_data)
+            _place_external_data(tmp, path)
     except ConversionError:
         raise
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"ONNX export failed: {' '.join(str(exc).split())[:400]}") from None
-    return {"opset": opset, "transforms": transforms}
+    return {"opset": opset, **written}
+
+
+def _place_external_data(tmp: Path, final: str | os.PathLike[str]) -> None:
+    """Move ``tmp``'s external data file beside ``final`` (before the model itself is moved there)."""
+    side = tmp.with_name(tmp.name + ".data")
+    target = Path(final).with_name(Path(final).name + ".data")
+    if side.is_file():
+        os.chmod(side, 0o644)  # onnx writes it owner-only; the model file beside it is world-readable
+        os.replace(side, target)
+    else:
+        target.unlink(missing_ok=True)  # a stale one from an earlier, larger export
 
 
 def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: Inputs,
-                     opset: int = 17, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                     opset: int = 17, metadata: dict[str, Any] | None = None,
+                     external_data: str = "auto") -> dict[str, Any]:
     """Export static int8 ONNX (QDQ, per-channel weights) calibrated on ``calibration``.
 
     Conv, MatMul and Gemm are quantized (the ops that hold weights); the rest stays float,
@@ -141,16 +183,19 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: I
     try:
         with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
             fp32 = os.path.join(tmp_dir, "fp32.onnx")
-            transforms = write_onnx(model, fp32, opset=opset, metadata=metadata or {}, check_inputs=samples)
+            written = write_onnx(model, fp32, opset=opset, metadata=metadata or {}, check_inputs=samples,
+                                 external_data=external_data)
+            q8 = os.path.join(tmp_dir, "int8.onnx")
+            quantize_static(fp32, q8, Reader(), quant_format=QuantFormat.QDQ,
+                            per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
+                            weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+                            use_external_data_format=written["external_data"] is not None)
+            proto = onnx.load(q8)
+            _set_metadata(proto, {**(metadata or {}), "dnnkit_precision": "int8"})
             with atomic_path(path) as tmp:
-                quantize_static(fp32, str(tmp), Reader(), quant_format=QuantFormat.QDQ,
-                                per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
-                                weight_type=QuantType.QInt8,
-                                op_types_to_quantize=["Conv", "MatMul", "Gemm"])
-                proto = onnx.load(str(tmp))
-                _set_metadata(proto, {**(metadata or {}), "dnnkit_precision": "int8"})
-                onnx.save(proto, str(tmp))
+                written["external_data"] = save_onnx(proto, tmp, external_data)
+                _place_external_data(tmp, path)
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"ONNX int8 quantization failed: {' '.join(str(exc).split())[:400]}") from None
-    return {"opset": opset, "transforms": transforms, "calibration_samples": int(rows(samples)),
+    return {"opset": opset, **written, "calibration_samples": int(rows(samples)),
             "quantized_ops": ["Conv", "MatMul", "Gemm"], "weight_bits": 7}

@@ -37,8 +37,9 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
                              unroll=art["unroll_recurrent"])
     if precision == "int8":
         return export_onnx_int8(model, path, calibration=samples, opset=art["opset"],
-                                metadata=metadata)
-    return export_onnx(model, path, opset=art["opset"], metadata=metadata, check_inputs=rep)
+                                metadata=metadata, external_data=art.get("external_data", "auto"))
+    return export_onnx(model, path, opset=art["opset"], metadata=metadata, check_inputs=rep,
+                       external_data=art.get("external_data", "auto"))
 
 
 def main(job_path: str) -> int:
