@@ -502,12 +502,14 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     from dnnkit.passes import check_selectors
     from dnnkit.signature import is_multi
 
-    if recipe.passes and is_multi(keras_model):
+    multi = is_multi(keras_model)
+    unsupported = [p.type for p in recipe.passes if p.type != "prune" or getattr(p.options, "engine", "") == "tfmot"]
+    if multi and unsupported:
         from dnnkit.errors import CompressionError
 
-        raise CompressionError(f"passes: compression passes take a model with one input and one output; {model} "
-                               f"has {len(keras_model.inputs)} inputs and {len(keras_model.outputs)} outputs "
-                               "(a recipe without [[passes]] exports and verifies it)")
+        raise CompressionError(f"passes: a model with {len(keras_model.inputs)} inputs and {len(keras_model.outputs)} "
+                               f"outputs takes native prune passes only, got {unsupported[0]!r}"
+                               + (" (engine tfmot)" if unsupported[0] == "prune" else ""))
     check_selectors(keras_model, recipe.passes, recipe.path or "recipe")  # before any data is loaded
     model_file = Path(model) / "model.keras" if Path(model).is_dir() else Path(model)
     if tf_keras_input:
@@ -517,10 +519,14 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
                       extra=extra)
     from dnnkit.verdict import degradation
 
-    dataset = load_data(spec, source=data)
-    ctx = PassContext(spec=spec, dataset=dataset, base_dir=recipe.base_dir, seed=spec.train.seed,
-                      verbose=verbose)
-    head = spec.model.head
+    if multi:
+        from dnnkit.passes.context import multi_output_context
+
+        ctx = multi_output_context(keras_model, spec, data, task, recipe.base_dir, verbose)
+    else:
+        ctx = PassContext(spec=spec, dataset=load_data(spec, source=data), base_dir=recipe.base_dir,
+                          seed=spec.train.seed, verbose=verbose)
+    head = "multi" if multi else spec.model.head
     baseline = ctx.score(keras_model)
     current, records = keras_model, []
     for i, p in enumerate(recipe.passes):
@@ -546,7 +552,7 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     (out / "compressed").mkdir(parents=True, exist_ok=True)
     compressed = out / "compressed" / "model.keras"
     save_keras(current, compressed)
-    manifest = _export(compressed, recipe, out, spec=spec, data=data, verbose=verbose,
+    manifest = _export(compressed, recipe, out, spec=spec, data=data, task=task, verbose=verbose,
                        extra={**(extra or {}), "original": {"metrics": baseline,
                                                             "params": int(keras_model.count_params())},
                               "passes": records, "goals": {"max_degradation": recipe.goal_degradation}})

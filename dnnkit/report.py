@@ -57,8 +57,9 @@ def table(manifest: dict[str, Any]) -> str:
     if manifest.get("passes"):
         lines.append("")
     for i, p in enumerate(manifest.get("passes", []), start=1):
-        acc = p["metrics_after"].get("accuracy", p["metrics_after"].get("rmse"))
-        lines.append(f"pass {i} {p['type']}: {metric} {acc:.4f}, params {p['params']}, "
+        acc = p["metrics_after"].get(metric) if metric else None
+        lines.append(f"pass {i} {p['type']}: {metric or 'metric'} {'-' if acc is None else f'{acc:.4f}'}, "
+                     f"params {p['params']}, "
                      f"degradation {p['degradation']:+.4f} ({'ok' if p['goal_met'] else 'GOAL MISSED'})")
     for line in (manifest.get("goals") or {}).get("missed", []):
         lines.append(f"GOAL MISSED {line}")

@@ -55,7 +55,9 @@ def make_tf_dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: b
 
     ds = tf.data.Dataset.from_tensor_slices((x, y))
     if shuffle:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+        from dnnkit.signature import rows
+
+        ds = ds.shuffle(rows(x), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA

@@ -14,7 +14,15 @@ from dnnkit.criteria import failure
 
 
 def degradation(head: str, baseline: dict[str, float], now: dict[str, float]) -> float:
-    """How much the task metric got worse: accuracy points, or RMSE ratio - 1 for regression."""
+    """How much the task metric got worse: accuracy points, or RMSE ratio - 1 for regression.
+
+    With several outputs (``head == "multi"``, metrics keyed ``NAME/metric``), the worst labelled
+    output's figure.
+    """
+    if head == "multi":
+        drops = [baseline[k] - now[k] for k in baseline if k.endswith("/accuracy") and k in now]
+        drops += [now[k] / max(baseline[k], 1e-12) - 1.0 for k in baseline if k.endswith("/rmse") and k in now]
+        return max(drops) if drops else 0.0
     if head == "regression":
         return now["rmse"] / max(baseline["rmse"], 1e-12) - 1.0
     return baseline["accuracy"] - now["accuracy"]

@@ -132,10 +132,39 @@ def test_multi_io_data_errors_are_one_line_exit_2(two_by_two, tmp_path):
                  "--out", str(tmp_path / "digits"))
     assert result.returncode == 2 and "needs a .npz file with x_train/a, x_train/c" in error_lines(result.stderr)[0]
     np.savez(tmp_path / "ok.npz", **{"x_train/a": x["a"], "x_train/c": x["c"], "y_train/cls": y["cls"]})
-    result = cli("compress", str(path), "--recipe", "export/pruned-int8.toml", "--data", str(tmp_path / "ok.npz"),
+    result = cli("compress", str(path), "--recipe", "export/qat-int8.toml", "--data", str(tmp_path / "ok.npz"),
                  "--out", str(tmp_path / "compressed"))
     lines = error_lines(result.stderr)
-    assert result.returncode == 2 and "compression passes take a model with one input and one output" in lines[0]
+    assert result.returncode == 2 and "takes native prune passes only, got 'qat'" in lines[0], lines
+
+
+def test_pruning_a_two_input_two_output_model(two_by_two, tmp_path):
+    """compress on several inputs/outputs: native pruning fine-tunes every head (cross-entropy for the
+    labelled class head; the unlabelled regression head is held to the dense model's own outputs), the goal
+    is the worst labelled head's drop, and the pruned model exports and verifies per output."""
+    import dnnkit
+    from dnnkit.recipe import recipe_from_dict
+
+    model, x, y = two_by_two
+    recipe = recipe_from_dict({
+        "name": "pruned", "goals": {"max_degradation": 0.03},
+        "passes": [{"type": "prune", "final_sparsity": 0.5, "epochs": 4, "learning_rate": 0.001,
+                    "frequency": 10}],
+        "artifacts": [{"name": "onnx_fp32", "format": "onnx"}, {"name": "tflite_fp32", "format": "tflite"}]})
+    out = tmp_path / "out"
+    manifest = dnnkit.compress(model, recipe, out, data=(x, {"cls": y["cls"]}))  # "reg" has no labels
+    assert [(o["name"], o["head"]) for o in manifest["reference"]["outputs"]] == [("cls", "multiclass"),
+                                                                                  ("reg", "features")]
+    (record,) = manifest["passes"]
+    assert set(record["metrics_after"]) >= {"cls/accuracy"} and not any(k.startswith("reg/") for k in
+                                                                       record["metrics_after"])
+    pruned = [row for row in record["layers"] if row["weight"] == "kernel"]
+    assert pruned and all(abs(row["sparsity"] - 0.5) < 0.02 for row in pruned), pruned
+    assert record["goal_met"] and record["degradation"] <= 0.03
+    assert manifest["status"] == "verified", manifest["failures"]
+    for entry in manifest["artifacts"]:
+        assert entry["outputs"]["reg"]["checks"]["float_parity"]["verdict"] == "pass"
+    assert manifest["goals"]["met"] and len(manifest["goals"]["artifacts"]) == 2
 
 
 def _hub_backbone(kind: str, n: int = 400, length: int = 16):
