@@ -1,0 +1,57 @@
+"""Large-model export: a 224x224 ResNet50 (23.6 M parameters, random weights, softmax head) through
+export/all.toml with 100 calibration images; prints each artifact's conversion and verification
+seconds and peak resident memory (each in its own process), the parent's peak and the wall time.
+
+    python benchmarks/large_model.py [--out DIR] [--images N] [--recipe export/all.toml]
+
+The images carry no labels: float artifacts are checked element-wise and quantized ones by top-1
+agreement with the Keras model (a random network's near-uniform scores make that a hard test).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="large-model")
+    parser.add_argument("--images", type=int, default=164)
+    parser.add_argument("--recipe", default=str(ROOT / "export" / "all.toml"))
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import keras
+    import numpy as np
+
+    import dnnkit
+
+    keras.utils.set_random_seed(0)
+    model = keras.applications.ResNet50(weights=None, input_shape=(224, 224, 3), classes=10)
+    x = np.random.default_rng(0).uniform(0, 255, (args.images, 224, 224, 3)).astype("float32")
+    start = time.perf_counter()
+    manifest = dnnkit.export(model, args.recipe, args.out, data=(x, None))
+    wall = time.perf_counter() - start
+    print(f"ResNet50 224x224, {manifest['reference']['params']:,} parameters, {args.images} images: "
+          f"{wall:.1f} s, status {manifest['status']}")
+    print(f"{'artifact':22s} {'convert s':>9s} {'peak MB':>8s} {'verify s':>9s} {'peak MB':>8s}  status")
+    for e in manifest["artifacts"]:
+        c, v = e.get("conversion") or {}, e.get("verification") or {}
+        print(f"{e['name']:22s} {c.get('seconds') or 0:9.1f} {c.get('peak_rss_mb') or 0:8.0f} "
+              f"{v.get('seconds') or 0:9.1f} {v.get('peak_rss_mb') or 0:8.0f}  {e['status']}")
+    parent = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"parent peak RSS {parent:.0f} MB (model built and exported from this process); "
+          f"manifest: {Path(args.out) / 'manifest.json'}")
+    print(json.dumps({"wall_s": round(wall, 1), "parent_peak_rss_mb": round(parent)}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
