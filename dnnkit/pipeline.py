@@ -347,9 +347,9 @@ def _source_record(info: dict[str, Any] | None, model: Any, ref: Any) -> dict[st
     info = dict(info)
     tfk_model = info.pop("tf_keras_model", None)
     if tfk_model is not None:
-        from dnnkit.signature import rows, take
+        from dnnkit.signature import batch_for, rows, take
 
-        x = take(ref.x, slice(0, min(256, rows(ref.x))))
+        x = take(ref.x, slice(0, min(256, rows(ref.x), batch_for(ref.x))))
         want = tfk_model(x, training=False)
         want = [np.asarray(w) for w in (want if isinstance(want, (list, tuple)) else [want])]
         got = [o[:len(w)] for o, w in zip(ref.outputs, want)]

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.signature import Inputs, concat, rows, take
+from dnnkit.signature import Inputs, batch_for, concat, rows, take
 
 
 class Runner:
@@ -41,7 +41,7 @@ class Runner:
 
     def run(self, x: Inputs, chunk: int = 512) -> list[np.ndarray]:
         """Outputs (float32, dequantized) for all of ``x``, fed in the batches it accepts."""
-        step = self.batch or chunk
+        step = self.batch or batch_for(x, chunk)
         total = rows(x)
         parts: list[list[np.ndarray]] = []
         for i in range(0, total, step):

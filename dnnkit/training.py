@@ -120,6 +120,9 @@ def predict(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
     """Run a Keras model eagerly over ``x`` in batches (outside any strategy) and return NumPy."""
     import keras
 
+    from dnnkit.signature import batch_for
+
+    batch_size = batch_for(x, batch_size)
     outs = [keras.ops.convert_to_numpy(model(x[i:i + batch_size], training=False))
             for i in range(0, len(x), batch_size)]
     return np.concatenate(outs, axis=0).astype(np.float32)

@@ -122,7 +122,7 @@ def frozen_graph(model: Any, batch: int | None = None, check_inputs: Any = None
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     from dnnkit.formats.common import input_specs, serving_fn
-    from dnnkit.signature import call, cast, input_names, rows, take
+    from dnnkit.signature import batch_for, call, cast, input_names, rows, take
 
     specs = input_specs(model, batch)
     fn = tf.function(serving_fn(model)).get_concrete_function(*specs)
@@ -142,7 +142,7 @@ def frozen_graph(model: Any, batch: int | None = None, check_inputs: Any = None
         rewrites.append(f"Erfc as 1 - Erf ({erfc} nodes; exact GELU)")
     transforms: dict[str, Any] = {"rewrites": rewrites}
     if check_inputs is not None and rows(check_inputs):
-        x = cast(take(check_inputs, slice(0, 64)), model)
+        x = cast(take(check_inputs, slice(0, min(64, batch_for(check_inputs)))), model)
         feeds = [x[n] for n in input_names(model)] if isinstance(x, dict) else [x]
         got = _run_graph(graph_def, inputs, outputs, feeds)
         want = [np.asarray(o) for o in call(model, x)]
