@@ -74,12 +74,16 @@ def _infer_layout(model: ModelConfig) -> str | None:
     return None
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
+            return {k: f[k] for k in f.files}
     except (OSError, ValueError) as exc:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    arrays = _read_npz(path)
     for key in ("x_train", "y_train"):
         if key not in arrays:
             raise DataError(f"{path}: array {key!r} is missing; expected x_train and y_train "
@@ -371,11 +375,7 @@ def load_model_data(model: Any, source: str, cfg: Any, *, task: str | None = Non
                         f"{want} (and y_train/OUTPUT per labelled output), got {source!r}")
     if not path.is_file():
         raise DataError(f"data.source: file not found: {source}")
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    arrays = _read_npz(path)
     name = path.stem
     out_names = [o.name for o in outs]
     splits: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
@@ -429,12 +429,9 @@ def load_model_data(model: Any, source: str, cfg: Any, *, task: str | None = Non
     index = np.arange(n)
 
     def cut(idx: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-        strat = y_train[strat_name][idx] if strat_name else None
-        if strat is not None and (len(np.unique(strat)) < 2 or np.min(np.bincount(strat)) < 2):
-            strat = None
-        from sklearn.model_selection import train_test_split
-
-        return train_test_split(idx, test_size=fraction, random_state=seed, stratify=strat)
+        labels = y_train[strat_name][idx] if strat_name else idx
+        keep, held, _, _ = _split(idx, labels, fraction, seed, stratify=strat_name is not None)
+        return keep, held
 
     parts: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
     if "test" in splits:

@@ -28,7 +28,7 @@ from dnnkit import __version__
 from dnnkit.config import Spec, as_spec, dump_toml, load_spec, spec_to_dict
 from dnnkit.errors import ModelLoadError
 from dnnkit.child import peak_rss_mb
-from dnnkit.criteria import failure
+from dnnkit.criteria import failure, float_parity
 from dnnkit.fileio import atomic_path, save_keras, write_json, write_text
 from dnnkit.recipe import ArtifactConfig, Recipe, VerifyConfig, load_recipe
 
@@ -230,12 +230,11 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     rep = _representative(dataset, samples, spec.data.seed)
     if verbose:
         print(f"converting {len(recipe.artifacts)} artifacts in child processes ...", flush=True)
+    metadata = {"dnnkit_version": __version__, "spec": spec.name,
+                "labels": json.dumps(dataset.labels) if dataset.labels else "null", "head": ref.head}
     results = convert_artifacts(
         ref_model, list(recipe.artifacts), out / "artifacts", rep,
-        timeouts={a.name: recipe.timeout(a) for a in recipe.artifacts},
-        metadata={"dnnkit_version": __version__, "spec": spec.name,
-                  "labels": json.dumps(dataset.labels) if dataset.labels else "null",
-                  "head": ref.head},
+        timeouts={a.name: recipe.timeout(a) for a in recipe.artifacts}, metadata=metadata,
         unsafe=unsafe, log_path=out / "logs" / "convert.log")
     effective = {a.name: a for a in recipe.artifacts}
     retries = {a.name: alt for a in recipe.artifacts
@@ -246,9 +245,7 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
             print(f"retrying {len(retries)} failed conversions with their fallbacks ...", flush=True)
         again = convert_artifacts(
             ref_model, list(retries.values()), out / "artifacts", rep,
-            timeouts={a.name: recipe.timeout(a) for a in retries.values()},
-            metadata={"dnnkit_version": __version__, "spec": spec.name,
-                      "labels": json.dumps(dataset.labels) if dataset.labels else "null", "head": ref.head},
+            timeouts={a.name: recipe.timeout(a) for a in retries.values()}, metadata=metadata,
             unsafe=unsafe, log_path=out / "logs" / "convert.log", attempt=2)
         for name, alt in retries.items():
             first_attempts[name] = {"reason": results[name]["reason"], "seconds": results[name].get("seconds"),
@@ -353,9 +350,10 @@ def _source_record(info: dict[str, Any] | None, model: Any, ref: Any) -> dict[st
         want = tfk_model(x, training=False)
         want = [np.asarray(w) for w in (want if isinstance(want, (list, tuple)) else [want])]
         got = [o[:len(w)] for o, w in zip(ref.outputs, want)]
-        diff = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want))
-        allowed = 1e-5 + 1e-5 * max(float(np.max(np.abs(w))) for w in want)
-        if not diff <= allowed:
+        parity = float_parity(np.concatenate([w.ravel() for w in want]), np.concatenate([g.ravel() for g in got]),
+                              1e-5, 1e-5)
+        diff, allowed = parity["max_abs_diff"], parity["allowed"]
+        if not parity["ok"]:
             raise ModelLoadError(f"model: the SavedModel written by tf_keras differs from the .h5 model "
                                  f"(max abs diff {diff:.3g} > {allowed:.3g})")
         info["check"] = {"against": "tf_keras predict on the .h5 model", "inputs": int(rows(x)),
@@ -512,9 +510,7 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
                                + (" (engine tfmot)" if unsupported[0] == "prune" else ""))
     check_selectors(keras_model, recipe.passes, recipe.path or "recipe")  # before any data is loaded
     model_file = Path(model) / "model.keras" if Path(model).is_dir() else Path(model)
-    if tf_keras_input:
-        model_file = None  # exported from the Keras 3 rebuild below
-    if not recipe.passes:
+    if not recipe.passes:  # (a tf_keras .h5 without passes was exported above)
         return export(model_file, recipe, out_dir, spec=spec, data=data, unsafe=unsafe, verbose=verbose,
                       extra=extra)
     from dnnkit.verdict import degradation

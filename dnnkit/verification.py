@@ -95,9 +95,7 @@ def file_digest(path: str | os.PathLike[str]) -> tuple[str, int]:
             h.update(data)
             total += len(data)
         return h.hexdigest(), total
-    data = p.read_bytes()
-    h.update(data)
-    return h.hexdigest(), len(data)
+    return file_digest_plain(p)
 
 
 def file_digest_plain(path: Path) -> tuple[str, int]:

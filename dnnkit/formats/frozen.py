@@ -121,6 +121,7 @@ def frozen_graph(model: Any, batch: int | None = None, check_inputs: Any = None
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
+    from dnnkit.criteria import float_parity
     from dnnkit.formats.common import input_specs, serving_fn
     from dnnkit.signature import batch_for, call, cast, input_names, rows, take
 
@@ -146,11 +147,11 @@ def frozen_graph(model: Any, batch: int | None = None, check_inputs: Any = None
         feeds = [x[n] for n in input_names(model)] if isinstance(x, dict) else [x]
         got = _run_graph(graph_def, inputs, outputs, feeds)
         want = [np.asarray(o) for o in call(model, x)]
-        diff = max(float(np.max(np.abs(g - w))) for g, w in zip(got, want))
-        scale = max(float(np.max(np.abs(w))) for w in want)
-        allowed = 1e-5 + 1e-5 * scale
+        parity = float_parity(np.concatenate([w.ravel() for w in want]),
+                              np.concatenate([np.asarray(g).ravel() for g in got]), 1e-5, 1e-5)
+        diff, allowed = parity["max_abs_diff"], parity["allowed"]
         transforms.update(checked_on=int(rows(x)), max_abs_diff=diff)
-        if not diff <= allowed:
+        if not parity["ok"]:
             raise ValueError(f"the frozen graph differs from the Keras model: max abs diff {diff:.3g} > {allowed:.3g}")
     return graph_def, inputs, outputs, transforms
 
