@@ -126,26 +126,39 @@ def decide_at_most(value_ci: tuple[float, float], limit: float) -> str:
     return INCONCLUSIVE
 
 
-def agreement_check(ref_classes: np.ndarray, art_classes: np.ndarray, min_agreement: float) -> dict[str, Any]:
+def z_for(candidates: int = 1) -> float:
+    """The one-sided z of a 95 % verdict taken on the best of ``candidates`` (Bonferroni: each at
+    confidence ``1 - 0.05 / candidates``), so choosing the first candidate that passes does not
+    make passing by chance more likely than 5 %."""
+    if candidates <= 1:
+        return Z_ONE_SIDED_95
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1.0 - 0.05 / candidates)
+
+
+def agreement_check(ref_classes: np.ndarray, art_classes: np.ndarray, min_agreement: float,
+                    z: float = Z_ONE_SIDED_95) -> dict[str, Any]:
     """Top-1 agreement on every input available, with its interval and verdict."""
     n = int(len(ref_classes))
     agree = int(np.sum(np.asarray(ref_classes) == np.asarray(art_classes)))
-    lo, hi = wilson(agree, n)
+    lo, hi = wilson(agree, n, z)
     return {"value": agree / n if n else 0.0, "n": n, "disagreements": n - agree, "ci": [lo, hi],
             "limit": min_agreement, "verdict": decide_at_least((lo, hi), min_agreement)}
 
 
 def degradation_check(agreement: dict[str, Any], ref_correct: np.ndarray, art_correct: np.ndarray,
-                      max_degradation: float) -> dict[str, Any]:
+                      max_degradation: float, z: float = Z_ONE_SIDED_95) -> dict[str, Any]:
     """Accuracy lost against the reference, decided by the disagreement bound or the paired test.
 
     Args:
         agreement: the result of :func:`agreement_check` (all inputs).
         ref_correct, art_correct: per labelled test sample, whether each model was right.
         max_degradation: the most accuracy the artifact may lose.
+        z: the one-sided z of both intervals (:func:`z_for`).
     """
-    paired = paired_drop(ref_correct, art_correct)
-    dis_hi = wilson(agreement["disagreements"], agreement["n"])[1]
+    paired = paired_drop(ref_correct, art_correct, z)
+    dis_hi = wilson(agreement["disagreements"], agreement["n"], z)[1]
     out = {**paired, "limit": max_degradation, "disagreement_bound": dis_hi}
     if dis_hi <= max_degradation + 1e-12:
         out.update(verdict=PASS, decided_by="disagreement_bound")
@@ -155,7 +168,7 @@ def degradation_check(agreement: dict[str, Any], ref_correct: np.ndarray, art_co
 
 
 def rmse_ratio_check(y: np.ndarray, ref: np.ndarray, art: np.ndarray, max_degradation: float,
-                     resamples: int = 1000, seed: int = 0) -> dict[str, Any]:
+                     resamples: int = 1000, seed: int = 0, z: float = Z_ONE_SIDED_95) -> dict[str, Any]:
     """RMSE of the artifact over the reference's, with a paired bootstrap interval (regression)."""
     y = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
     e_ref = np.mean((np.asarray(ref, np.float64).reshape(y.shape) - y) ** 2, axis=1)
@@ -168,7 +181,10 @@ def rmse_ratio_check(y: np.ndarray, ref: np.ndarray, art: np.ndarray, max_degrad
     value = ratio(slice(None))
     rng = np.random.default_rng(seed)
     boots = np.array([ratio(rng.integers(0, n, n)) for _ in range(resamples)]) if n else np.array([value])
-    lo, hi = float(np.quantile(boots, 0.05)), float(np.quantile(boots, 0.95))
+    from statistics import NormalDist
+
+    tail = 1.0 - NormalDist().cdf(z)  # 0.05 at the default z
+    lo, hi = float(np.quantile(boots, tail)), float(np.quantile(boots, 1.0 - tail))
     limit = 1.0 + max_degradation
     return {"value": value, "n": n, "ci": [lo, hi], "limit": limit,
             "verdict": decide_at_most((lo, hi), limit)}

@@ -284,6 +284,11 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     for entry in entries:
         if entry["converted"]:
             entry.update(verified[entry["name"]])
+    from dnnkit.fallback import selective_fallback
+
+    selective_fallback(entries, effective, recipe, ref, model_path=ref_model, out=out, representative=rep,
+                       metadata=metadata, unsafe=unsafe, fake_quant=fake_quant, verbose=verbose)
+    for entry in entries:
         if verbose:
             print(f"  {entry['name']}: {entry['status']}"
                   + (f" ({entry['failure_reason']})" if entry.get("failure_reason") else ""), flush=True)

@@ -66,7 +66,13 @@ class VerifyConfig:
 class ArtifactConfig:
     """One artifact to produce and verify.
 
-    Tolerance fields left as ``None`` take the recipe's ``[verify]`` value.
+    Tolerance fields left as ``None`` take the recipe's ``[verify]`` value. For int8 artifacts,
+    ``float_layers`` names the layers kept in float (TFLite: output tensor names, the
+    converter's ``denylisted_nodes``; ONNX: node names, onnxruntime's ``nodes_to_exclude``);
+    ``selective_fallback`` lets dnnkit choose them when the all-int8 artifact fails its value
+    checks (:mod:`dnnkit.fallback`). ``candidates`` is how many artifacts this one was chosen
+    from (set by the fallback, not read from recipes): its verdicts are then taken at confidence
+    ``1 - 0.05 / candidates`` (:func:`dnnkit.criteria.z_for`).
     """
 
     name: str
@@ -80,11 +86,17 @@ class ArtifactConfig:
     unroll_recurrent: bool = False
     opset: int = 17
     external_data: str = "auto"
+    selective_fallback: bool = False
+    float_layers: tuple[str, ...] = ()
+    candidates: int = 1
     atol: float | None = None
     rtol: float | None = None
     min_agreement: float | None = None
     max_degradation: float | None = None
     timeout_s: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "float_layers", tuple(self.float_layers))  # a list when read from JSON
 
     @property
     def quantized(self) -> bool:
@@ -98,7 +110,7 @@ class ArtifactConfig:
     def to_dict(self) -> dict[str, Any]:
         from dataclasses import asdict
 
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -159,6 +171,8 @@ def _read_artifact(t: TableReader) -> ArtifactConfig:
         unroll_recurrent=t.boolean("unroll_recurrent", False) if tflite and int8 else False,
         opset=t.integer("opset", 17, minimum=13) if fmt == "onnx" else 17,
         external_data=t.choice("external_data", ("auto", "always", "never"), "auto") if fmt == "onnx" else "auto",
+        selective_fallback=t.boolean("selective_fallback", False) if int8 else False,
+        float_layers=_names(t, "float_layers") if int8 else (),
         atol=t.number("atol", None, low=0.0, low_open=True),
         rtol=t.number("rtol", None, low=0.0),
         min_agreement=t.number("min_agreement", None, low=0.0, high=1.0),
@@ -166,6 +180,13 @@ def _read_artifact(t: TableReader) -> ArtifactConfig:
         timeout_s=t.number("timeout_s", None, low=0.0, low_open=True))
     t.done()
     return art
+
+
+def _names(t: TableReader, key: str) -> tuple[str, ...]:
+    value = t.raw(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        t.fail(key, value, "a list of layer names (non-empty strings)")
+    return tuple(value)
 
 
 def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | None = None) -> Recipe:

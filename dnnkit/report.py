@@ -52,6 +52,13 @@ def table(manifest: dict[str, Any]) -> str:
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.insert(1, "  ".join("-" * w for w in widths))
     failed = [e for e in manifest["artifacts"] if e["status"] != "verified"]
+    for e in manifest["artifacts"]:
+        fb = (e.get("conversion") or {}).get("selective_fallback") or {}
+        if fb.get("chosen"):
+            first = fb["first_attempt"]
+            was = f", agreement {first['top1_agreement']:.4f} all-int8" if "top1_agreement" in first else ""
+            lines.append(f"FALLBACK {e['name']}: {len(fb['float_layers'])} of {fb['quantized_layers']} quantized "
+                         f"layers kept float (selective fallback{was})")
     for e in failed:
         lines.append(f"{e['status'].upper()} {e['name']}: {e.get('failure_reason')}")
     if manifest.get("passes"):

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from dnnkit.criteria import (FAIL, INCONCLUSIVE, agreement_check, degradation_check, failure, float_parity,
-                             rmse_ratio_check, sqnr_check)
+                             rmse_ratio_check, sqnr_check, z_for)
 from dnnkit.metrics import predicted_classes, task_metrics
 from dnnkit.recipe import ArtifactConfig, Recipe
 from dnnkit.signature import HEAD_FEATURES, Inputs, rows, take, to_arrays
@@ -161,6 +161,8 @@ def _values(ref: Reference, k: int, out: np.ndarray, art: ArtifactConfig, recipe
                                 parity["max_abs_diff"], parity["allowed"], **extra))
 
     def judge(name: str, result: dict[str, Any], what: str) -> None:
+        if art.candidates > 1:
+            result["confidence"] = round(1.0 - 0.05 / art.candidates, 5)  # one-sided, per verdict
         checks[name] = result
         lo, hi = result["ci"]
         text = (f"{where}{what} {result['value']:.4f} (n={result['n']}, 95% CI {lo:.4f}..{hi:.4f}) vs limit "
@@ -173,17 +175,19 @@ def _values(ref: Reference, k: int, out: np.ndarray, art: ArtifactConfig, recipe
                                         result["limit"], n=result["n"], ci=result["ci"], **extra))
 
     n = ref.n_test
+    z = z_for(art.candidates)  # stricter when the artifact is the pick of several candidates
     if classifier:
         ref_cls = predicted_classes(head, expected)
         art_cls = predicted_classes(head, out)
-        judge("top1_agreement", agreement_check(ref_cls, art_cls, recipe.min_agreement(art)), "top-1 agreement")
+        judge("top1_agreement", agreement_check(ref_cls, art_cls, recipe.min_agreement(art), z), "top-1 agreement")
         if quantized and y is not None:
             y = np.asarray(y).reshape(-1)
             drop = degradation_check(checks["top1_agreement"], ref_cls[:n] == y, art_cls[:n] == y,
-                                     recipe.max_degradation(art))
+                                     recipe.max_degradation(art), z)
             judge("accuracy_drop", drop, "accuracy drop")
     elif quantized and head == "regression" and y is not None:
-        judge("rmse_ratio", rmse_ratio_check(y, expected[:n], out[:n], recipe.max_degradation(art)), "RMSE ratio")
+        judge("rmse_ratio", rmse_ratio_check(y, expected[:n], out[:n], recipe.max_degradation(art), z=z),
+              "RMSE ratio")
     elif quantized:
         judge("sqnr_db", sqnr_check(expected, out, recipe.verify.min_sqnr_db), "SQNR (dB)")
     return checks

@@ -35,7 +35,8 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
                       out_dir: str | os.PathLike[str], representative: Inputs, *,
                       timeouts: dict[str, float], metadata: dict[str, Any] | None = None,
                       unsafe: bool = False, log_path: str | os.PathLike[str] | None = None,
-                      attempt: int = 1) -> dict[str, dict[str, Any]]:
+                      attempt: int | str = 1, item_extra: dict[str, dict[str, Any]] | None = None
+                      ) -> dict[str, dict[str, Any]]:
     """Convert ``artifacts`` of the model at ``model_path`` into ``out_dir``.
 
     Args:
@@ -47,7 +48,10 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
         metadata: stored in ONNX metadata_props.
         unsafe: load the model without Keras safe mode.
         log_path: where the children's stderr goes (default: discarded).
-        attempt: 2 for a retry with fallbacks (tests inject faults per attempt: ``NAME@2``).
+        attempt: 2 for a retry with fallbacks, ``rank`` for a selective fallback's ranking (tests
+            inject faults per attempt: ``NAME@2``).
+        item_extra: per artifact name, fields that change its job item: ``filename`` (a path under
+            ``out_dir``), ``task`` (``"rank"``: the per-layer quantization error instead of a file).
 
     Returns:
         Per artifact name: ``{"status": "done"|"failed", "reason": str|None,
@@ -63,6 +67,7 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
             lambda pending: {"model": str(Path(model_path).resolve()), "representative": rep_path,
                              "out_dir": str(Path(out_dir).resolve()), "metadata": metadata or {}, "unsafe": unsafe,
                              "artifacts": [{**by_name[n].to_dict(), "filename": by_name[n].filename,
-                                            "attempt": attempt} for n in pending]},
+                                            "attempt": attempt, **(item_extra or {}).get(n, {})}
+                                           for n in pending]},
             workdir=tmp, log_path=log_path, startup_timeout=STARTUP_TIMEOUT_S, action="conversion",
             process="converter process")

@@ -147,27 +147,15 @@ def _place_external_data(tmp: Path, final: str | os.PathLike[str]) -> None:
         target.unlink(missing_ok=True)  # a stale one from an earlier, larger export
 
 
-def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: Inputs,
-                     opset: int = 17, metadata: dict[str, Any] | None = None,
-                     external_data: str = "auto") -> dict[str, Any]:
-    """Export static int8 ONNX (QDQ, per-channel weights) calibrated on ``calibration``.
+QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 
-    Conv, MatMul and Gemm are quantized (the ops that hold weights); the rest stays float,
-    which keeps LayerNorm/Softmax in transformers accurate. Weights use 7 bits
-    (``reduce_range``): with full 8-bit per-channel weights onnxruntime's x86 (AVX2/AVX-512
-    without VNNI) int8 kernels can saturate, as its docs warn; measured on the 80 %-pruned
-    digits CNN: 0.975 with 8 bits, 0.992 (= fp32) with 7.
 
-    Raises:
-        ConversionError: if export or calibration fails.
-    """
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
-
-    import onnx
+def _quantize(model: Any, tmp_dir: str, samples: Inputs, *, opset: int, metadata: dict[str, Any],
+              external_data: str, exclude: list[str] | tuple[str, ...] = ()) -> tuple[str, str, dict[str, Any]]:
+    """fp32 ONNX and its static int8 QDQ twin in ``tmp_dir``: ``(fp32 path, int8 path, what write_onnx says)``."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     in_names, _ = io_names(model)
-    samples = cast(calibration, model)
 
     def feed(i: int) -> dict[str, np.ndarray]:
         piece = take(samples, slice(i, i + 1))
@@ -180,16 +168,39 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: I
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
 
+    fp32 = os.path.join(tmp_dir, "fp32.onnx")
+    written = write_onnx(model, fp32, opset=opset, metadata=metadata, check_inputs=samples,
+                         external_data=external_data)
+    q8 = os.path.join(tmp_dir, "int8.onnx")
+    quantize_static(fp32, q8, Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS,
+                    nodes_to_exclude=list(exclude), use_external_data_format=written["external_data"] is not None)
+    return fp32, q8, written
+
+
+def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: Inputs,
+                     opset: int = 17, metadata: dict[str, Any] | None = None,
+                     external_data: str = "auto", float_layers: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+    """Export static int8 ONNX (QDQ, per-channel weights) calibrated on ``calibration``.
+
+    Conv, MatMul and Gemm are quantized (the ops that hold weights); the rest stays float,
+    which keeps LayerNorm/Softmax in transformers accurate. Weights use 7 bits
+    (``reduce_range``): with full 8-bit per-channel weights onnxruntime's x86 (AVX2/AVX-512
+    without VNNI) int8 kernels can saturate, as its docs warn; measured on the 80 %-pruned
+    digits CNN: 0.975 with 8 bits, 0.992 (= fp32) with 7. ``float_layers`` names nodes kept float
+    (onnxruntime's ``nodes_to_exclude``; see :func:`rank_layers`).
+
+    Raises:
+        ConversionError: if export or calibration fails.
+    """
+    import onnx
+
+    samples = cast(calibration, model)
     try:
         with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
-            fp32 = os.path.join(tmp_dir, "fp32.onnx")
-            written = write_onnx(model, fp32, opset=opset, metadata=metadata or {}, check_inputs=samples,
-                                 external_data=external_data)
-            q8 = os.path.join(tmp_dir, "int8.onnx")
-            quantize_static(fp32, q8, Reader(), quant_format=QuantFormat.QDQ,
-                            per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
-                            weight_type=QuantType.QInt8, op_types_to_quantize=["Conv", "MatMul", "Gemm"],
-                            use_external_data_format=written["external_data"] is not None)
+            _, q8, written = _quantize(model, tmp_dir, samples, opset=opset, metadata=metadata or {},
+                                       external_data=external_data, exclude=float_layers)
             proto = onnx.load(q8)
             _set_metadata(proto, {**(metadata or {}), "dnnkit_precision": "int8"})
             with atomic_path(path) as tmp:
@@ -198,4 +209,63 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: I
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"ONNX int8 quantization failed: {' '.join(str(exc).split())[:400]}") from None
     return {"opset": opset, **written, "calibration_samples": int(rows(samples)),
-            "quantized_ops": ["Conv", "MatMul", "Gemm"], "weight_bits": 7}
+            "quantized_ops": QUANTIZED_OPS, "weight_bits": 7,
+            "fallbacks": ["selective_float"] if float_layers else []}
+
+
+def rank_layers(model: Any, *, calibration: Inputs, opset: int = 17, external_data: str = "auto",
+                samples: int = 32) -> list[dict[str, Any]]:
+    """Per-node quantization error of the int8 ONNX model, worst first, from onnxruntime's
+    ``onnxruntime.quantization.qdq_loss_debug``: the SQNR of each quantized node's activations
+    (each tensor before and after its QuantizeLinear/DequantizeLinear pair) and weights.
+
+    Returns:
+        ``[{"name": node name (for ``float_layers``), "op": op type, "sqnr_db": the node's lowest
+        SQNR, "tensor": the tensor it comes from}]``, lowest first.
+
+    Raises:
+        ConversionError: if export, calibration or the debugger fails.
+    """
+    from onnxruntime.quantization import qdq_loss_debug as debug
+
+    import onnx
+
+    data = cast(calibration, model)
+    in_names, _ = io_names(model)
+
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            pieces = [take(data, slice(i, i + 1)) for i in range(min(samples, rows(data)))]
+            self.items = iter([p if isinstance(p, dict) else {in_names[0]: p} for p in pieces])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self.items, None)
+
+    try:
+        with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
+            fp32, q8, _ = _quantize(model, tmp_dir, data, opset=opset, metadata={}, external_data=external_data)
+            big = external_data == "always" or os.path.isfile(fp32 + ".data")
+            f_aug, q_aug = os.path.join(tmp_dir, "f_aug.onnx"), os.path.join(tmp_dir, "q_aug.onnx")
+            debug.modify_model_output_intermediate_tensors(fp32, f_aug, save_as_external_data=big)
+            debug.modify_model_output_intermediate_tensors(q8, q_aug, save_as_external_data=big)
+            matched = debug.create_activation_matching(debug.collect_activations(q_aug, Reader()),
+                                                       debug.collect_activations(f_aug, Reader()))
+            act = {name: e["qdq_err"] for name, e in debug.compute_activation_error(matched).items()
+                   if "qdq_err" in e}
+            weights = debug.compute_weight_error(debug.create_weight_matching(fp32, q8))
+            graph = onnx.load(fp32, load_external_data=False).graph
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"onnxruntime qdq_loss_debug failed: {' '.join(str(exc).split())[:300]}") from None
+    ranked = []
+    for node in graph.node:
+        if node.op_type not in QUANTIZED_OPS:
+            continue
+        errors = {t: float(act[t]) for t in [*node.input, *node.output] if t in act}
+        errors.update({t: float(weights[t]) for t in node.input if t in weights})
+        if errors:
+            tensor = min(errors, key=errors.get)
+            ranked.append({"name": node.name, "op": node.op_type, "sqnr_db": round(errors[tensor], 2),
+                           "tensor": tensor})
+    return sorted(ranked, key=lambda r: r["sqnr_db"])

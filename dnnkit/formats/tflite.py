@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -48,10 +49,88 @@ def unroll_recurrent(model: Any) -> Any:
     return copy
 
 
+def _converter(model: Any, saved_model_dir: str, precision: str, representative: Inputs | None,
+               batch: int | None, io: str, allow_flex: bool, float_fallback: bool) -> Any:
+    """A ``TFLiteConverter`` for the SavedModel at ``saved_model_dir`` set up for ``precision``."""
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir)
+    ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if precision == "fp16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif precision == "dynamic_int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif precision == "int8":
+        if representative is None or not rows(representative):
+            raise ConversionError("int8: needs representative samples from the training split")
+        arrays = list(representative.values()) if isinstance(representative, dict) else [representative]
+        if not all(np.all(np.isfinite(a)) for a in arrays):
+            # TF issue #120295: the converter segfaults on non-finite calibration data.
+            raise ConversionError("int8: representative samples contain NaN or infinity")
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative_dataset(model, representative, batch)
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if float_fallback:
+            ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
+        if io == "int8":
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+    if allow_flex:
+        ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
+    conv.target_spec.supported_ops = ops
+    return conv
+
+
+def representative_dataset(model: Any, representative: Inputs, batch: int | None) -> Any:
+    """The converter's ``representative_dataset``: samples in ``batch``-size pieces (1 when dynamic),
+    a dict keyed by the signature's input names for several inputs."""
+    samples = cast(representative, model)
+    step = batch or 1
+
+    def rep() -> Any:
+        for i in range(0, rows(samples) - step + 1, step):
+            piece = take(samples, slice(i, i + step))
+            yield piece if isinstance(piece, dict) else [piece]
+
+    return rep
+
+
+def _convert(conv: Any) -> bytes:
+    """``conv.convert()``, its many error types as one :class:`ConversionError`."""
+    try:
+        return conv.convert()
+    except Exception as exc:  # noqa: BLE001 - converter errors come in many types
+        text = " ".join(str(exc).split())
+        if "Flex" in text or "SELECT_TF_OPS" in text or "select TensorFlow op" in text.lower():
+            raise ConversionError("needs Flex (SELECT_TF_OPS) kernels; set allow_flex = true "
+                                  f"in the recipe to permit them ({text[:200]})") from None
+        raise ConversionError(f"TFLite converter failed: {text[:400]}") from None
+
+
+def _quantize_keeping_float(conv: Any, float_layers: tuple[str, ...] | list[str], io: str) -> bytes:
+    """Full-integer quantization with the ops that produce ``float_layers`` (tensor names, as
+    :func:`rank_layers` reports them) left in float: calibrate, then the MLIR quantizer with
+    those nodes denylisted (what ``QuantizationDebugger.get_nondebug_quantized_model`` does)."""
+    import tensorflow as tf
+    from tensorflow.lite.python import convert
+
+    conv._experimental_calibrate_only = True  # noqa: SLF001 - the documented debugger route
+    calibrated = _convert(conv)
+    io_type = tf.int8 if io == "int8" else tf.float32
+    try:
+        return convert.mlir_quantize(calibrated, disable_per_channel=False, input_data_type=io_type,
+                                     output_data_type=io_type, denylisted_nodes=list(float_layers))
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"TFLite quantizer failed with {len(float_layers)} float layers: "
+                              f"{' '.join(str(exc).split())[:300]}") from None
+
+
 def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = "fp32",
                   representative: Inputs | None = None, io: str = "float",
                   static_batch: int | None = None, allow_flex: bool = False,
-                  float_fallback: bool = False, unroll: bool = False) -> dict[str, Any]:
+                  float_fallback: bool = False, unroll: bool = False,
+                  float_layers: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
     """Convert a Keras model to a ``.tflite`` file, atomically.
 
     The model is first written as a SavedModel whose signature has the chosen batch size
@@ -69,6 +148,7 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         allow_flex: permit SELECT_TF_OPS (Flex) kernels.
         float_fallback: for ``int8``, let ops without an int8 kernel stay float.
         unroll: for ``int8``, unroll LSTM/GRU layers first (see :func:`unroll_recurrent`).
+        float_layers: for ``int8``, output tensor names whose ops stay float (selective fallback).
 
     Returns:
         What the manifest records: batch, fallbacks used.
@@ -76,8 +156,6 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
     Raises:
         ConversionError: if the converter refuses the model.
     """
-    import tensorflow as tf
-
     recurrent = has_recurrent_layers(model)
     batch = static_batch if static_batch is not None else (1 if recurrent else None)
     fallbacks: list[str] = []
@@ -86,50 +164,107 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         fallbacks.append("unroll_recurrent")
     with tempfile.TemporaryDirectory(prefix="dnnkit-tflite-") as tmp:
         write_saved_model(model, os.path.join(tmp, "sm"), batch=batch)
-        conv = tf.lite.TFLiteConverter.from_saved_model(os.path.join(tmp, "sm"))
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-        if precision == "fp16":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.target_spec.supported_types = [tf.float16]
-        elif precision == "dynamic_int8":
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        elif precision == "int8":
-            if representative is None or not rows(representative):
-                raise ConversionError("int8: needs representative samples from the training split")
-            arrays = list(representative.values()) if isinstance(representative, dict) else [representative]
-            if not all(np.all(np.isfinite(a)) for a in arrays):
-                # TF issue #120295: the converter segfaults on non-finite calibration data.
-                raise ConversionError("int8: representative samples contain NaN or infinity")
-            samples = cast(representative, model)
-            step = batch or 1
-
-            def rep() -> Any:
-                # several inputs: a dict keyed by the signature's input names
-                for i in range(0, rows(samples) - step + 1, step):
-                    piece = take(samples, slice(i, i + step))
-                    yield piece if isinstance(piece, dict) else [piece]
-
-            conv.optimizations = [tf.lite.Optimize.DEFAULT]
-            conv.representative_dataset = rep
-            ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-            if float_fallback:
-                ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
-            if io == "int8":
-                conv.inference_input_type = tf.int8
-                conv.inference_output_type = tf.int8
-        if allow_flex:
-            ops.append(tf.lite.OpsSet.SELECT_TF_OPS)
-        conv.target_spec.supported_ops = ops
-        try:
-            content = conv.convert()
-        except Exception as exc:  # noqa: BLE001 - converter errors come in many types
-            text = " ".join(str(exc).split())
-            if "Flex" in text or "SELECT_TF_OPS" in text or "select TensorFlow op" in text.lower():
-                raise ConversionError("needs Flex (SELECT_TF_OPS) kernels; set allow_flex = true "
-                                      f"in the recipe to permit them ({text[:200]})") from None
-            raise ConversionError(f"TFLite converter failed: {text[:400]}") from None
+        conv = _converter(model, os.path.join(tmp, "sm"), precision, representative, batch, io, allow_flex,
+                          float_fallback)
+        if precision == "int8" and float_layers:
+            content = _quantize_keeping_float(conv, float_layers, io)
+        else:
+            content = _convert(conv)
     with atomic_path(path) as tmp_file:
         tmp_file.write_bytes(content)
     if precision == "int8" and float_fallback:
         fallbacks.append("float_fallback")
+    if precision == "int8" and float_layers:
+        fallbacks.append("selective_float")
     return {"batch": batch, "fallbacks": fallbacks}
+
+
+def rank_layers(model: Any, *, representative: Inputs, io: str = "float", static_batch: int | None = None,
+                allow_flex: bool = False, float_fallback: bool = False, unroll: bool = False,
+                samples: int = 32) -> list[dict[str, Any]]:
+    """Per-layer quantization error of full-integer TFLite, worst first, from TensorFlow's
+    ``tf.lite.experimental.QuantizationDebugger``: each quantized op runs on the same (dequantized)
+    input as its float twin, and the error of its output is its own.
+
+    Returns:
+        ``[{"name": output tensor name, "op": TFLite op, "sqnr_db": float, "rmse_over_scale": float,
+        "nodes": the op names to keep float so that the tensor is float (it and its readers: a
+        denylisted op's float output would be quantized again at a quantized reader's input)}]``,
+        lowest SQNR first. SQNR is ``10 log10(E[f^2] / E[(f - q)^2])``
+        over the debug samples; rounding alone gives an RMSE of 0.29 quantization steps.
+
+    Raises:
+        ConversionError: if calibration or the debugger fails.
+    """
+    import tensorflow as tf
+
+    recurrent = has_recurrent_layers(model)
+    batch = static_batch if static_batch is not None else (1 if recurrent else None)
+    if unroll and recurrent:
+        model = unroll_recurrent(model)
+
+    def noise(f: np.ndarray, q: np.ndarray, scale: float, zero: int) -> float:
+        return float(np.mean(np.square(f - (q.astype(np.float32) - zero) * scale, dtype=np.float64)))
+
+    options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={
+        "signal": lambda f, q, s, z: float(np.mean(np.square(f, dtype=np.float64))),
+        "noise": noise,
+        "rmse_over_scale": lambda f, q, s, z: float(np.sqrt(noise(f, q, s, z))) / s if s else 0.0})
+    order: list[str] = []  # the debugger feeds lists in its interpreter's input order
+    pieces = representative_dataset(model, take(representative, slice(0, samples)), batch)
+
+    def debug_data() -> Any:
+        for piece in pieces():
+            yield [piece[n] for n in order] if isinstance(piece, dict) else piece
+
+    with tempfile.TemporaryDirectory(prefix="dnnkit-tflite-") as tmp:
+        write_saved_model(model, os.path.join(tmp, "sm"), batch=batch)
+        conv = _converter(model, os.path.join(tmp, "sm"), "int8", representative, batch, io, allow_flex,
+                          float_fallback)
+        try:
+            debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=debug_data,
+                                                                 debug_options=options)
+            quant = debugger._quant_interpreter  # noqa: SLF001 - the debug model the statistics come from
+            order[:] = [re.sub(r"^serving_default_|:\d+$", "", d["name"]) for d in quant.get_input_details()]
+            debugger.run()
+        except ConversionError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise ConversionError(f"TFLite QuantizationDebugger failed: {' '.join(str(exc).split())[:300]}") from None
+        consumers = _consumers(tf.lite.Interpreter(model_content=debugger.calibrated_model))
+        details = debugger._numeric_verify_op_details  # noqa: SLF001 - its op per verified tensor
+        ranked = []
+        for key, stats in debugger.layer_statistics.items():
+            name, _ = debugger._get_operand_name_and_index(key)  # noqa: SLF001
+            op_index = debugger._defining_op.get(details[key]["inputs"][0])  # noqa: SLF001
+            op = quant._get_op_details(op_index)["op_name"] if op_index is not None else "?"  # noqa: SLF001
+            # a tensor is float only when the op making it and the ops reading it all are
+            ranked.append({"name": name, "op": op, "sqnr_db": _sqnr_db(stats["signal"], stats["noise"]),
+                           "rmse_over_scale": round(float(stats["rmse_over_scale"]), 4),
+                           "nodes": list(dict.fromkeys([name, *consumers.get(name, [])]))})
+    return sorted(ranked, key=lambda r: r["sqnr_db"])
+
+
+def _consumers(interpreter: Any) -> dict[str, list[str]]:
+    """Tensor name -> the names of the (first) outputs of the ops that read it: the names
+    ``denylisted_nodes`` takes."""
+    names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
+    out: dict[str, list[str]] = {}
+    for op in interpreter._get_ops_details():  # noqa: SLF001 - no public op graph in LiteRT's Python API
+        produced = [names[i] for i in op["outputs"] if i in names]
+        for i in op["inputs"]:
+            if i in names and produced:
+                out.setdefault(names[i], []).append(produced[0])
+    return out
+
+
+def _sqnr_db(signal: float, noise: float) -> float:
+    """``10 log10(signal / noise)``, capped at +-200 dB (rounded to 0.01); a non-finite
+    quantized output (overflow) counts as the worst."""
+    if not np.isfinite(noise) or not np.isfinite(signal):
+        return -200.0
+    if noise <= 0:
+        return 200.0
+    if signal <= 0:
+        return -200.0
+    return round(min(200.0, 10.0 * float(np.log10(signal / noise))), 2)

@@ -28,16 +28,28 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
 
     fmt, precision = art["format"], art["precision"]
     samples = take(rep, slice(0, art["samples"]))
+    if art.get("task") == "rank":  # the per-layer error a selective fallback starts from
+        from dnnkit.formats import onnx as onnx_format, tflite as tflite_format
+
+        if fmt == "tflite":
+            ranked = tflite_format.rank_layers(model, representative=samples, io=art["io"],
+                                               static_batch=art.get("static_batch"), allow_flex=art["allow_flex"],
+                                               float_fallback=art["float_fallback"], unroll=art["unroll_recurrent"])
+        else:
+            ranked = onnx_format.rank_layers(model, calibration=samples, opset=art["opset"],
+                                             external_data=art.get("external_data", "auto"))
+        return {"ranking": ranked}
     if fmt == "saved_model":
         return export_saved_model(model, path)
     if fmt == "tflite":
         return export_tflite(model, path, precision=precision, representative=samples,
                              io=art["io"], static_batch=art.get("static_batch"),
                              allow_flex=art["allow_flex"], float_fallback=art["float_fallback"],
-                             unroll=art["unroll_recurrent"])
+                             unroll=art["unroll_recurrent"], float_layers=art.get("float_layers", ()))
     if precision == "int8":
         return export_onnx_int8(model, path, calibration=samples, opset=art["opset"],
-                                metadata=metadata, external_data=art.get("external_data", "auto"))
+                                metadata=metadata, external_data=art.get("external_data", "auto"),
+                                float_layers=art.get("float_layers", ()))
     return export_onnx(model, path, opset=art["opset"], metadata=metadata, check_inputs=rep,
                        external_data=art.get("external_data", "auto"))
 
@@ -57,9 +69,13 @@ def main(job_path: str) -> int:
 
     with np.load(job["representative"]) as f:
         rep = from_arrays("x", {k: f[k] for k in f.files})
-    return serve_items(job["artifacts"],
-                       lambda art: convert_one(model, art, os.path.join(job["out_dir"], art["filename"]), rep,
-                                               job.get("metadata", {})),
+
+    def work(art: dict[str, Any]) -> dict[str, Any]:
+        path = os.path.join(job["out_dir"], art["filename"])
+        os.makedirs(os.path.dirname(path), exist_ok=True)  # a selective fallback's candidates go in sub-folders
+        return convert_one(model, art, path, rep, job.get("metadata", {}))
+
+    return serve_items(job["artifacts"], work,
                        fault_variable="DNNKIT_INJECT_FAULT", what="conversion")
 
 

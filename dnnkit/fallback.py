@@ -1,0 +1,174 @@
+"""Selective float fallback for int8 artifacts that fail their value checks.
+
+The runtime's own debugger ranks the quantized layers by their quantization error (TFLite:
+``tf.lite.experimental.QuantizationDebugger``; onnxruntime: ``qdq_loss_debug``), then the
+artifact is converted again with the worst 1, 2, 4, ... layers kept in float (TFLite
+``denylisted_nodes``, onnxruntime ``nodes_to_exclude``), at most half of them, and each
+candidate is verified as every artifact is, each verdict at confidence ``1 - 0.05 / m`` for
+``m`` artifacts tried (Bonferroni: picking the first that passes must not make a chance pass
+likelier). The one with the fewest float layers that verifies replaces the artifact; the manifest records the ranking, every candidate tried and the
+layers that stayed float, with their measured error (NNCF's accuracy-control idea, with the
+runtimes' debuggers as the ranking).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from dnnkit.recipe import ArtifactConfig, Recipe
+
+# the checks a quantized artifact can fail that more float layers can repair
+VALUE_CHECKS = frozenset({"top1_agreement", "accuracy_drop", "rmse_ratio", "sqnr_db"})
+RANKED_BY = {"tflite": "tf.lite.experimental.QuantizationDebugger: per-layer SQNR of each quantized op's output",
+             "onnx": "onnxruntime.quantization.qdq_loss_debug: per-node SQNR of its quantized activations and weights"}
+FALLBACK_DIR = ".fallback"
+FIRST_STAGE = 3  # candidates (1, 2 and 4 float layers) tried before the rest
+
+
+def needs_fallback(entry: dict[str, Any], art: ArtifactConfig) -> bool:
+    """Whether ``entry`` (a verified-or-not int8 artifact) gets a selective float fallback: it was
+    converted, and every failed or undecided check is a value check."""
+    problems = entry.get("failures", []) + entry.get("inconclusive", [])
+    return (art.selective_fallback and art.precision == "int8" and not art.float_layers
+            and bool(entry.get("converted")) and entry.get("status") in ("failed", "inconclusive")
+            and bool(problems) and all(p.get("check") in VALUE_CHECKS for p in problems))
+
+
+def schedule(layers: int) -> list[int]:
+    """How many of the worst layers each candidate keeps float: 1, 2, 4, ... up to half of ``layers``."""
+    cap = max(1, layers // 2)
+    counts, k = [], 1
+    while k < cap:
+        counts.append(k)
+        k *= 2
+    return [*counts, cap] if layers else []
+
+
+def _main_value(entry: dict[str, Any]) -> dict[str, Any]:
+    """The value checks' figures of a verification result, per check (first output only)."""
+    checks = entry.get("checks") or {}
+    return {name: round(float(checks[name]["value"]), 4) for name in VALUE_CHECKS
+            if isinstance(checks.get(name), dict) and "value" in checks[name]}
+
+
+def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, ArtifactConfig], recipe: Recipe, ref: Any,
+                       *, model_path: Path, out: Path, representative: Any, metadata: dict[str, Any],
+                       unsafe: bool, fake_quant: bool, verbose: bool = False) -> None:
+    """Try the selective fallback on every entry that :func:`needs_fallback`; updates them in place.
+
+    A replaced artifact keeps its name, path and precision; its ``options.float_layers`` lists
+    what stayed float (``dnnkit verify`` re-checks that file), ``fallbacks`` gains
+    ``selective_float`` and ``conversion.selective_fallback`` records the search. An artifact no
+    candidate repairs stays as it was, its reason extended with what was tried.
+    """
+    from dnnkit.formats import convert_artifacts
+    from dnnkit.verification import verify_artifacts
+
+    todo = [e for e in entries if needs_fallback(e, artifacts[e["name"]])]
+    if not todo:
+        return
+    arts = {e["name"]: artifacts[e["name"]] for e in todo}
+    log = out / "logs" / "convert.log"
+    if verbose:
+        print(f"ranking layers of {len(todo)} int8 artifacts for a selective float fallback ...", flush=True)
+    ranks = convert_artifacts(model_path, list(arts.values()), out / "artifacts", representative,
+                              timeouts={n: recipe.timeout(a) for n, a in arts.items()}, metadata=metadata,
+                              unsafe=unsafe, log_path=log, attempt="rank",
+                              item_extra={n: {"task": "rank"} for n in arts})
+    candidates: dict[str, list[tuple[int, ArtifactConfig]]] = {}
+    files: dict[str, dict[str, Any]] = {}
+    records: dict[str, dict[str, Any]] = {}
+    for name, art in arts.items():
+        result = ranks.get(name, {})
+        ranking = result.get("info", {}).get("ranking") if result.get("status") == "done" else None
+        records[name] = {"ranked_by": RANKED_BY[art.format], "seconds": {"ranking": result.get("seconds")},
+                         "first_attempt": {"status": _entry(entries, name)["status"],
+                                           "reason": _entry(entries, name).get("failure_reason"),
+                                           **_main_value(_entry(entries, name))}}
+        if not ranking:
+            records[name]["error"] = f"ranking failed: {result.get('reason') or 'no quantized layers'}"
+            continue
+        records[name].update(quantized_layers=len(ranking), worst_layers=ranking[:10])
+        candidates[name] = []
+        counts = schedule(len(ranking))
+        for k in counts:
+            # the pick is the first of 1 + len(counts) artifacts to pass: each verdict at 1 - 0.05 / that
+            nodes = [n for r in ranking[:k] for n in r.get("nodes", [r["name"]])]
+            variant = dataclasses.replace(art, name=f"{name}~float{k}", selective_fallback=False,
+                                          float_layers=tuple(dict.fromkeys(nodes)),
+                                          candidates=1 + len(counts))
+            candidates[name].append((k, variant))
+            files[variant.name] = {"filename": f"{FALLBACK_DIR}/{name}/float{k}/{art.filename}"}
+    tried: dict[str, list[dict[str, Any]]] = {name: [] for name in candidates}
+    for stage in (slice(0, FIRST_STAGE), slice(FIRST_STAGE, None)):
+        # the fewest float layers first: later candidates only for the artifacts still failing
+        pending = {name: pairs[stage] for name, pairs in candidates.items() if not records[name].get("chosen")}
+        variants = [v for pairs in pending.values() for _, v in pairs]
+        if not variants:
+            break
+        if verbose:
+            print(f"converting and verifying {len(variants)} selective-fallback candidates ...", flush=True)
+        converted = convert_artifacts(model_path, variants, out / "artifacts", representative,
+                                      timeouts={v.name: recipe.timeout(v) for v in variants}, metadata=metadata,
+                                      unsafe=unsafe, log_path=log, item_extra=files)
+        checked = verify_artifacts(
+            [{"name": v.name, "path": str(out / "artifacts" / files[v.name]["filename"]), "options": v.to_dict(),
+              "fake_quant": fake_quant} for v in variants if converted.get(v.name, {}).get("status") == "done"],
+            ref, recipe, log_path=out / "logs" / "verify.log")
+        for name, pairs in pending.items():
+            for k, variant in pairs:
+                conv = converted.get(variant.name, {})
+                result = checked.get(variant.name)
+                row: dict[str, Any] = {"float_layers": k, "conversion_seconds": conv.get("seconds")}
+                if result is None:
+                    row.update(status="failed", reason=f"conversion failed: {conv.get('reason')}")
+                else:
+                    row.update(status=result["status"], bytes=result.get("bytes"), **_main_value(result))
+                tried[name].append(row)
+                if not records[name].get("chosen") and result is not None and result["status"] == "verified":
+                    _adopt(_entry(entries, name), arts[name], (k, variant, conv, result), records[name],
+                           ranking_of(ranks, name), out, files)
+            records[name]["tried"] = tried[name]
+    for name, record in records.items():
+        entry = _entry(entries, name)
+        entry.setdefault("conversion", {})["selective_fallback"] = record
+        if not record.get("chosen"):
+            tried = record.get("tried") or []
+            what = (f"not verified with up to {tried[-1]['float_layers']} of {record['quantized_layers']} layers float"
+                    if tried else record.get("error", "no candidate"))
+            entry["failure_reason"] = f"{entry.get('failure_reason')}; selective float fallback: {what}"
+    shutil.rmtree(out / "artifacts" / FALLBACK_DIR, ignore_errors=True)
+
+
+def ranking_of(ranks: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return ranks[name]["info"]["ranking"]
+
+
+def _entry(entries: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(e for e in entries if e["name"] == name)
+
+
+def _adopt(entry: dict[str, Any], art: ArtifactConfig, chosen: tuple[int, ArtifactConfig, dict[str, Any], dict],
+           record: dict[str, Any], ranking: list[dict[str, Any]], out: Path, files: dict[str, dict[str, Any]]) -> None:
+    """Put the chosen candidate's file in the artifact's place and its verification in the entry."""
+    k, variant, conv, result = chosen
+    source = out / "artifacts" / files[variant.name]["filename"]
+    target = out / entry["path"]
+    side = source.with_name(source.name + ".data")
+    if side.is_file():  # ONNX external data: its name inside the model is the artifact's own
+        os.replace(side, target.with_name(target.name + ".data"))
+    os.replace(source, target)
+    record["chosen"] = True
+    record["float_layers"] = ranking[:k]
+    entry["options"] = dataclasses.replace(variant, name=art.name, selective_fallback=art.selective_fallback).to_dict()
+    entry["fallbacks"] = list(dict.fromkeys([*conv.get("info", {}).get("fallbacks", []), "selective_float"]))
+    entry["conversion"] = {**entry.get("conversion", {}), "seconds": conv.get("seconds"),
+                           "peak_rss_mb": conv.get("peak_rss_mb"), **conv.get("info", {})}
+    for stale in ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity", "outputs",
+                  "verification", "onnx_metadata"):
+        entry.pop(stale, None)
+    entry.update(result)
