@@ -224,7 +224,14 @@ def rank_layers(model: Any, *, representative: Inputs, io: str = "float", static
         try:
             debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=debug_data,
                                                                  debug_options=options)
-            quant = debugger._quant_interpreter  # noqa: SLF001 - the debug model the statistics come from
+            # built from a converter, the debugger's interpreter does not preserve intermediate tensors,
+            # and the float outputs the direct-compare metrics read are then overwritten arena memory
+            # (measured: 1.7e38 and non-finite values in EfficientNetB0's stem); the same model,
+            # preserving them, gives the metrics their real inputs
+            from tensorflow.lite.python.interpreter import Interpreter
+
+            quant = debugger._quant_interpreter = Interpreter(  # noqa: SLF001
+                model_content=debugger.quant_model, experimental_preserve_all_tensors=True)
             order[:] = [re.sub(r"^serving_default_|:\d+$", "", d["name"]) for d in quant.get_input_details()]
             debugger.run()
         except ConversionError:
@@ -241,21 +248,44 @@ def rank_layers(model: Any, *, representative: Inputs, io: str = "float", static
             # a tensor is float only when the op making it and the ops reading it all are
             ranked.append({"name": name, "op": op, "sqnr_db": _sqnr_db(stats["signal"], stats["noise"]),
                            "rmse_over_scale": round(float(stats["rmse_over_scale"]), 4),
-                           "nodes": list(dict.fromkeys([name, *consumers.get(name, [])]))})
+                           "nodes": _float_nodes(name, consumers)})
     return sorted(ranked, key=lambda r: r["sqnr_db"])
 
 
-def _consumers(interpreter: Any) -> dict[str, list[str]]:
-    """Tensor name -> the names of the (first) outputs of the ops that read it: the names
-    ``denylisted_nodes`` takes."""
+# ops whose int8 kernels give the output the input's scale: a tensor kept float must keep the
+# tensors these ops derive from it float too, or its range comes back one op later (measured: the
+# masked attention logits of BERT, MatMul -> TRANSPOSE -> SELECT_V2 -> SOFTMAX, all on the scale
+# -1e9 sets)
+SCALE_TIED_OPS = frozenset({"TRANSPOSE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "SELECT", "SELECT_V2", "GATHER",
+                            "CONCATENATION", "PAD", "PADV2", "MAX_POOL_2D", "SLICE", "STRIDED_SLICE", "SPLIT",
+                            "SPLIT_V", "BROADCAST_TO", "TILE", "PACK", "UNPACK", "DEPTH_TO_SPACE",
+                            "SPACE_TO_DEPTH", "MAXIMUM", "MINIMUM"})
+
+
+def _consumers(interpreter: Any) -> dict[str, list[tuple[str, str]]]:
+    """Tensor name -> ``(op type, name of the op's first output)`` of the ops that read it: those
+    names are what ``denylisted_nodes`` takes."""
     names = {t["index"]: t["name"] for t in interpreter.get_tensor_details()}
-    out: dict[str, list[str]] = {}
+    out: dict[str, list[tuple[str, str]]] = {}
     for op in interpreter._get_ops_details():  # noqa: SLF001 - no public op graph in LiteRT's Python API
         produced = [names[i] for i in op["outputs"] if i in names]
         for i in op["inputs"]:
             if i in names and produced:
-                out.setdefault(names[i], []).append(produced[0])
+                out.setdefault(names[i], []).append((op["op_name"], produced[0]))
     return out
+
+
+def _float_nodes(tensor: str, consumers: dict[str, list[tuple[str, str]]]) -> list[str]:
+    """The op names to denylist so that ``tensor`` is float: the op making it, the ops reading it,
+    and, through scale-tied readers (:data:`SCALE_TIED_OPS`), what they derive from it."""
+    nodes, todo = [tensor], [tensor]
+    while todo:
+        for op_type, out in consumers.get(todo.pop(), []):
+            if out not in nodes:
+                nodes.append(out)
+                if op_type in SCALE_TIED_OPS:
+                    todo.append(out)
+    return nodes
 
 
 def _sqnr_db(signal: float, noise: float) -> float:
