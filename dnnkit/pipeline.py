@@ -331,7 +331,7 @@ def _fallback(art: ArtifactConfig, model: Any) -> ArtifactConfig | None:
 
     from dnnkit.formats.common import has_recurrent_layers
 
-    if art.format != "tflite" or art.precision != "int8" or (art.float_fallback and art.unroll_recurrent):
+    if art.format != "tflite" or not art.full_integer or (art.float_fallback and art.unroll_recurrent):
         return None
     recurrent = bool(getattr(model, "layers", None)) and has_recurrent_layers(model)
     return dataclasses.replace(art, float_fallback=True, unroll_recurrent=art.unroll_recurrent or recurrent)

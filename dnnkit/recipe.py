@@ -24,7 +24,7 @@ from dnnkit.config import TableReader, read_toml
 from dnnkit.errors import SpecError
 
 FORMATS = ("saved_model", "tflite", "onnx")
-PRECISIONS = {"saved_model": ("fp32",), "tflite": ("fp32", "fp16", "dynamic_int8", "int8"),
+PRECISIONS = {"saved_model": ("fp32",), "tflite": ("fp32", "fp16", "dynamic_int8", "int8", "int16x8"),
               "onnx": ("fp32", "int8")}
 
 
@@ -100,7 +100,12 @@ class ArtifactConfig:
 
     @property
     def quantized(self) -> bool:
-        return self.precision in ("dynamic_int8", "int8")
+        return self.precision in ("dynamic_int8", "int8", "int16x8")
+
+    @property
+    def full_integer(self) -> bool:
+        """Calibrated full-integer quantization (TFLite int8 or 16x8, ONNX int8)."""
+        return self.precision in ("int8", "int16x8")
 
     @property
     def filename(self) -> str:
@@ -160,15 +165,15 @@ def _read_artifact(t: TableReader) -> ArtifactConfig:
         t.fail("name", name, "letters, digits, '_' or '-' only (it becomes a file name)")
     fmt = t.choice("format", FORMATS)
     precision = t.choice("precision", PRECISIONS[fmt], "fp32")
-    tflite, int8 = fmt == "tflite", precision == "int8"
+    tflite, int8, full = fmt == "tflite", precision == "int8", precision in ("int8", "int16x8")
     art = ArtifactConfig(
         name=name, format=fmt, precision=precision,
         io=t.choice("io", ("float", "int8"), "float") if tflite and int8 else "float",
-        samples=t.integer("samples", 100) if int8 else 100,
+        samples=t.integer("samples", 100) if full else 100,
         static_batch=t.integer("static_batch", None) if tflite else None,
         allow_flex=t.boolean("allow_flex", False) if tflite else False,
-        float_fallback=t.boolean("float_fallback", False) if tflite and int8 else False,
-        unroll_recurrent=t.boolean("unroll_recurrent", False) if tflite and int8 else False,
+        float_fallback=t.boolean("float_fallback", False) if tflite and full else False,
+        unroll_recurrent=t.boolean("unroll_recurrent", False) if tflite and full else False,
         opset=t.integer("opset", 17, minimum=13) if fmt == "onnx" else 17,
         external_data=t.choice("external_data", ("auto", "always", "never"), "auto") if fmt == "onnx" else "auto",
         selective_fallback=t.boolean("selective_fallback", False) if int8 else False,

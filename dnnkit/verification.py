@@ -351,7 +351,7 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
         if entry["flex_ops"] and not art.allow_flex:
             failures.append(failure("flex_ops", f"Flex ops present without allow_flex: {entry['flex_ops']}",
                                     entry["flex_ops"], []))
-        if art.precision == "int8":
+        if art.full_integer:
             entry["float_ops"] = runner.float_ops()
     if art.format == "onnx":
         entry["onnx_metadata"] = runner.metadata()

@@ -134,3 +134,24 @@ def test_verify_cli_passes_again(exported):
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     assert "7 of 7 artifacts verified" in result.stdout
     assert json.loads((out / "manifest.json").read_text())["status"] == "verified"
+
+
+def test_tflite_16x8_runs_int16_activations_and_verifies(trained_runs, tmp_path):
+    """TFLite's 16x8 mode (int16 activations, int8 weights): calibrated like int8, checked as quantized."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dnnkit.pipeline import export
+    from dnnkit.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict({"name": "r", "artifacts": [
+        {"name": "tflite_16x8", "format": "tflite", "precision": "int16x8", "samples": 100},
+        {"name": "tflite_int8", "format": "tflite", "precision": "int8"}]})
+    manifest = export(trained_runs["digits_cnn"].model_path, recipe, tmp_path / "out", data="digits")
+    w16, w8 = manifest["artifacts"]
+    assert w16["status"] == "verified", w16["failure_reason"]
+    assert w16["checks"]["float_parity"]["verdict"] == "not_applied" and w16["float_ops"] == []
+    details = Interpreter(model_path=str(tmp_path / "out" / w16["path"])).get_tensor_details()
+    kinds = {np.dtype(d["dtype"]).name for d in details}
+    assert {"int16", "int8"} <= kinds, kinds  # activations int16, weights int8
+    # activation steps 256 times finer than int8's: the top-1 class moves on at most 1 in 1000 inputs
+    assert w16["checks"]["top1_agreement"]["value"] >= 0.999 and w8["status"] == "verified"

@@ -136,6 +136,8 @@ BAD_RECIPES = {
                           "artifacts[0].selective_fallback: unknown key"),
     "bad_float_layers": ('name = "r"\n[[artifacts]]\nname = "a"\nformat = "onnx"\nprecision = "int8"\n'
                          'float_layers = "conv1"\n', "artifacts[0].float_layers: expected a list of layer names"),
+    "io_on_16x8": ('name = "r"\n[[artifacts]]\nname = "a"\nformat = "tflite"\nprecision = "int16x8"\nio = "int8"\n',
+                   "artifacts[0].io: unknown key"),
     "negative_samples": ('name = "r"\n[[artifacts]]\nname = "a"\nformat = "tflite"\nprecision = "int8"\n'
                          'samples = -5\n', "artifacts[0].samples: expected a positive integer, got -5"),
     "old_opset": ('name = "r"\n[[artifacts]]\nname = "a"\nformat = "onnx"\nopset = 9\n',

@@ -61,19 +61,20 @@ def _converter(model: Any, saved_model_dir: str, precision: str, representative:
         conv.target_spec.supported_types = [tf.float16]
     elif precision == "dynamic_int8":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif precision == "int8":
+    elif precision in ("int8", "int16x8"):
         if representative is None or not rows(representative):
-            raise ConversionError("int8: needs representative samples from the training split")
+            raise ConversionError(f"{precision}: needs representative samples from the training split")
         arrays = list(representative.values()) if isinstance(representative, dict) else [representative]
         if not all(np.all(np.isfinite(a)) for a in arrays):
             # TF issue #120295: the converter segfaults on non-finite calibration data.
-            raise ConversionError("int8: representative samples contain NaN or infinity")
+            raise ConversionError(f"{precision}: representative samples contain NaN or infinity")
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = representative_dataset(model, representative, batch)
-        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8 if precision == "int8" else
+               tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]  # 16x8: int16 activations
         if float_fallback:
             ops.append(tf.lite.OpsSet.TFLITE_BUILTINS)
-        if io == "int8":
+        if io == "int8" and precision == "int8":
             conv.inference_input_type = tf.int8
             conv.inference_output_type = tf.int8
     if allow_flex:
@@ -140,7 +141,8 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
     Args:
         model: a ``keras.Model`` (any number of inputs and outputs).
         path: the ``.tflite`` file to write.
-        precision: ``fp32``, ``fp16``, ``dynamic_int8`` or ``int8`` (full integer).
+        precision: ``fp32``, ``fp16``, ``dynamic_int8``, ``int8`` (full integer) or ``int16x8`` (int16
+            activations, int8 weights: TFLite's 16x8 mode; float I/O).
         representative: calibration samples for ``int8`` (from the training split; a dict per
             input name for several inputs).
         io: ``float`` or ``int8`` input/output tensors for ``int8``.
@@ -159,7 +161,8 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
     recurrent = has_recurrent_layers(model)
     batch = static_batch if static_batch is not None else (1 if recurrent else None)
     fallbacks: list[str] = []
-    if precision == "int8" and unroll and recurrent:
+    full = precision in ("int8", "int16x8")
+    if full and unroll and recurrent:
         model = unroll_recurrent(model)
         fallbacks.append("unroll_recurrent")
     with tempfile.TemporaryDirectory(prefix="dnnkit-tflite-") as tmp:
@@ -172,7 +175,7 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
             content = _convert(conv)
     with atomic_path(path) as tmp_file:
         tmp_file.write_bytes(content)
-    if precision == "int8" and float_fallback:
+    if full and float_fallback:
         fallbacks.append("float_fallback")
     if precision == "int8" and float_layers:
         fallbacks.append("selective_float")
