@@ -39,13 +39,14 @@ def needs_fallback(entry: dict[str, Any], art: ArtifactConfig) -> bool:
 
 
 def schedule(layers: int) -> list[int]:
-    """How many of the worst layers each candidate keeps float: 1, 2, 4, ... up to half of ``layers``."""
-    cap = max(1, layers // 2)
+    """How many of the worst layers each candidate keeps float: 1, 2, 4, ... up to half of ``layers``
+    (none for a single quantized layer: all-float is not an int8 artifact)."""
+    cap = layers // 2
     counts, k = [], 1
     while k < cap:
         counts.append(k)
         k *= 2
-    return [*counts, cap] if layers else []
+    return [*counts, cap] if cap else []
 
 
 def _main_value(entry: dict[str, Any]) -> dict[str, Any]:
@@ -95,6 +96,9 @@ def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, Artif
         records[name].update(quantized_layers=len(ranking), worst_layers=ranking[:10])
         candidates[name] = []
         counts = schedule(len(ranking))
+        if not counts:
+            records[name]["error"] = (f"{len(ranking)} quantized layer: keeping it float leaves no int8 layer "
+                                      "(at most half may stay float)")
         for k in counts:
             # the pick is the first of 1 + len(counts) artifacts to pass: each verdict at 1 - 0.05 / that
             nodes = [n for r in ranking[:k] for n in r.get("nodes", [r["name"]])]

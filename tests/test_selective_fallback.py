@@ -18,7 +18,7 @@ INT8_BOTH = {"name": "int8", "artifacts": [
 
 
 def test_schedule_doubles_up_to_half_the_layers():
-    assert schedule(0) == [] and schedule(1) == [1] and schedule(3) == [1]
+    assert schedule(0) == [] and schedule(1) == [] and schedule(2) == [1] and schedule(3) == [1]
     assert schedule(64) == [1, 2, 4, 8, 16, 32]
     assert schedule(125) == [1, 2, 4, 8, 16, 32, 62]
 
@@ -145,3 +145,26 @@ def test_a_goal_no_candidate_meets_keeps_the_artifact_failed_with_what_was_tried
         assert not record.get("chosen") and not entry["options"]["float_layers"]
         assert "selective_float" not in entry["fallbacks"]
     assert not (tmp_path / "out" / "artifacts" / ".fallback").exists()
+
+
+def test_a_model_with_one_quantized_layer_gets_no_all_float_candidate(tmp_path):
+    """Half at most may stay float: with one quantized node, the fallback has no candidate (an all-float
+    file would pass as int8)."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    import dnnkit
+    from dnnkit.recipe import recipe_from_dict
+
+    x, y = load_digits(return_X_y=True)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,), name="pixels"), keras.layers.Dense(10, name="logits")])
+    model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x.astype("float32") / 16, y, epochs=5, verbose=0)
+    recipe = recipe_from_dict({"name": "r", "verify": {"min_agreement": 0.9999}, "artifacts": [
+        {"name": "onnx_int8", "format": "onnx", "precision": "int8", "selective_fallback": True}]})
+    manifest = dnnkit.export(model, recipe, tmp_path / "out", data=(x.astype("float32") / 16, y.astype("int32")))
+    entry = manifest["artifacts"][0]
+    record = entry["conversion"]["selective_fallback"]
+    assert entry["status"] != "verified" and record["quantized_layers"] == 1 and "tried" not in record
+    assert "1 quantized layer: keeping it float leaves no int8 layer" in entry["failure_reason"]
