@@ -91,6 +91,7 @@ def test_masked_attention_int8_verifies_with_its_worst_layers_float(tmp_path):
     assert [t["float_layers"] for t in tried] == schedule(record["quantized_layers"])[:len(tried)]
     assert len(record["float_layers"]) == chosen["float_layers"] <= record["quantized_layers"] // 2
     assert all(t["status"] != "verified" for t in tried if t["float_layers"] < chosen["float_layers"])
+    assert chosen["bytes"] <= 2 * first["bytes"]  # a float-heavy file is not adopted as the int8 artifact
     # the layers kept float are the worst the debugger measured, the attention path among them
     worst = record["float_layers"]
     assert worst == record["worst_layers"][:len(worst)] and worst[0]["sqnr_db"] < 20
@@ -168,3 +169,37 @@ def test_a_model_with_one_quantized_layer_gets_no_all_float_candidate(tmp_path):
     record = entry["conversion"]["selective_fallback"]
     assert entry["status"] != "verified" and record["quantized_layers"] == 1 and "tried" not in record
     assert "1 quantized layer: keeping it float leaves no int8 layer" in entry["failure_reason"]
+
+
+def test_a_candidate_more_than_twice_the_int8_file_is_recorded_not_adopted(tmp_path, monkeypatch):
+    """Float layers that more than double the file leave no int8 artifact worth the name (the runtimes
+    are replaced by fakes: every candidate verifies, each float layer adds 1500 bytes to 1000)."""
+    import dnnkit.formats as formats
+    import dnnkit.verification as verification
+    from dnnkit.fallback import selective_fallback
+    from dnnkit.recipe import Recipe
+
+    art = ArtifactConfig(name="q", format="tflite", precision="int8", selective_fallback=True)
+    entry = {"name": "q", "path": "artifacts/q.tflite", "converted": True, "status": "failed", "bytes": 1000,
+             "failures": [{"check": "top1_agreement"}], "inconclusive": [], "failure_reason": "agreement 0.9",
+             "conversion": {}, "fallbacks": []}
+    ranking = [{"name": f"t{i}", "op": "CONV_2D", "sqnr_db": float(i), "nodes": [f"t{i}"]} for i in range(8)]
+
+    def convert(model_path, arts, out_dir, rep, **kw):
+        if kw.get("attempt") == "rank":
+            return {"q": {"status": "done", "info": {"ranking": ranking}, "seconds": 0.1}}
+        return {a.name: {"status": "done", "info": {}, "seconds": 0.1} for a in arts}
+
+    def verify(items, ref, recipe, **kw):
+        return {i["name"]: {"status": "verified", "bytes": 1000 + 1500 * len(i["options"]["float_layers"]),
+                            "checks": {"top1_agreement": {"value": 0.99}}} for i in items}
+
+    monkeypatch.setattr(formats, "convert_artifacts", convert)
+    monkeypatch.setattr(verification, "verify_artifacts", verify)
+    selective_fallback([entry], {"q": art}, Recipe(name="r", artifacts=(art,)), None, model_path=tmp_path / "m",
+                       out=tmp_path, representative=None, metadata={}, unsafe=False, fake_quant=False)
+    record = entry["conversion"]["selective_fallback"]
+    assert [(t["float_layers"], t["status"]) for t in record["tried"]] == [(1, "too_large"), (2, "too_large"),
+                                                                         (4, "too_large")]
+    assert "2500 bytes > 2 x the all-int8 file (2000)" in record["tried"][0]["reason"]
+    assert entry["status"] == "failed" and not record.get("chosen") and entry["fallbacks"] == []
