@@ -25,6 +25,7 @@ on the labelled test split (Agresti-Min interval) decide.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -132,8 +133,6 @@ def z_for(candidates: int = 1) -> float:
     make passing by chance more likely than 5 %."""
     if candidates <= 1:
         return Z_ONE_SIDED_95
-    from statistics import NormalDist
-
     return NormalDist().inv_cdf(1.0 - 0.05 / candidates)
 
 
@@ -181,8 +180,6 @@ def rmse_ratio_check(y: np.ndarray, ref: np.ndarray, art: np.ndarray, max_degrad
     value = ratio(slice(None))
     rng = np.random.default_rng(seed)
     boots = np.array([ratio(rng.integers(0, n, n)) for _ in range(resamples)]) if n else np.array([value])
-    from statistics import NormalDist
-
     tail = 1.0 - NormalDist().cdf(z)  # 0.05 at the default z
     lo, hi = float(np.quantile(boots, tail)), float(np.quantile(boots, 1.0 - tail))
     limit = 1.0 + max_degradation

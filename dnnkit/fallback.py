@@ -4,12 +4,11 @@ The runtime's own debugger ranks the quantized layers by their quantization erro
 ``tf.lite.experimental.QuantizationDebugger``; onnxruntime: ``qdq_loss_debug``), then the
 artifact is converted again with the worst 1, 2, 4, ... layers kept in float (TFLite
 ``denylisted_nodes``, onnxruntime ``nodes_to_exclude``), at most half of them and at most twice the
-all-int8 file's size, and each
-candidate is verified as every artifact is, each verdict at confidence ``1 - 0.05 / m`` for
-``m`` artifacts tried (Bonferroni: picking the first that passes must not make a chance pass
-likelier). The one with the fewest float layers that verifies replaces the artifact; the manifest records the ranking, every candidate tried and the
-layers that stayed float, with their measured error (NNCF's accuracy-control idea, with the
-runtimes' debuggers as the ranking).
+all-int8 file's size. Each candidate is verified as every artifact is, each verdict at confidence
+``1 - 0.05 / m`` for ``m`` artifacts tried (Bonferroni: picking the first that passes must not make
+a chance pass likelier). The one with the fewest float layers that verifies replaces the artifact;
+the manifest records the ranking, every candidate tried and the layers that stayed float, with their
+measured error (NNCF's accuracy-control idea, with the runtimes' debuggers as the ranking).
 """
 
 from __future__ import annotations
@@ -74,10 +73,10 @@ def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, Artif
     from dnnkit.formats import convert_artifacts
     from dnnkit.verification import verify_artifacts
 
-    todo = [e for e in entries if needs_fallback(e, artifacts[e["name"]])]
+    todo = {e["name"]: e for e in entries if needs_fallback(e, artifacts[e["name"]])}
     if not todo:
         return
-    arts = {e["name"]: artifacts[e["name"]] for e in todo}
+    arts = {name: artifacts[name] for name in todo}
     log = out / "logs" / "convert.log"
     if verbose:
         print(f"ranking layers of {len(todo)} int8 artifacts for a selective float fallback ...", flush=True)
@@ -88,23 +87,25 @@ def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, Artif
     candidates: dict[str, list[tuple[int, ArtifactConfig]]] = {}
     files: dict[str, dict[str, Any]] = {}
     records: dict[str, dict[str, Any]] = {}
+    rankings: dict[str, list[dict[str, Any]]] = {}
     for name, art in arts.items():
-        result = ranks.get(name, {})
+        result, entry = ranks.get(name, {}), todo[name]
         ranking = result.get("info", {}).get("ranking") if result.get("status") == "done" else None
         records[name] = {"ranked_by": RANKED_BY[art.format], "seconds": {"ranking": result.get("seconds")},
-                         "first_attempt": {"status": _entry(entries, name)["status"],
-                                           "reason": _entry(entries, name).get("failure_reason"),
-                                           "bytes": _entry(entries, name).get("bytes"),
-                                           **_main_value(_entry(entries, name))}}
+                         "first_attempt": {"status": entry["status"], "reason": entry.get("failure_reason"),
+                                           "bytes": entry.get("bytes"), **_main_value(entry)}}
         if not ranking:
             records[name]["error"] = f"ranking failed: {result.get('reason') or 'no quantized layers'}"
             continue
         records[name].update(quantized_layers=len(ranking), worst_layers=ranking[:10])
+        rankings[name] = ranking
         candidates[name] = []
         counts = schedule(len(ranking))
         if not counts:
             records[name]["error"] = (f"{len(ranking)} quantized layer: keeping it float leaves no int8 layer "
                                       "(at most half may stay float)")
+        else:
+            records[name]["tried"] = []
         for k in counts:
             # the pick is the first of 1 + len(counts) artifacts to pass: each verdict at 1 - 0.05 / that
             nodes = [n for r in ranking[:k] for n in r.get("nodes", [r["name"]])]
@@ -113,7 +114,6 @@ def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, Artif
                                           candidates=1 + len(counts))
             candidates[name].append((k, variant))
             files[variant.name] = {"filename": f"{FALLBACK_DIR}/{name}/float{k}/{art.filename}"}
-    tried: dict[str, list[dict[str, Any]]] = {name: [] for name in candidates}
     for stage in (slice(0, FIRST_STAGE), slice(FIRST_STAGE, None)):
         # the fewest float layers first: later candidates only for the artifacts still failing
         pending = {name: pairs[stage] for name, pairs in candidates.items() if not records[name].get("chosen")}
@@ -138,18 +138,17 @@ def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, Artif
                     row.update(status="failed", reason=f"conversion failed: {conv.get('reason')}")
                 else:
                     row.update(status=result["status"], bytes=result.get("bytes"), **_main_value(result))
-                tried[name].append(row)
+                records[name]["tried"].append(row)
                 limit = MAX_SIZE_GROWTH * (records[name]["first_attempt"].get("bytes") or 0)
                 if result is not None and result["status"] == "verified" and limit and (result.get("bytes") or 0) > limit:
                     row["status"] = "too_large"
                     row["reason"] = (f"verified, but {result['bytes']} bytes > {MAX_SIZE_GROWTH:g} x the all-int8 file "
                                      f"({int(limit)})")
                 if not records[name].get("chosen") and row["status"] == "verified":
-                    _adopt(_entry(entries, name), arts[name], (k, variant, conv, result), records[name],
-                           ranking_of(ranks, name), out, files)
-            records[name]["tried"] = tried[name]
+                    _adopt(todo[name], arts[name], (k, variant, conv, result), records[name], rankings[name], out,
+                           files)
     for name, record in records.items():
-        entry = _entry(entries, name)
+        entry = todo[name]
         entry.setdefault("conversion", {})["selective_fallback"] = record
         if not record.get("chosen"):
             tried = record.get("tried") or []
@@ -157,14 +156,6 @@ def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, Artif
                     if tried else record.get("error", "no candidate"))
             entry["failure_reason"] = f"{entry.get('failure_reason')}; selective float fallback: {what}"
     shutil.rmtree(out / "artifacts" / FALLBACK_DIR, ignore_errors=True)
-
-
-def ranking_of(ranks: dict[str, Any], name: str) -> list[dict[str, Any]]:
-    return ranks[name]["info"]["ranking"]
-
-
-def _entry(entries: list[dict[str, Any]], name: str) -> dict[str, Any]:
-    return next(e for e in entries if e["name"] == name)
 
 
 def _adopt(entry: dict[str, Any], art: ArtifactConfig, chosen: tuple[int, ArtifactConfig, dict[str, Any], dict],
@@ -183,7 +174,8 @@ def _adopt(entry: dict[str, Any], art: ArtifactConfig, chosen: tuple[int, Artifa
     entry["fallbacks"] = list(dict.fromkeys([*conv.get("info", {}).get("fallbacks", []), "selective_float"]))
     entry["conversion"] = {**entry.get("conversion", {}), "seconds": conv.get("seconds"),
                            "peak_rss_mb": conv.get("peak_rss_mb"), **conv.get("info", {})}
-    for stale in ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity", "outputs",
-                  "verification", "onnx_metadata"):
+    from dnnkit.verification import VERIFICATION_FIELDS
+
+    for stale in VERIFICATION_FIELDS:  # (a verified ONNX result brings its own onnx_metadata)
         entry.pop(stale, None)
     entry.update(result)

@@ -408,7 +408,7 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     """
     from dnnkit.evaluation import spec_for_model
     from dnnkit.modelio import load_reference_model
-    from dnnkit.verification import file_digest, verify_artifacts
+    from dnnkit.verification import VERIFICATION_FIELDS, file_digest, verify_artifacts
 
     out = Path(out_dir)
     path = out / MANIFEST
@@ -452,8 +452,7 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
         expected = entry.get("sha256")
         fresh = fresh_all[entry["name"]]
         fresh["sha256_recorded"] = expected
-        for stale in ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity",
-                      "outputs", "verification"):
+        for stale in VERIFICATION_FIELDS:
             entry.pop(stale, None)
         entry.update(fresh)
         entry["sha256"] = expected  # the manifest keeps the digest recorded at export

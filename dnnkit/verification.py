@@ -363,6 +363,11 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
 
 VERIFY_STARTUP_TIMEOUT_S = 120.0
 
+# what a verification writes into a manifest entry beside status and failures: an entry verified again
+# drops these first, so nothing from the earlier run survives a result that lacks them
+VERIFICATION_FIELDS = ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity",
+                       "outputs", "verification")
+
 
 def save_reference(path: str | os.PathLike[str], ref: Reference) -> None:
     """The reference's arrays as one ``.npz`` (inputs, then per output its values and labels)."""

@@ -150,29 +150,34 @@ def _place_external_data(tmp: Path, final: str | os.PathLike[str]) -> None:
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 
 
-def _quantize(model: Any, tmp_dir: str, samples: Inputs, *, opset: int, metadata: dict[str, Any],
-              external_data: str, exclude: list[str] | tuple[str, ...] = ()) -> tuple[str, str, dict[str, Any]]:
-    """fp32 ONNX and its static int8 QDQ twin in ``tmp_dir``: ``(fp32 path, int8 path, what write_onnx says)``."""
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+def _reader(model: Any, samples: Inputs, count: int | None = None) -> Any:
+    """An onnxruntime ``CalibrationDataReader`` over the first ``count`` samples (all by default),
+    one at a time, feeding every input of the graph by name."""
+    from onnxruntime.quantization import CalibrationDataReader
 
     in_names, _ = io_names(model)
+    pieces = [take(samples, slice(i, i + 1)) for i in range(min(count or rows(samples), rows(samples)))]
 
-    def feed(i: int) -> dict[str, np.ndarray]:
-        piece = take(samples, slice(i, i + 1))
-        return piece if isinstance(piece, dict) else {in_names[0]: piece}
-
-    class Reader(CalibrationDataReader):  # every input of the graph, one sample at a time
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self.items = iter([feed(i) for i in range(rows(samples))])
+            self.items = iter([p if isinstance(p, dict) else {in_names[0]: p} for p in pieces])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.items, None)
+
+    return Reader()
+
+
+def _quantize(model: Any, tmp_dir: str, samples: Inputs, *, opset: int, metadata: dict[str, Any],
+              external_data: str, exclude: list[str] | tuple[str, ...] = ()) -> tuple[str, str, dict[str, Any]]:
+    """fp32 ONNX and its static int8 QDQ twin in ``tmp_dir``: ``(fp32 path, int8 path, what write_onnx says)``."""
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     fp32 = os.path.join(tmp_dir, "fp32.onnx")
     written = write_onnx(model, fp32, opset=opset, metadata=metadata, check_inputs=samples,
                          external_data=external_data)
     q8 = os.path.join(tmp_dir, "int8.onnx")
-    quantize_static(fp32, q8, Reader(), quant_format=QuantFormat.QDQ,
+    quantize_static(fp32, q8, _reader(model, samples), quant_format=QuantFormat.QDQ,
                     per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS,
                     nodes_to_exclude=list(exclude), use_external_data_format=written["external_data"] is not None)
@@ -231,18 +236,6 @@ def rank_layers(model: Any, *, calibration: Inputs, opset: int = 17, external_da
     import onnx
 
     data = cast(calibration, model)
-    in_names, _ = io_names(model)
-
-    from onnxruntime.quantization import CalibrationDataReader
-
-    class Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            pieces = [take(data, slice(i, i + 1)) for i in range(min(samples, rows(data)))]
-            self.items = iter([p if isinstance(p, dict) else {in_names[0]: p} for p in pieces])
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self.items, None)
-
     try:
         with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
             fp32, q8, _ = _quantize(model, tmp_dir, data, opset=opset, metadata={}, external_data=external_data)
@@ -250,8 +243,8 @@ def rank_layers(model: Any, *, calibration: Inputs, opset: int = 17, external_da
             f_aug, q_aug = os.path.join(tmp_dir, "f_aug.onnx"), os.path.join(tmp_dir, "q_aug.onnx")
             debug.modify_model_output_intermediate_tensors(fp32, f_aug, save_as_external_data=big)
             debug.modify_model_output_intermediate_tensors(q8, q_aug, save_as_external_data=big)
-            matched = debug.create_activation_matching(debug.collect_activations(q_aug, Reader()),
-                                                       debug.collect_activations(f_aug, Reader()))
+            matched = debug.create_activation_matching(debug.collect_activations(q_aug, _reader(model, data, samples)),
+                                                       debug.collect_activations(f_aug, _reader(model, data, samples)))
             act = {name: e["qdq_err"] for name, e in debug.compute_activation_error(matched).items()
                    if "qdq_err" in e}
             weights = debug.compute_weight_error(debug.create_weight_matching(fp32, q8))

@@ -127,6 +127,16 @@ def _quantize_keeping_float(conv: Any, float_layers: tuple[str, ...] | list[str]
                               f"{' '.join(str(exc).split())[:300]}") from None
 
 
+def _prepare(model: Any, static_batch: int | None, unroll: bool) -> tuple[Any, int | None, bool]:
+    """``(model, batch, unrolled)``: recurrent models get batch 1 unless one is given, and with
+    ``unroll`` their layers unrolled (:func:`unroll_recurrent`)."""
+    recurrent = has_recurrent_layers(model)
+    batch = static_batch if static_batch is not None else (1 if recurrent else None)
+    if unroll and recurrent:
+        return unroll_recurrent(model), batch, True
+    return model, batch, False
+
+
 def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = "fp32",
                   representative: Inputs | None = None, io: str = "float",
                   static_batch: int | None = None, allow_flex: bool = False,
@@ -158,13 +168,9 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
     Raises:
         ConversionError: if the converter refuses the model.
     """
-    recurrent = has_recurrent_layers(model)
-    batch = static_batch if static_batch is not None else (1 if recurrent else None)
-    fallbacks: list[str] = []
     full = precision in ("int8", "int16x8")
-    if full and unroll and recurrent:
-        model = unroll_recurrent(model)
-        fallbacks.append("unroll_recurrent")
+    model, batch, unrolled = _prepare(model, static_batch, full and unroll)
+    fallbacks = ["unroll_recurrent"] if unrolled else []
     with tempfile.TemporaryDirectory(prefix="dnnkit-tflite-") as tmp:
         write_saved_model(model, os.path.join(tmp, "sm"), batch=batch)
         conv = _converter(model, os.path.join(tmp, "sm"), precision, representative, batch, io, allow_flex,
@@ -201,10 +207,7 @@ def rank_layers(model: Any, *, representative: Inputs, io: str = "float", static
     """
     import tensorflow as tf
 
-    recurrent = has_recurrent_layers(model)
-    batch = static_batch if static_batch is not None else (1 if recurrent else None)
-    if unroll and recurrent:
-        model = unroll_recurrent(model)
+    model, batch, _ = _prepare(model, static_batch, unroll)
 
     def noise(f: np.ndarray, q: np.ndarray, scale: float, zero: int) -> float:
         return float(np.mean(np.square(f - (q.astype(np.float32) - zero) * scale, dtype=np.float64)))
@@ -231,9 +234,7 @@ def rank_layers(model: Any, *, representative: Inputs, io: str = "float", static
             # and the float outputs the direct-compare metrics read are then overwritten arena memory
             # (measured: 1.7e38 and non-finite values in EfficientNetB0's stem); the same model,
             # preserving them, gives the metrics their real inputs
-            from tensorflow.lite.python.interpreter import Interpreter
-
-            quant = debugger._quant_interpreter = Interpreter(  # noqa: SLF001
+            quant = debugger._quant_interpreter = tf.lite.Interpreter(  # noqa: SLF001
                 model_content=debugger.quant_model, experimental_preserve_all_tensors=True)
             order[:] = [re.sub(r"^serving_default_|:\d+$", "", d["name"]) for d in quant.get_input_details()]
             debugger.run()
