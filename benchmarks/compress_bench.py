@@ -61,9 +61,8 @@ def pruning_levels(run: Any, out: Path) -> dict[str, Any]:
 
 
 def native_vs_tfmot(run: Any, repeats: int) -> None:
-    from dnnkit.passes import PruneOptions
+    from dnnkit.passes import PassConfig, PruneOptions, run_pass
     from dnnkit.passes.context import PassContext
-    from dnnkit.passes.prune_pass import run_prune
     from dnnkit.data import load_data
     from dnnkit.modelio import load_model
 
@@ -75,7 +74,7 @@ def native_vs_tfmot(run: Any, repeats: int) -> None:
     results: dict[str, dict[str, list[float]]] = {}
     for _ in range(repeats):
         for engine in ("native", "tfmot"):
-            r = run_prune(model, PruneOptions(engine=engine, **opts), ctx)
+            r = run_pass(model, PassConfig("prune", PruneOptions(engine=engine, **opts)), ctx)
             slot = results.setdefault(engine, {"acc": [], "seconds": []})
             slot["acc"].append(ctx.score(r.model)["accuracy"])
             slot["seconds"].append(r.report["fine_tune_seconds"])

@@ -89,18 +89,24 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int) -> Any:
     return opt
 
 
-def make_loss(spec: Spec) -> Any:
-    """The loss for the spec's head (``auto``) or the one it names."""
-    import keras
+def make_loss(spec: Spec, losses: Any = None) -> Any:
+    """The loss for the spec's head (``auto``) or the one it names: the one loss choice of training
+    and of every fine-tuning pass.
 
+    Args:
+        spec: the model's spec.
+        losses: the module to take the loss class from: ``keras.losses`` (default) or
+            ``tf_keras.losses`` (the tfmot engine).
+    """
+    if losses is None:
+        import keras
+
+        losses = keras.losses
     head, loss = spec.model.head, spec.train.loss
     if head == "multiclass":
-        if loss == "categorical_crossentropy":
-            return keras.losses.CategoricalCrossentropy(from_logits=True)
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if head == "binary":
-        return keras.losses.BinaryCrossentropy()
-    return keras.losses.MeanSquaredError()
+        name = "CategoricalCrossentropy" if loss == "categorical_crossentropy" else "SparseCategoricalCrossentropy"
+        return getattr(losses, name)(from_logits=True)
+    return losses.BinaryCrossentropy() if head == "binary" else losses.MeanSquaredError()
 
 
 def _one_hot(spec: Spec) -> bool:

@@ -18,7 +18,18 @@ from dnnkit.config import TableReader
 
 
 @dataclass(frozen=True)
-class PruneOptions:
+class FineTuneOptions:
+    """What every pass that fine-tunes shares, read by one reader (:func:`_read_fine_tune`) and
+    used by one fine-tuning path (:meth:`dnnkit.passes.context.PassContext.fine_tune`; the tfmot
+    engine and distillation take the same three). Each pass type sets its own defaults."""
+
+    epochs: int = 10
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class PruneOptions(FineTuneOptions):
     """``[[passes]] type = "prune"``."""
 
     schedule: str = "polynomial"
@@ -33,14 +44,11 @@ class PruneOptions:
     skip_first: bool = False
     skip_last: bool = False
     scope: str = "layer"
-    epochs: int = 10
-    learning_rate: float = 1e-3
-    batch_size: int = 32
     engine: str = "auto"
 
 
 @dataclass(frozen=True)
-class DistillOptions:
+class DistillOptions(FineTuneOptions):
     """``[[passes]] type = "distill"``: the incoming model is the teacher."""
 
     student: str = ""
@@ -48,11 +56,10 @@ class DistillOptions:
     student_loss_weight: float = 0.1
     epochs: int = 30
     learning_rate: float = 3e-3
-    batch_size: int = 32
 
 
 @dataclass(frozen=True)
-class QATOptions:
+class QATOptions(FineTuneOptions):
     """``[[passes]] type = "qat"``: fake-quantize, then fine-tune.
 
     ``preserve_sparsity`` keeps the zeros of a pruned model through the fine-tuning
@@ -61,19 +68,17 @@ class QATOptions:
 
     epochs: int = 5
     learning_rate: float = 1e-4
-    batch_size: int = 32
     preserve_sparsity: bool = False
     engine: str = "auto"
 
 
 @dataclass(frozen=True)
-class ClusterOptions:
+class ClusterOptions(FineTuneOptions):
     """``[[passes]] type = "cluster"``: weight clustering (tfmot engine)."""
 
     number_of_clusters: int = 16
     epochs: int = 5
     learning_rate: float = 1e-4
-    batch_size: int = 32
     engine: str = "tfmot"
 
 
@@ -87,6 +92,13 @@ class PassConfig:
 
 
 ENGINES = ("auto", "native", "tfmot")
+
+
+def _read_fine_tune(t: TableReader, d: FineTuneOptions) -> dict[str, Any]:
+    """``epochs``, ``learning_rate`` and ``batch_size`` of any pass, over the pass type's defaults."""
+    return {"epochs": t.integer("epochs", d.epochs),
+            "learning_rate": t.number("learning_rate", d.learning_rate, low=0.0, low_open=True),
+            "batch_size": t.integer("batch_size", d.batch_size)}
 
 
 def _read_prune(t: TableReader) -> PruneOptions:
@@ -107,10 +119,7 @@ def _read_prune(t: TableReader) -> PruneOptions:
         layers=_patterns(t, "layers"), types=_patterns(t, "types"),
         skip_first=t.boolean("skip_first", False), skip_last=t.boolean("skip_last", False),
         scope=t.choice("scope", ("layer", "global"), "layer"),
-        epochs=t.integer("epochs", d.epochs), learning_rate=t.number("learning_rate", d.learning_rate,
-                                                                       low=0.0, low_open=True),
-        batch_size=t.integer("batch_size", d.batch_size),
-        engine=t.choice("engine", ENGINES, d.engine))
+        engine=t.choice("engine", ENGINES, d.engine), **_read_fine_tune(t, d))
     if opts.engine == "tfmot" and (opts.structure or opts.scope != "layer"):
         field_name, value = ("structure", opts.structure) if opts.structure else ("scope", opts.scope)
         t.fail(field_name, value, 'unset with engine = "tfmot" (tfmot prunes unstructured, per layer here)')
@@ -168,27 +177,19 @@ def _read_distill(t: TableReader) -> DistillOptions:
         student=t.string("student"),
         temperature=t.number("temperature", d.temperature, low=0.0, low_open=True),
         student_loss_weight=t.number("student_loss_weight", d.student_loss_weight, low=0.0, high=1.0),
-        epochs=t.integer("epochs", d.epochs),
-        learning_rate=t.number("learning_rate", d.learning_rate, low=0.0, low_open=True),
-        batch_size=t.integer("batch_size", d.batch_size))
+        **_read_fine_tune(t, d))
 
 
 def _read_qat(t: TableReader) -> QATOptions:
     d = QATOptions()
-    return QATOptions(epochs=t.integer("epochs", d.epochs),
-                      learning_rate=t.number("learning_rate", d.learning_rate, low=0.0, low_open=True),
-                      batch_size=t.integer("batch_size", d.batch_size),
-                      preserve_sparsity=t.boolean("preserve_sparsity", d.preserve_sparsity),
-                      engine=t.choice("engine", ENGINES, d.engine))
+    return QATOptions(preserve_sparsity=t.boolean("preserve_sparsity", d.preserve_sparsity),
+                      engine=t.choice("engine", ENGINES, d.engine), **_read_fine_tune(t, d))
 
 
 def _read_cluster(t: TableReader) -> ClusterOptions:
     d = ClusterOptions()
     return ClusterOptions(number_of_clusters=t.integer("number_of_clusters", d.number_of_clusters, minimum=2),
-                          epochs=t.integer("epochs", d.epochs),
-                          learning_rate=t.number("learning_rate", d.learning_rate, low=0.0, low_open=True),
-                          batch_size=t.integer("batch_size", d.batch_size),
-                          engine=t.choice("engine", ("tfmot",), "tfmot"))
+                          engine=t.choice("engine", ("tfmot",), "tfmot"), **_read_fine_tune(t, d))
 
 
 READERS = {"prune": _read_prune, "qat": _read_qat, "distill": _read_distill, "cluster": _read_cluster}
@@ -224,33 +225,49 @@ def resolve_engine(config: PassConfig, tf_keras_input: bool) -> PassConfig:
     return replace(config, options=replace(config.options, engine=engine))
 
 
+# (pass type, engine) -> "module:function(model, options, ctx) -> PassResult": the one place a pass
+# is found; modules import nothing of each other to dispatch
+PASSES: dict[tuple[str, str], str] = {
+    ("prune", "native"): "dnnkit.passes.prune_pass:run_prune",
+    ("prune", "tfmot"): "dnnkit.passes.tfmot_engine:prune_with_tfmot",
+    ("qat", "native"): "dnnkit.passes.qat_pass:run_qat",
+    ("qat", "tfmot"): "dnnkit.passes.tfmot_engine:quantize_with_tfmot",
+    ("cluster", "tfmot"): "dnnkit.passes.tfmot_engine:cluster_with_tfmot",
+    ("distill", "native"): "dnnkit.passes.distill:run_distill",
+}
+
+
+def pass_function(config: PassConfig) -> Any:
+    """The function that runs ``config`` (its type and concrete engine), from :data:`PASSES`.
+
+    Raises:
+        CompressionError: for an engine still ``auto`` (see :func:`resolve_engine`) or a pair
+            not registered.
+    """
+    import importlib
+
+    engine = getattr(config.options, "engine", "native")
+    where = PASSES.get((config.type, engine))
+    if where is None:
+        from dnnkit.errors import CompressionError
+
+        raise CompressionError(f"passes: {config.type!r} with engine {engine!r}: expected one of "
+                               + ", ".join(f"{t}/{e}" for t, e in PASSES))
+    module, function = where.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
 def run_pass(model: Any, config: PassConfig, ctx: Any) -> PassResult:
     """Run one pass on a Keras model.
 
     Args:
         model: the incoming Keras model.
-        config: the pass and its options.
+        config: the pass and its options (a concrete engine: :func:`resolve_engine`).
         ctx: a :class:`dnnkit.passes.context.PassContext` (spec, data, recipe folder).
 
     Returns:
         The :class:`PassResult`.
     """
-    if config.type == "prune":
-        from dnnkit.passes.prune_pass import run_prune
-
-        return run_prune(model, config.options, ctx)
-    if config.type == "qat":
-        if config.options.engine == "tfmot":
-            from dnnkit.passes.tfmot_engine import quantize_with_tfmot
-
-            return quantize_with_tfmot(model, config.options, ctx)
-        from dnnkit.passes.qat_pass import run_qat
-
-        return run_qat(model, config.options, ctx)
-    if config.type == "cluster":
-        from dnnkit.passes.tfmot_engine import cluster_with_tfmot
-
-        return cluster_with_tfmot(model, config.options, ctx)
-    from dnnkit.passes.distill import run_distill
-
-    return run_distill(model, config.options, ctx)
+    if getattr(config.options, "engine", None) == "auto":
+        config = resolve_engine(config, tf_keras_input=False)
+    return pass_function(config)(model, config.options, ctx)

@@ -1,4 +1,5 @@
-"""The ``prune`` pass: magnitude pruning during fine-tuning, then strip."""
+"""The native ``prune`` pass: magnitude pruning during fine-tuning, then strip (the tfmot engine's is
+:func:`dnnkit.passes.tfmot_engine.prune_with_tfmot`; :data:`dnnkit.passes.PASSES` picks one)."""
 
 from __future__ import annotations
 
@@ -7,18 +8,6 @@ from typing import Any
 
 from dnnkit.passes import PassResult, PruneOptions
 from dnnkit.passes.context import PassContext
-
-
-def schedule_for(opts: PruneOptions, total_steps: int) -> Any:
-    """The pruning schedule the options describe (end step defaults to 2/3 of training)."""
-    from dnnkit.passes.schedules import ConstantSparsity, PolynomialDecay
-
-    end = opts.end_step if opts.end_step is not None else max(opts.begin_step + 1, (2 * total_steps) // 3)
-    if opts.schedule == "constant" or opts.structure:
-        return ConstantSparsity(opts.final_sparsity, begin_step=opts.begin_step, end_step=end,
-                                frequency=opts.frequency)
-    return PolynomialDecay(opts.initial_sparsity, opts.final_sparsity, begin_step=opts.begin_step,
-                           end_step=end, frequency=opts.frequency)
 
 
 def run_prune(model: Any, opts: PruneOptions, ctx: PassContext) -> PassResult:
@@ -32,14 +21,10 @@ def run_prune(model: Any, opts: PruneOptions, ctx: PassContext) -> PassResult:
     Returns:
         The pruned model and a report: per-weight sparsity, schedule, time.
     """
-    if opts.engine == "tfmot":
-        from dnnkit.passes.tfmot_engine import prune_with_tfmot
-
-        return prune_with_tfmot(model, opts, ctx)
     import keras
 
     from dnnkit.passes.pruning import PruneConfig, prune_low_magnitude, strip_pruning
-    from dnnkit.passes.schedules import serialize
+    from dnnkit.passes.schedules import schedule_for, serialize
 
     work = keras.models.clone_model(model)
     work.set_weights(model.get_weights())

@@ -103,3 +103,19 @@ def deserialize(data: dict[str, Any]) -> PruningSchedule:
     if data.get("class_name") not in classes:
         raise ValueError(f"class_name: expected one of {sorted(classes)}, got {data.get('class_name')!r}")
     return classes[data["class_name"]].from_config(data["config"])
+
+
+def schedule_for(opts: Any, total_steps: int) -> PruningSchedule:
+    """The schedule a prune pass's options describe (``end_step`` defaults to two thirds of the
+    fine-tuning steps); both engines prune on it (tfmot gets its own schedule with the same steps).
+
+    Args:
+        opts: a :class:`dnnkit.passes.PruneOptions`.
+        total_steps: optimizer steps of the fine-tuning.
+    """
+    end = opts.end_step if opts.end_step is not None else max(opts.begin_step + 1, (2 * total_steps) // 3)
+    if opts.schedule == "constant" or opts.structure:
+        return ConstantSparsity(opts.final_sparsity, begin_step=opts.begin_step, end_step=end,
+                                frequency=opts.frequency)
+    return PolynomialDecay(opts.initial_sparsity, opts.final_sparsity, begin_step=opts.begin_step,
+                           end_step=end, frequency=opts.frequency)

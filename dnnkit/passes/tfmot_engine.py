@@ -123,16 +123,10 @@ def _fit(model: Any, ctx: PassContext, *, epochs: int, learning_rate: float, bat
          callbacks: list[Any]) -> None:
     import tf_keras
 
-    from dnnkit.training import prepare_targets
+    from dnnkit.training import make_loss, prepare_targets
 
     tf_keras.utils.set_random_seed(ctx.seed)
-    head = ctx.spec.model.head
-    loss = {"multiclass": tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            "binary": tf_keras.losses.BinaryCrossentropy(),
-            "regression": tf_keras.losses.MeanSquaredError()}[head]
-    if ctx.spec.train.loss == "categorical_crossentropy":
-        loss = tf_keras.losses.CategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss=loss)
+    model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss=make_loss(ctx.spec, tf_keras.losses))
     ds = ctx.dataset
     model.fit(ds.x_train, prepare_targets(ctx.spec, ds.y_train), batch_size=batch_size, epochs=epochs,
               validation_data=(ds.x_val, prepare_targets(ctx.spec, ds.y_val)), callbacks=callbacks, verbose=0)
@@ -155,7 +149,7 @@ def prune_with_tfmot(model: Any, opts: PruneOptions, ctx: PassContext) -> PassRe
     """
     import tf_keras
 
-    from dnnkit.passes.prune_pass import schedule_for
+    from dnnkit.passes.schedules import schedule_for
 
     if opts.structure or opts.scope != "layer":
         raise CompressionError("passes: prune with the tfmot engine: expected unstructured, per-layer sparsity, "
