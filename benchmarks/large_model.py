@@ -1,5 +1,5 @@
 """Large-model export: a 224x224 ResNet50 (23.6 M parameters, random weights, softmax head) through
-export/all.toml with 100 calibration images; prints each artifact's conversion and verification
+export/all.toml (calibration: at most --images training images); prints each artifact's conversion and verification
 seconds and peak resident memory (each in its own process), the parent's peak and the wall time.
 
     python benchmarks/large_model.py [--out DIR] [--images N] [--recipe export/all.toml]

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 
 Z_ONE_SIDED_95 = 1.6448536269514722
+# the value checks of a quantized artifact: what quantization noise fails (not names, shapes or loading)
+VALUE_CHECKS = frozenset({"top1_agreement", "accuracy_drop", "rmse_ratio", "sqnr_db"})
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"
 

@@ -150,6 +150,28 @@ class TFLiteRunner(Runner):
             self.interpreter.allocate_tensors()
         return prepared
 
+    def input_quantization(self, x: Inputs) -> dict[str, dict[str, float]]:
+        """For each int8 input: its scale, the share of ``x`` clipped, and the SQNR of its worst
+        feature (last axis) after quantize-dequantize: variance of the feature over the squared
+        rounding error. One per-tensor scale for features whose spreads differ leaves the narrow
+        ones at a few dB."""
+        out = {}
+        for name, value in self._feed(x).items():
+            d = self._ins.get(name)
+            if d is None or d["dtype"] not in (np.int8, np.uint8) or np.asarray(value).dtype.kind != "f":
+                continue
+            v = np.asarray(value, np.float64).reshape(-1, np.asarray(value).shape[-1])
+            scale, zero = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            q = np.round(v / scale + zero)
+            back = (np.clip(q, info.min, info.max) - zero) * scale
+            noise = np.maximum(np.mean((back - v) ** 2, axis=0), 1e-30)
+            signal = np.var(v, axis=0)
+            sqnr = 10.0 * np.log10(np.maximum(signal, 1e-30) / noise)
+            out[name] = {"scale": float(scale), "clipped": float(np.mean((q < info.min) | (q > info.max))),
+                         "worst_feature_sqnr_db": round(float(np.min(sqnr)), 2), "worst_feature": int(np.argmin(sqnr))}
+        return out
+
     def _invoke(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         it = self.interpreter
         for name, value in prepared.items():
@@ -230,6 +252,28 @@ class OnnxRunner(Runner):
 
     def _prepare(self, x: Inputs) -> dict[str, np.ndarray]:
         return {n: np.asarray(v).astype(self.input_dtypes.get(n, np.float32)) for n, v in self._feed(x).items()}
+
+    def input_quantization(self, x: Inputs) -> dict[str, dict[str, float]]:
+        """For each int8 input: its scale, the share of ``x`` clipped, and the SQNR of its worst
+        feature (last axis) after quantize-dequantize: variance of the feature over the squared
+        rounding error. One per-tensor scale for features whose spreads differ leaves the narrow
+        ones at a few dB."""
+        out = {}
+        for name, value in self._feed(x).items():
+            d = self._ins.get(name)
+            if d is None or d["dtype"] not in (np.int8, np.uint8) or np.asarray(value).dtype.kind != "f":
+                continue
+            v = np.asarray(value, np.float64).reshape(-1, np.asarray(value).shape[-1])
+            scale, zero = d["quantization"]
+            info = np.iinfo(d["dtype"])
+            q = np.round(v / scale + zero)
+            back = (np.clip(q, info.min, info.max) - zero) * scale
+            noise = np.maximum(np.mean((back - v) ** 2, axis=0), 1e-30)
+            signal = np.var(v, axis=0)
+            sqnr = 10.0 * np.log10(np.maximum(signal, 1e-30) / noise)
+            out[name] = {"scale": float(scale), "clipped": float(np.mean((q < info.min) | (q > info.max))),
+                         "worst_feature_sqnr_db": round(float(np.min(sqnr)), 2), "worst_feature": int(np.argmin(sqnr))}
+        return out
 
     def _invoke(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, prepared)

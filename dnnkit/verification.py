@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.criteria import (FAIL, INCONCLUSIVE, agreement_check, degradation_check, failure, float_parity,
-                             rmse_ratio_check, sqnr_check, z_for)
+from dnnkit.criteria import (FAIL, INCONCLUSIVE, VALUE_CHECKS, agreement_check, degradation_check, failure,
+                             float_parity, rmse_ratio_check, sqnr_check, z_for)
 from dnnkit.metrics import predicted_classes, task_metrics
 from dnnkit.recipe import ArtifactConfig, Recipe
 from dnnkit.signature import HEAD_FEATURES, Inputs, rows, take, to_arrays
@@ -241,6 +241,11 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
     def finish() -> dict[str, Any]:
         entry["status"] = _status(failures, inconclusive)
         reasons = [f["message"] for f in failures + inconclusive]
+        if reasons and any(f["check"] in VALUE_CHECKS for f in failures + inconclusive):
+            reasons += [f"int8 input {n}: one scale ({q['scale']:.3g}) leaves its feature {q['worst_feature']} at "
+                        f"{q['worst_feature_sqnr_db']:.1f} dB SQNR (normalize the input outside the model, or "
+                        f"io = \"float\")" for n, q in (entry.get("input_quantization") or {}).items()
+                        if q["worst_feature_sqnr_db"] < INPUT_SQNR_NOTE_DB]
         entry["failure_reason"] = "; ".join(reasons) or None
         return entry
 
@@ -290,6 +295,8 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
         return finish()
     # 3. values, per output
     quantized = art.quantized or fake_quant
+    if art.format == "tflite" and art.io == "int8":
+        entry["input_quantization"] = runner.input_quantization(ref.x)
     entry["checked_as"] = "quantized" if quantized else "float"
     samples = int(rows(ref.x))
     per_output = {name: _values(ref, k, out, art, recipe, quantized, failures, inconclusive)
@@ -362,11 +369,12 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
 
 
 VERIFY_STARTUP_TIMEOUT_S = 120.0
+INPUT_SQNR_NOTE_DB = 20.0  # an int8 input feature below this (noise RMS over a tenth of its spread) is named
 
 # what a verification writes into a manifest entry beside status and failures: an entry verified again
 # drops these first, so nothing from the earlier run survives a result that lacks them
 VERIFICATION_FIELDS = ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity",
-                       "outputs", "verification")
+                       "outputs", "verification", "input_quantization")
 
 
 def save_reference(path: str | os.PathLike[str], ref: Reference) -> None:

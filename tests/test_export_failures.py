@@ -243,3 +243,36 @@ def test_errors_in_a_real_process_have_no_traceback(tmp_path):
                  "--data", "digits", "--out", str(tmp_path / "o"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert error_lines(result.stderr) == [f"dnnkit: error: model: file not found: {tmp_path / 'x.keras'}"]
+
+
+def test_an_int8_input_too_coarse_for_its_features_is_named(tmp_path):
+    """Raw features whose spreads differ 50x, normalized inside the model: one int8 input scale leaves
+    the narrow ones at a few dB; the failure says so and what to do (the keras-io structured-data model)."""
+    import keras
+    import numpy as np
+
+    import dnnkit
+    from dnnkit.recipe import recipe_from_dict
+
+    rng = np.random.default_rng(0)
+    spread = np.array([1.0, 50.0, 2.0, 1.0, 40.0, 1.5])
+    x = (rng.normal(size=(3000, 6)) * spread + rng.uniform(-100, 100, 6)).astype("float32")
+    y = ((x[:, 0] - x[:, 0].mean()) / spread[0] + (x[:, 3] - x[:, 3].mean()) / spread[3] > 0).astype("int32")
+    keras.utils.set_random_seed(0)
+    norm = keras.layers.Normalization()
+    norm.adapt(x[:2000])
+    inp = keras.Input((6,), name="features")
+    model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Dense(16, activation="relu")(norm(inp))))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:2000], y[:2000], epochs=10, verbose=0)
+    recipe = recipe_from_dict({"name": "int8io", "artifacts": [
+        {"name": "tflite_int8", "format": "tflite", "precision": "int8", "io": "int8"}]})
+    manifest = dnnkit.export(model, recipe, tmp_path / "out", data={"x_train": x[:2000], "y_train": y[:2000],
+                                                                    "x_test": x[2000:], "y_test": y[2000:]})
+    (entry,) = manifest["artifacts"]
+    q = entry["input_quantization"]["features"]
+    # one scale for offsets up to +-100 (measured 1.25) on features of spread 1: rounding noise s^2/12 = 0.13
+    # against variance 1, 8.8 dB (the artifact agrees with Keras on 0.886 of inputs)
+    assert q["worst_feature"] in (0, 3) and q["worst_feature_sqnr_db"] < 12 and q["scale"] > 0.5
+    assert entry["status"] != "verified"
+    assert "int8 input features: one scale" in entry["failure_reason"] and 'io = "float"' in entry["failure_reason"]
