@@ -21,6 +21,7 @@ _LAZY = {
     "load_model": ("dnnkit.modelio", "load_model"),
     "export": ("dnnkit.api", "export"),
     "compress": ("dnnkit.api", "compress"),
+    "optimize": ("dnnkit.api", "optimize"),
     "verify": ("dnnkit.api", "verify"),
     "load_recipe": ("dnnkit.recipe", "load_recipe"),
 }

@@ -1,6 +1,6 @@
 """The Python API with objects: a ``keras.Model`` and NumPy arrays in, a verified export out.
 
-``dnnkit.export``, ``dnnkit.compress`` and ``dnnkit.verify`` take what a Keras user holds —
+``dnnkit.export``, ``dnnkit.compress``, ``dnnkit.optimize`` and ``dnnkit.verify`` take what a Keras user holds —
 a model object (or a ``.keras`` path), arrays (or a data source name or file), a recipe object
 (or a path) — and return the manifest, as the command line does::
 
@@ -126,6 +126,44 @@ def verify(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict[str
     return verify_dir(out_dir, unsafe=unsafe)
 
 
+def optimize(model: ModelLike, out_dir: str | os.PathLike[str], *, data: DataLike = None,
+             target: str | None = None, max_degradation: float | None = None, max_size_kb: float | None = None,
+             max_latency_ms: float | None = None, objective: str | None = None, recipe: Any = None,
+             task: str | None = None, unsafe: bool = False, verbose: bool = False) -> dict[str, Any]:
+    """Verify every candidate conversion of a model and keep the best one that meets the goals.
+
+    Args:
+        model: a ``keras.Model``, a ``.keras`` file or a run directory.
+        out_dir: the output folder.
+        data: as for :func:`export`.
+        target: ``tflite``, ``onnx`` or ``both`` (default: ``both``, or the recipe's).
+        max_degradation: the most the task metric may drop (accuracy as a fraction, or RMSE
+            ratio - 1); default 0.01.
+        max_size_kb: the largest file, in KiB.
+        max_latency_ms: the slowest batch-1 latency (p50 on this machine), in ms.
+        objective: ``smallest`` (default) or ``fastest``, among the candidates meeting every goal.
+        recipe: a recipe (or path) with an ``[optimize]`` table (goals the arguments override) and
+            ``[verify]`` settings.
+        task, unsafe, verbose: as for :func:`export`.
+
+    Returns:
+        The manifest; ``manifest["optimize"]`` lists every candidate, the Pareto front and the
+        chosen artifact per target, and ``status`` is ``verified`` only when every target has one.
+
+    Raises:
+        DnnkitError: on bad goals or input, with nothing written.
+    """
+    from dnnkit.optimization import goals_from
+    from dnnkit.pipeline import as_recipe
+
+    base = as_recipe(recipe) if recipe is not None else None
+    goals = goals_from({"target": target, "max_degradation": max_degradation, "max_size_kb": max_size_kb,
+                        "max_latency_ms": max_latency_ms, "objective": objective},
+                       base=base.optimize if base is not None else None)
+    return _run("optimize", model, base, out_dir, data=data, goals=goals, task=task, unsafe=unsafe,
+                verbose=verbose)
+
+
 def _run(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike,
          **kw: Any) -> dict[str, Any]:
     from dnnkit import pipeline
@@ -141,8 +179,13 @@ def _run(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[st
             data = out / "reference" / "data.npz"
             data.parent.mkdir(parents=True, exist_ok=True)
             np.savez(data, **arrays)
+        data = None if data is None else str(data)
+        if kind == "optimize":
+            from dnnkit.optimization import optimize as search
+
+            return search(path, out, recipe=recipe, data=data, **kw)
         function = pipeline.compress if kind == "compress" else pipeline.export
-        return function(path, recipe, out, data=None if data is None else str(data), **kw)
+        return function(path, recipe, out, data=data, **kw)
     except Exception:
         if not existed:
             shutil.rmtree(out, ignore_errors=True)  # bad input: nothing half-written

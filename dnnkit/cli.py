@@ -119,6 +119,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return _finish(manifest, args, args.out)
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    """``optimize``: goals from the recipe's [optimize] table, overridden by the flags."""
+    from dnnkit.optimization import goals_from, optimize
+    from dnnkit.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe) if args.recipe else None
+    goals = goals_from({"target": args.runtime, "max_degradation": args.max_degradation,
+                        "max_size_kb": args.max_size_kb, "max_latency_ms": args.max_latency_ms,
+                        "objective": args.objective}, base=recipe.optimize if recipe else None,
+                       origin="dnnkit optimize")
+    args.out_folder = args.out
+    _quiet_tensorflow()
+    manifest = optimize(args.model, args.out, goals=goals, recipe=recipe, data=args.data, task=args.task,
+                        unsafe=args.unsafe, verbose=True)
+    return _finish(manifest, args, args.out)
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from dnnkit.pipeline import verify_dir
@@ -216,6 +233,26 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--out", required=True, help="output folder")
     _model_options(c, data_help='"digits", .npz, .csv or an image folder (default: the run\'s own data)')
     c.set_defaults(func=cmd_export)
+
+    o = sub.add_parser("optimize", help="the smallest (or fastest) verified artifact that meets a goal",
+                       description="Convert a model into every candidate (fp32, fp16, dynamic-range int8, full "
+                                   "int8 with a selective float fallback, TFLite 16x8), verify each, print the "
+                                   "Pareto front of degradation, size and latency, and keep the best candidate "
+                                   "that meets every goal. Exit 1 with the closest candidates when none does.")
+    o.add_argument("model", metavar="target", help="run directory, MODEL.keras, a tf_keras MODEL.h5 or a "
+                                                   "SavedModel folder")
+    o.add_argument("--target", dest="runtime", metavar="RUNTIME",
+                   help="tflite, onnx or both (default: both, or the recipe's [optimize] target)")
+    o.add_argument("--max-degradation", metavar="X",
+                   help="most the metric may drop: accuracy points as a fraction, RMSE ratio - 1 (default 0.01)")
+    o.add_argument("--max-size-kb", metavar="N", help="largest file size in KiB")
+    o.add_argument("--max-latency-ms", metavar="N", help="slowest batch-1 latency (p50, this machine) in ms")
+    o.add_argument("--objective", help="smallest (default) or fastest, among candidates meeting every goal")
+    o.add_argument("--recipe", help="recipe with an [optimize] table of goals, [verify] settings and [[passes]] "
+                                    "whose compressed model gives more candidates (its [[artifacts]] are not used)")
+    o.add_argument("--out", required=True, help="output folder")
+    _model_options(o, data_help='"digits", .npz, .csv or an image folder (default: the run\'s own data)')
+    o.set_defaults(func=cmd_optimize)
 
     v = sub.add_parser("verify", help="re-verify an export folder (checksums and parity)",
                        description="Run every artifact of an export folder in its runtime again "

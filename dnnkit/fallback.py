@@ -19,10 +19,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from dnnkit.criteria import VALUE_CHECKS  # what more float layers can repair
 from dnnkit.recipe import ArtifactConfig, Recipe
 
-# the checks a quantized artifact can fail that more float layers can repair
-VALUE_CHECKS = frozenset({"top1_agreement", "accuracy_drop", "rmse_ratio", "sqnr_db"})
 RANKED_BY = {"tflite": "tf.lite.experimental.QuantizationDebugger: per-layer SQNR of each quantized op's output",
              "onnx": "onnxruntime.quantization.qdq_loss_debug: per-node SQNR of its quantized activations and weights"}
 FALLBACK_DIR = ".fallback"
@@ -93,7 +92,9 @@ def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, Artif
         ranking = result.get("info", {}).get("ranking") if result.get("status") == "done" else None
         records[name] = {"ranked_by": RANKED_BY[art.format], "seconds": {"ranking": result.get("seconds")},
                          "first_attempt": {"status": entry["status"], "reason": entry.get("failure_reason"),
-                                           "bytes": entry.get("bytes"), **_main_value(entry)}}
+                                           "bytes": entry.get("bytes"),
+                                           "latency_p50_ms": (entry.get("latency_ms") or {}).get("p50"),
+                                           **_main_value(entry)}}
         if not ranking:
             records[name]["error"] = f"ranking failed: {result.get('reason') or 'no quantized layers'}"
             continue
@@ -107,11 +108,12 @@ def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, Artif
         else:
             records[name]["tried"] = []
         for k in counts:
-            # the pick is the first of 1 + len(counts) artifacts to pass: each verdict at 1 - 0.05 / that
+            # the pick is the first of the artifact's own candidates (1, or dnnkit optimize's) and
+            # len(counts) more to pass: each verdict at 1 - 0.05 / that
             nodes = [n for r in ranking[:k] for n in r.get("nodes", [r["name"]])]
             variant = dataclasses.replace(art, name=f"{name}~float{k}", selective_fallback=False,
                                           float_layers=tuple(dict.fromkeys(nodes)),
-                                          candidates=1 + len(counts))
+                                          candidates=art.candidates + len(counts))
             candidates[name].append((k, variant))
             files[variant.name] = {"filename": f"{FALLBACK_DIR}/{name}/float{k}/{art.filename}"}
     for stage in (slice(0, FIRST_STAGE), slice(FIRST_STAGE, None)):

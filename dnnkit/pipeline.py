@@ -30,7 +30,7 @@ from dnnkit.errors import ModelLoadError
 from dnnkit.child import peak_rss_mb
 from dnnkit.criteria import failure, float_parity
 from dnnkit.fileio import atomic_path, save_keras, write_json, write_text
-from dnnkit.recipe import ArtifactConfig, Recipe, VerifyConfig, load_recipe
+from dnnkit.recipe import ArtifactConfig, Recipe, RecipeError, VerifyConfig, load_recipe
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = "models/digits_cnn.toml"
@@ -53,6 +53,13 @@ def default_path(relative: str) -> Path:
     """A shipped spec/recipe: from the working directory if present, else from the repo."""
     here = Path(relative)
     return here if here.exists() else REPO_ROOT / relative
+
+
+def _with_artifacts(recipe: Recipe) -> Recipe:
+    if not recipe.artifacts:
+        raise RecipeError(f"{recipe.path or recipe.name}: artifacts: expected a non-empty array of [[artifacts]] "
+                          f"tables, got nothing (a recipe with only [optimize] is for `dnnkit optimize`)")
+    return recipe
 
 
 def as_recipe(recipe: Recipe | str | os.PathLike[str]) -> Recipe:
@@ -148,7 +155,7 @@ def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[st
             data: str | None = None, task: str | None = None, unsafe: bool = False,
             verbose: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """:func:`export` without the verdict and the write (``compress`` adds its passes first)."""
-    recipe = as_recipe(recipe)
+    recipe = _with_artifacts(as_recipe(recipe))
     with _source_model(model, unsafe) as (keras_model, source_dir, source_info):
         return _export_loaded(model, keras_model, source_dir, source_info, recipe, out_dir, spec=spec, data=data,
                               task=task, unsafe=unsafe, verbose=verbose, extra=extra)
@@ -456,6 +463,9 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
             entry.pop(stale, None)
         entry.update(fresh)
         entry["sha256"] = expected  # the manifest keeps the digest recorded at export
+    opt = manifest.get("optimize") or {}
+    for folder in opt.get("folders") or {}:  # dnnkit optimize: chosen artifacts of the compressed model
+        opt["folders"][folder] = verify_dir(out / folder, unsafe=unsafe)["status"]
     manifest["verified_again"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return _finish(manifest, out)
 
@@ -485,7 +495,7 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     from dnnkit.data import load_data
     from dnnkit.evaluation import resolve_target
 
-    recipe = as_recipe(recipe)
+    recipe = _with_artifacts(as_recipe(recipe))
     from dnnkit.tfmodel import is_saved_model
 
     if not recipe.passes and (Path(model).suffix.lower() == ".h5" or is_saved_model(model)):

@@ -10,7 +10,7 @@ field, the value and what was expected; unknown keys are errors. Example::
     name = "tflite_int8"
     format = "tflite"
     precision = "int8"
-    samples = 100
+    samples = 1000
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class ArtifactConfig:
     format: str
     precision: str = "fp32"
     io: str = "float"
-    samples: int = 100
+    samples: int = 1000  # calibration inputs: fewer leave test inputs outside the calibrated ranges
     static_batch: int | None = None
     allow_flex: bool = False
     float_fallback: bool = False
@@ -134,6 +134,7 @@ class Recipe:
     path: str | None = None
     passes: tuple[Any, ...] = ()
     goal_degradation: float | None = None
+    optimize: Any = None  # dnnkit.optimization.Goals from an [optimize] table (dnnkit optimize), else None
 
     @property
     def base_dir(self) -> Path:
@@ -169,7 +170,7 @@ def _read_artifact(t: TableReader) -> ArtifactConfig:
     art = ArtifactConfig(
         name=name, format=fmt, precision=precision,
         io=t.choice("io", ("float", "int8"), "float") if tflite and int8 else "float",
-        samples=t.integer("samples", 100) if full else 100,
+        samples=t.integer("samples", 1000) if full else 1000,
         static_batch=t.integer("static_batch", None) if tflite else None,
         allow_flex=t.boolean("allow_flex", False) if tflite else False,
         float_fallback=t.boolean("float_fallback", False) if tflite and full else False,
@@ -233,10 +234,15 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
         if not isinstance(raw_passes, list):
             top.fail("passes", raw_passes, "an array of [[passes]] tables")
         passes = tuple(read_pass(TableReader(p, f"passes[{i}]", origin)) for i, p in enumerate(raw_passes))
-        raw_arts = top.raw("artifacts", None)
-        if not isinstance(raw_arts, list) or not raw_arts:
+        optimize = None
+        if top.has("optimize"):
+            from dnnkit.optimization import read_goals
+
+            optimize = read_goals(top.sub("optimize"))
+        raw_arts = top.raw("artifacts", None if optimize is None else [])
+        if not isinstance(raw_arts, list) or (not raw_arts and optimize is None):
             top.fail("artifacts", raw_arts if raw_arts is not None else "nothing",
-                     "a non-empty array of [[artifacts]] tables")
+                     "a non-empty array of [[artifacts]] tables (or an [optimize] table)")
         artifacts = tuple(_read_artifact(TableReader(a, f"artifacts[{i}]", origin))
                           for i, a in enumerate(raw_arts))
         seen: set[str] = set()
@@ -250,7 +256,7 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
             raise
         raise RecipeError(str(exc)) from None
     return Recipe(name=name, description=description, artifacts=artifacts, verify=verify, path=path,
-                  passes=passes, goal_degradation=max_degradation)
+                  passes=passes, goal_degradation=max_degradation, optimize=optimize)
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:

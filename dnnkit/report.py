@@ -33,6 +33,44 @@ def main_metric(ref: dict[str, Any]) -> str | None:
     return None
 
 
+def _columns(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return lines
+
+
+def optimize_table(opt: dict[str, Any]) -> list[str]:
+    """The candidates of ``dnnkit optimize``: figures, goals met, Pareto front, the pick."""
+    g = opt["goals"]
+    wanted = [f"degradation <= {g['max_degradation']:g}"]
+    if g.get("max_size_kb") is not None:
+        wanted.append(f"size <= {g['max_size_kb']:g} KB")
+    if g.get("max_latency_ms") is not None:
+        wanted.append(f"p50 <= {g['max_latency_ms']:g} ms")
+    lines = [f"optimize: {', '.join(wanted)}; objective {g['objective']}; target {g['target']}"]
+    rows = [("candidate", "size", "degradation", "agreement", "p50 ms", "status", "goals missed", "pareto")]
+    for r in opt["candidates"]:
+        missed = [k for k, v in (r.get("goals") or {}).items() if v is False]
+        rows.append((("* " if r.get("chosen") else "  ") + r["name"], _size(r.get("bytes")),
+                     "-" if r.get("degradation") is None else f"{r['degradation']:+.4f}",
+                     "-" if r.get("top1_agreement") is None else f"{r['top1_agreement']:.4f}",
+                     "-" if r.get("latency_p50_ms") is None else f"{r['latency_p50_ms']:.3f}",
+                     r["status"], ", ".join(missed) or "-",
+                     {True: "yes", False: "no", None: "-"}[r.get("pareto")]))
+    lines += _columns(rows)
+    paths = {r["name"]: r.get("path") for r in opt["candidates"]}
+    for target, name in opt.get("chosen", {}).items():
+        lines.append(f"CHOSEN {target}: {name}" + (f" ({paths[name]})" if paths.get(name) else ""))
+    for folder, status in (opt.get("folders") or {}).items():
+        lines.append(f"{folder}/: the chosen artifacts of the compressed model (own manifest): {status}")
+    for p in (opt.get("passes") or {}).get("records", []):
+        lines.append(f"passes/ candidates: after {p['type']}, degradation {p['degradation']:+.4f} from the original")
+    for target, names in opt.get("closest", {}).items():
+        lines.append(f"NO {target} CANDIDATE meets every goal; closest: {', '.join(names) or 'none converted'}")
+    return lines
+
+
 def table(manifest: dict[str, Any]) -> str:
     """Render the manifest as a fixed-width table, one line per artifact, failures below."""
     ref = manifest["reference"]
@@ -48,9 +86,9 @@ def table(manifest: dict[str, Any]) -> str:
         rows.append((e["name"], e["format"], e["precision"], _size(e.get("bytes")),
                      "-" if m is None else f"{m:.4f}", _parity(e),
                      "-" if lat is None else f"{lat:.3f}", e["status"].upper()))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines = _columns(rows)
+    if manifest.get("optimize"):
+        lines += ["", *optimize_table(manifest["optimize"]), ""]
     failed = [e for e in manifest["artifacts"] if e["status"] != "verified"]
     for e in manifest["artifacts"]:
         fb = (e.get("conversion") or {}).get("selective_fallback") or {}

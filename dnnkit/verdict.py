@@ -1,6 +1,6 @@
 """One verdict for a manifest, from its artifacts and its goals together.
 
-``export``, ``compress``, ``run`` and ``verify`` all end with :func:`decide`, so a folder that
+``export``, ``compress``, ``run``, ``optimize`` and ``verify`` all end with :func:`decide`, so a folder that
 missed a goal when it was made still fails when it is verified again. The verdict is
 ``verified`` (exit 0), ``failed`` or ``inconclusive`` (both exit 1; an inconclusive artifact
 counts as passed only where the recipe sets ``[verify] accept_inconclusive = true``).
@@ -88,6 +88,16 @@ def decide(manifest: dict[str, Any]) -> dict[str, Any]:
         goals["met"] = not missed
         goals["missed"] = [m["message"] for m in missed]
         failures.extend(missed)
+    opt = manifest.get("optimize")
+    for folder, status in ((opt or {}).get("folders") or {}).items():
+        if status != "verified":
+            failures.append(failure("artifact", f"optimize: the chosen artifacts in {folder}/ are {status}", status,
+                                    "verified", folder=folder))
+    if opt is not None and not opt.get("met"):
+        for target, names in opt.get("closest", {}).items():  # targets without a chosen candidate
+            closest = ", ".join(names) or "none converted"
+            failures.append(failure("goal", f"optimize: no {target} candidate meets every goal (closest: {closest})",
+                                    "no candidate", "a candidate meeting every goal", target=target))
     manifest["failures"] = failures
     manifest["inconclusive"] = inconclusive
     manifest["status"] = "failed" if failures else "inconclusive" if inconclusive else "verified"

@@ -1,0 +1,170 @@
+"""dnnkit optimize's ONNX int8 against NNCF's accuracy-controlled quantization (issue 10, part 6b).
+
+Same model, same ONNX fp32 file (dnnkit's converter), same calibration inputs (1000 from the
+training split), same labelled test split as the validation set, same ``max_drop`` (0.01,
+absolute). NNCF's ``quantize_with_accuracy_control`` reverts the ops it ranks most harmful to
+float until the validation accuracy drop is at most ``max_drop`` (a point estimate); dnnkit's
+``optimize`` keeps the layers onnxruntime's ``qdq_loss_debug`` ranks worst float until the artifact
+verifies (agreement with Keras >= 0.98 and accuracy drop <= 0.01, both decided by one-sided 95 %
+bounds at a Bonferroni-corrected confidence). NNCF's result is then judged by dnnkit's checks too.
+Printed per model: accuracy, weighted ops (Conv/MatMul/Gemm) left float, size, batch-1 p50
+latency in onnxruntime, search seconds, and the same-run ratios.
+
+NNCF is not a dnnkit dependency: ``pip install -e '.[bench]'`` (nncf 3.4.0; it needs no other
+version of onnx/onnxruntime/numpy than dnnkit pins).
+
+    python benchmarks/optimize_nncf.py [--models EfficientNetB0 MobileNetV2] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+WEIGHTED = ("Conv", "ConvTranspose", "MatMul", "Gemm")
+
+
+SHAPE_ONLY = ("Reshape", "Unsqueeze", "Squeeze", "Transpose", "Flatten", "Identity")
+
+
+def float_weighted_ops(model) -> tuple[int, int]:
+    """(weighted ops not running in int8, weighted ops): a weighted op is int8 when its activation and
+    its weight both come from a DequantizeLinear, possibly through shape-only ops (NNCF places its
+    QDQ pairs before tf2onnx's Reshape/Unsqueeze; onnxruntime's right at the op)."""
+    produced_by = {o: n for n in model.graph.node for o in n.output}
+
+    def dequantized(name: str) -> bool:
+        node = produced_by.get(name)
+        while node is not None and node.op_type in SHAPE_ONLY:
+            node = produced_by.get(node.input[0])
+        return node is not None and node.op_type == "DequantizeLinear"
+
+    ops = [n for n in model.graph.node if n.op_type in WEIGHTED]
+    return sum(not (dequantized(n.input[0]) and dequantized(n.input[1])) for n in ops), len(ops)
+
+
+def p50_ms(session, x, runs=200, warmup=20) -> float:
+    name = session.get_inputs()[0].name
+    for i in range(warmup):
+        session.run(None, {name: x[i % len(x)][None]})
+    times = []
+    for i in range(runs):
+        start = time.perf_counter()
+        session.run(None, {name: x[i % len(x)][None]})
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1000)
+
+
+def predict(session, x, batch=256) -> np.ndarray:
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="*", default=["EfficientNetB0", "MobileNetV2"])
+    parser.add_argument("--max-drop", type=float, default=0.01)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    try:
+        import nncf
+    except ImportError:
+        print("nncf is not installed: pip install -e '.[bench]'")
+        return 2
+    import onnx
+    import onnxruntime as ort
+
+    import dnnkit
+    from byo_matrix import build
+    from dnnkit.criteria import agreement_check, degradation_check
+    from dnnkit.recipe import recipe_from_dict
+
+    base = Path(args.out or tempfile.mkdtemp(prefix="optimize-nncf-"))
+    results = {}
+    for name in args.models:
+        model, data = build(name, args.epochs)
+        x_test, y_test = data["x_test"], np.asarray(data["y_test"])
+        ref_logits = model.predict(x_test, verbose=0)
+        ref_classes = ref_logits.argmax(-1)
+        ref_correct = ref_classes == y_test
+
+        start = time.perf_counter()
+        manifest = dnnkit.optimize(model, base / name / "dnnkit", data=data, target="onnx",
+                                   max_degradation=args.max_drop)
+        dnnkit_s = time.perf_counter() - start
+        rows = {r["name"]: r for r in manifest["optimize"]["candidates"]}
+        int8_rows = [r for n, r in rows.items() if n.startswith("onnx_int8")]
+        best = next((r for r in int8_rows if r["status"] == "verified"), int8_rows[-1])
+
+        fp32_dir = base / name / "fp32"
+        dnnkit.export(model, recipe_from_dict({"name": "fp32", "artifacts": [
+            {"name": "onnx_fp32", "format": "onnx", "precision": "fp32"}]}), fp32_dir, data=data)
+        fp32 = onnx.load(str(fp32_dir / "artifacts" / "onnx_fp32.onnx"))
+        input_name = fp32.graph.input[0].name
+        order = np.random.default_rng(0).permutation(len(data["x_train"]))[:1000]
+        calibration = nncf.Dataset([data["x_train"][i:i + 1] for i in order], lambda item: {input_name: item})
+        validation = nncf.Dataset(list(range(len(x_test))))  # items: test-split indices
+
+        def validate(candidate, items):
+            index = np.fromiter(items, dtype=np.int64)
+            session = ort.InferenceSession(candidate.SerializeToString(), providers=["CPUExecutionProvider"])
+            correct = predict(session, x_test[index]).argmax(-1) == y_test[index]
+            return float(correct.mean()), [float(c) for c in correct]
+
+        start = time.perf_counter()
+        quantized = nncf.quantize_with_accuracy_control(
+            fp32, calibration, validation, validate, max_drop=args.max_drop, drop_type=nncf.DropType.ABSOLUTE,
+            subset_size=1000)
+        nncf_s = time.perf_counter() - start
+        path = base / name / "nncf_int8.onnx"
+        onnx.save(quantized, str(path))
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        classes = predict(session, x_test).argmax(-1)
+        agreement = agreement_check(ref_classes, classes, 0.98)
+        drop = degradation_check(agreement, ref_correct, classes == y_test, args.max_drop)
+        left, total = float_weighted_ops(quantized)
+        nncf_row = {"accuracy": float((classes == y_test).mean()), "reference_accuracy": float(ref_correct.mean()),
+                    "top1_agreement": agreement["value"], "agreement_verdict": agreement["verdict"],
+                    "drop": drop["value"], "drop_ci": drop["ci"], "drop_verdict": drop["verdict"],
+                    "float_weighted_ops": left, "weighted_ops": total, "bytes": path.stat().st_size,
+                    "p50_ms": p50_ms(session, x_test), "seconds": round(nncf_s, 1)}
+        fp32_session = ort.InferenceSession(str(fp32_dir / "artifacts" / "onnx_fp32.onnx"),
+                                            providers=["CPUExecutionProvider"])
+        results[name] = {"dnnkit": {**best, "seconds": round(dnnkit_s, 1),
+                                    "reference_accuracy": manifest["reference"]["metrics"].get("accuracy"),
+                                    "weighted_ops": total, "chosen": manifest["optimize"]["chosen"]},
+                         "nncf": nncf_row, "fp32": {"bytes": (fp32_dir / "artifacts" / "onnx_fp32.onnx").stat().st_size,
+                                                    "p50_ms": p50_ms(fp32_session, x_test)}}
+        d, n, f = results[name]["dnnkit"], nncf_row, results[name]["fp32"]
+        print(f"\n{name} (reference accuracy {n['reference_accuracy']:.4f}; {total} weighted ops; "
+              f"max_drop {args.max_drop:g})")
+        p50 = "-" if d["latency_p50_ms"] is None else f"{d['latency_p50_ms']:.3f}"
+        agree = "-" if d["top1_agreement"] is None else f"{d['top1_agreement']:.4f}"
+        print(f"  dnnkit {d['name']}: {d['status']}, drop {d['degradation']:+.4f}, agreement {agree}, "
+              f"{d['float_layers']} of {total} weighted ops float, {d['bytes'] / 1e6:.2f} MB, p50 {p50} ms, "
+              f"optimize {d['seconds']} s (chosen: {d['chosen']})")
+        print(f"  nncf: drop {n['drop']:+.4f} (95% CI {n['drop_ci'][0]:+.4f}..{n['drop_ci'][1]:+.4f}: "
+              f"{n['drop_verdict']}), agreement {n['top1_agreement']:.4f} ({n['agreement_verdict']} at 0.98), "
+              f"{left} of {total} weighted ops float, {n['bytes'] / 1e6:.2f} MB, p50 {n['p50_ms']:.3f} ms, "
+              f"search {n['seconds']} s")
+        print(f"  fp32: {f['bytes'] / 1e6:.2f} MB, p50 {f['p50_ms']:.3f} ms")
+        if d.get("latency_p50_ms"):
+            print(f"  dnnkit / nncf: size {d['bytes'] / n['bytes']:.2f}x, p50 {d['latency_p50_ms'] / n['p50_ms']:.2f}x, "
+                  f"search time {d['seconds'] / max(n['seconds'], 1e-9):.2f}x")
+    (base / "optimize_nncf.json").write_text(json.dumps(results, indent=2, default=str))
+    print(f"\nresults: {base / 'optimize_nncf.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

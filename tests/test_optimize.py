@@ -1,0 +1,215 @@
+"""``dnnkit optimize`` (issue 10): every candidate verified, the Pareto front, the best candidate that
+meets every goal, the closest ones (exit 1) when none does, one-line errors (exit 2) for bad goals."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import cli, error_lines
+from dnnkit.optimization import Goals, candidate_recipe, choose, goals_from, judge, pareto
+
+
+def _row(name, target="tflite", status="verified", bytes_=1000, p50=1.0, degradation=0.0, entry=True):
+    return {"name": name, "target": target, "status": status, "bytes": bytes_, "latency_p50_ms": p50,
+            "degradation": degradation, "top1_agreement": None, "float_layers": 0, "reason": None,
+            "entry": name if entry else None}
+
+
+def test_pareto_front_of_a_hand_made_candidate_list():
+    rows = [
+        _row("a", bytes_=1000, p50=1.0, degradation=0.000),   # most accurate
+        _row("b", bytes_=400, p50=2.0, degradation=0.004),    # smallest
+        _row("c", bytes_=900, p50=0.5, degradation=0.002),    # fastest
+        _row("d", bytes_=1000, p50=1.0, degradation=0.001),   # a, but worse: dominated by a
+        _row("e", bytes_=500, p50=2.5, degradation=0.004),    # b, but larger and slower: dominated by b
+        _row("f", bytes_=400, p50=2.0, degradation=0.004),    # equal to b: neither dominates the other
+        _row("g", bytes_=300, p50=None, degradation=0.1),     # no latency: not compared
+    ]
+    assert pareto(rows) == ["a", "b", "c", "f"]
+    assert [r["pareto"] for r in rows] == [True, True, True, False, False, True, None]
+
+
+def test_choice_follows_the_objective_among_candidates_meeting_every_goal():
+    def rows():
+        return [_row("fp32", bytes_=1000, p50=1.0), _row("int8", bytes_=300, p50=0.8),
+                _row("fast", bytes_=600, p50=0.2), _row("tiny", status="failed", bytes_=100, p50=0.1, degradation=0.2),
+                _row("onnx_int8", target="onnx", bytes_=350, p50=0.3)]
+
+    smallest = rows()
+    judge(smallest, Goals(target="both"))
+    assert choose(smallest, Goals(target="both")) == {"chosen": {"tflite": "int8", "onnx": "onnx_int8"},
+                                                      "closest": {}, "met": True}
+    fastest = rows()
+    judge(fastest, Goals(target="tflite", objective="fastest"))
+    assert choose(fastest, Goals(target="tflite", objective="fastest"))["chosen"] == {"tflite": "fast"}
+    sized = rows()
+    goals = Goals(target="tflite", max_size_kb=0.5, max_latency_ms=0.5)  # 512 bytes and 0.5 ms
+    judge(sized, goals)
+    assert [r["goals"] for r in sized[:2]] == [{"degradation": True, "size": False, "latency": False},
+                                               {"degradation": True, "size": True, "latency": False}]
+    picked = choose(sized, goals)
+    # nothing meets all three; one goal missed beats two, then the smaller relative excess:
+    # fast 600/512 bytes (+17 %), int8 0.8/0.5 ms (+60 %), tiny a 0.2 drop (19x over), fp32 two goals
+    assert picked["met"] is False and picked["chosen"] == {}
+    assert picked["closest"]["tflite"] == ["fast", "int8", "tiny"]
+
+
+def test_candidates_cover_every_precision_and_are_judged_as_one_of_several():
+    recipe = candidate_recipe(Goals(target="both", max_degradation=0.02))
+    names = [a.name for a in recipe.artifacts]
+    assert names == ["tflite_fp32", "tflite_fp16", "tflite_dynamic_int8", "tflite_int8", "tflite_int16x8",
+                     "onnx_fp32", "onnx_int8"]
+    int8 = {a.name: a for a in recipe.artifacts}["tflite_int8"]
+    assert int8.selective_fallback and int8.io == "float" and int8.candidates == 5
+    assert recipe.verify.max_degradation == 0.02 and recipe.verify.min_agreement == pytest.approx(0.96)
+
+
+@pytest.mark.parametrize("values, fragment", [
+    ({"target": "tpu"}, "target: expected one of 'tflite', 'onnx', 'both', got \"tpu\""),
+    ({"max_degradation": "-0.1"}, "max_degradation: expected a number >= 0, got -0.1"),
+    ({"max_degradation": "a lot"}, "max_degradation: expected a number >= 0, got \"a lot\""),
+    ({"max_size_kb": "0"}, "max_size_kb: expected a number > 0, got 0"),
+    ({"objective": "best"}, "objective: expected one of 'smallest', 'fastest', got \"best\""),
+])
+def test_bad_goals_are_one_line_errors(values, fragment):
+    from dnnkit.errors import SpecError
+
+    with pytest.raises(SpecError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        goals_from(values)
+
+
+def test_bad_goals_on_the_command_line_exit_2_with_nothing_written(tmp_path):
+    out = tmp_path / "out"
+    for args, fragment in ((["--max-degradation", "-1"], "max_degradation: expected a number >= 0, got -1"),
+                           (["--target", "coreml"], "target: expected one of"),
+                           (["--max-latency-ms", "fast"], "max_latency_ms: expected a number > 0, got \"fast\"")):
+        proc = cli("optimize", "no-such-model.keras", "--data", "digits", "--out", str(out), *args)
+        lines = error_lines(proc.stderr)
+        assert proc.returncode == 2 and len(lines) == 1 and fragment in lines[0], proc.stderr
+        assert not out.exists()
+    recipe = tmp_path / "goals.toml"
+    recipe.write_text('name = "g"\n[optimize]\ntarget = "onnx"\nmax_degradation = "one point"\n')
+    proc = cli("optimize", "m.keras", "--recipe", str(recipe), "--data", "digits", "--out", str(out))
+    lines = error_lines(proc.stderr)
+    assert proc.returncode == 2 and len(lines) == 1 and "optimize.max_degradation: expected a number" in lines[0]
+    recipe.write_text('name = "g"\n[optimize]\ntarget = "onnx"\n')  # goals only: not an export recipe
+    proc = cli("export", "m.keras", "--recipe", str(recipe), "--data", "digits", "--out", str(out))
+    assert proc.returncode == 2 and "a recipe with only [optimize] is for `dnnkit optimize`" in proc.stderr
+
+
+@pytest.fixture(scope="module")
+def digits_mlp(tmp_path_factory):
+    import keras
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = (digits.data / 16.0).astype("float32"), digits.target
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((64,), name="inputs")
+    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(keras.layers.Dense(32, activation="relu")(inp)))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=10, verbose=0)
+    path = tmp_path_factory.mktemp("model") / "mlp.keras"
+    model.save(path)
+    return path
+
+
+def test_a_goal_no_candidate_meets_exits_1_with_the_closest(digits_mlp, tmp_path):
+    out = tmp_path / "out"
+    proc = cli("optimize", str(digits_mlp), "--data", "digits", "--target", "onnx", "--max-size-kb", "1",
+               "--out", str(out))
+    assert proc.returncode == 1, proc.stderr
+    assert "NO onnx CANDIDATE meets every goal; closest: onnx_int8, onnx_fp32" in proc.stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    opt = manifest["optimize"]
+    assert manifest["status"] == "failed" and opt["met"] is False and opt["chosen"] == {}
+    rows = {r["name"]: r for r in opt["candidates"]}
+    assert set(rows) == {"onnx_fp32", "onnx_int8"}
+    assert all(r["status"] == "verified" and r["goals"] == {"degradation": True, "size": False, "latency": None}
+               and r["bytes"] > 1024 for r in rows.values())
+    assert rows["onnx_int8"]["bytes"] < rows["onnx_fp32"]["bytes"]
+    # the closest one stays to look at; the folder still fails when verified again
+    assert [e["name"] for e in manifest["artifacts"]] == ["onnx_int8"]
+    assert sorted(p.name for p in (out / "artifacts").iterdir()) == ["onnx_int8.onnx"]
+    again = cli("verify", str(out))
+    assert again.returncode == 1 and "no onnx candidate meets every goal" in (again.stdout + again.stderr).lower()
+
+
+def test_the_python_api_keeps_the_best_candidate(tmp_path):
+    """A keras.Model object and arrays: int8 meets a 1-point goal and is smaller than fp32."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    import dnnkit
+
+    digits = load_digits()
+    x, y = (digits.data / 16.0).astype("float32"), digits.target
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:1400], y[:1400], epochs=10, verbose=0)
+    out = tmp_path / "out"
+    manifest = dnnkit.optimize(model, out, data={"x_train": x[:1400], "y_train": y[:1400], "x_test": x[1400:],
+                                                 "y_test": y[1400:]}, target="onnx", max_degradation=0.01)
+    opt = manifest["optimize"]
+    assert manifest["status"] == "verified" and opt["met"] and opt["chosen"] == {"onnx": "onnx_int8"}
+    (entry,) = manifest["artifacts"]
+    assert entry["name"] == "onnx_int8" and entry["status"] == "verified" and (out / entry["path"]).is_file()
+    assert opt["pareto"] and all(r["pareto"] is not None for r in opt["candidates"])
+    assert dnnkit.verify(out)["status"] == "verified"
+
+
+def test_int8_missing_the_goal_gets_a_fallback_that_meets_it(tmp_path):
+    """Masked attention: all-int8 TFLite agrees on ~0.91 of inputs (the -1e9 mask sets the scores'
+    scale); the candidate with the attention scores float meets a 1-point goal and is chosen over
+    the fp16/fp32 files as the smallest verified one."""
+    from test_selective_fallback import _masked_attention
+
+    import dnnkit
+
+    model, data = _masked_attention()
+    out = tmp_path / "out"
+    manifest = dnnkit.optimize(model, out, data=data, target="tflite", max_degradation=0.01)
+    opt = manifest["optimize"]
+    rows = {r["name"]: r for r in opt["candidates"]}
+    first = rows["tflite_int8"]
+    assert first["status"] == "failed" and first["top1_agreement"] < 0.95 and first["goals"]["degradation"] is False
+    (repaired,) = [r for r in rows.values() if r["name"].startswith("tflite_int8~float")]
+    assert repaired["status"] == "verified" and repaired["meets"] and repaired["top1_agreement"] >= 0.99
+    assert 1 <= repaired["float_layers"] <= 4
+    chosen = [r for r in rows.values() if r["chosen"]]
+    assert len(chosen) == 1 and manifest["status"] == "verified"
+    verified = [r for r in rows.values() if r["status"] == "verified"]
+    assert chosen[0]["bytes"] == min(r["bytes"] for r in verified)
+    assert chosen[0]["bytes"] < rows["tflite_fp16"]["bytes"] < rows["tflite_fp32"]["bytes"]
+    (entry,) = manifest["artifacts"]
+    assert entry["status"] == "verified" and np.isclose(entry["bytes"], chosen[0]["bytes"])
+
+
+def test_a_recipe_with_passes_adds_candidates_of_the_compressed_model(digits_mlp, tmp_path):
+    recipe = tmp_path / "prune.toml"
+    recipe.write_text('name = "opt-prune"\n[optimize]\ntarget = "onnx"\nmax_degradation = 0.02\n'
+                      '[[passes]]\ntype = "prune"\nfinal_sparsity = 0.5\nepochs = 2\n')
+    out = tmp_path / "out"
+    proc = cli("optimize", str(digits_mlp), "--data", "digits", "--recipe", str(recipe), "--out", str(out))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    opt = manifest["optimize"]
+    rows = {r["name"]: r for r in opt["candidates"]}
+    assert set(rows) == {"onnx_fp32", "onnx_int8", "passes/onnx_fp32", "passes/onnx_int8"}
+    (record,) = opt["passes"]["records"]
+    assert record["type"] == "prune" and record["goal_met"]
+    for name in ("passes/onnx_fp32", "passes/onnx_int8"):
+        # judged against the original model: the drop recorded is the compressed artifact's from the original's
+        assert rows[name]["vs_original"] == rows[name]["degradation"] <= 0.02
+        assert rows[name]["path"] == f"passes/artifacts/{name.split('/')[1]}.onnx"
+    (chosen,) = [r for r in rows.values() if r["chosen"]]
+    assert opt["chosen"] == {"onnx": chosen["name"]} and manifest["status"] == "verified"
+    if chosen["folder"] == "passes":  # its own export folder, verified with the top one
+        assert opt["folders"] == {"passes": "verified"} and (out / chosen["path"]).is_file()
+        assert manifest["artifacts"] == [] and (out / "passes" / "compressed" / "model.keras").is_file()
+    else:
+        assert opt["folders"] == {} and not (out / "passes").exists()
+        assert [e["name"] for e in manifest["artifacts"]] == [chosen["entry"]]
+    assert cli("verify", str(out)).returncode == 0
