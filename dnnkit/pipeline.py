@@ -30,7 +30,7 @@ from dnnkit.errors import ModelLoadError
 from dnnkit.child import peak_rss_mb
 from dnnkit.criteria import failure, float_parity
 from dnnkit.fileio import atomic_path, save_keras, write_json, write_text
-from dnnkit.recipe import ArtifactConfig, Recipe, RecipeError, VerifyConfig, load_recipe
+from dnnkit.recipe import ArtifactConfig, Recipe, RecipeError, VerifyConfig, load_recipe, with_samples
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_SPEC = "models/digits_cnn.toml"
@@ -233,6 +233,7 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     from dnnkit.formats import REPRODUCIBLE, convert_artifacts
     from dnnkit.verification import file_digest, verify_artifacts
 
+    recipe = with_samples(recipe, ref.heads)
     samples = max([a.samples for a in recipe.artifacts if a.quantized] or [1])
     rep = _representative(dataset, samples, spec.data.seed)
     if verbose:

@@ -27,7 +27,7 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
     from dnnkit.signature import take
 
     fmt, precision = art["format"], art["precision"]
-    samples = take(rep, slice(0, art["samples"]))
+    samples = take(rep, slice(0, art.get("samples")))
     if art.get("task") == "rank":  # the per-layer error a selective fallback starts from
         from dnnkit.formats import onnx as onnx_format, tflite as tflite_format
 
