@@ -152,9 +152,9 @@ class TFLiteRunner(Runner):
 
     def input_quantization(self, x: Inputs) -> dict[str, dict[str, float]]:
         """For each int8 input: its scale, the share of ``x`` clipped, and the SQNR of its worst
-        feature (last axis) after quantize-dequantize: variance of the feature over the squared
-        rounding error. One per-tensor scale for features whose spreads differ leaves the narrow
-        ones at a few dB."""
+        feature (last axis; constant features left out) after quantize-dequantize: variance of the
+        feature over the squared rounding error. One per-tensor scale for features whose spreads
+        differ leaves the narrow ones at a few dB."""
         out = {}
         for name, value in self._feed(x).items():
             d = self._ins.get(name)
@@ -167,7 +167,10 @@ class TFLiteRunner(Runner):
             back = (np.clip(q, info.min, info.max) - zero) * scale
             noise = np.maximum(np.mean((back - v) ** 2, axis=0), 1e-30)
             signal = np.var(v, axis=0)
-            sqnr = 10.0 * np.log10(np.maximum(signal, 1e-30) / noise)
+            # a constant feature (a blank pixel) carries nothing to lose
+            sqnr = np.where(signal > 0, 10.0 * np.log10(np.maximum(signal, 1e-30) / noise), np.inf)
+            if not np.isfinite(np.min(sqnr)):
+                continue
             out[name] = {"scale": float(scale), "clipped": float(np.mean((q < info.min) | (q > info.max))),
                          "worst_feature_sqnr_db": round(float(np.min(sqnr)), 2), "worst_feature": int(np.argmin(sqnr))}
         return out
@@ -255,9 +258,9 @@ class OnnxRunner(Runner):
 
     def input_quantization(self, x: Inputs) -> dict[str, dict[str, float]]:
         """For each int8 input: its scale, the share of ``x`` clipped, and the SQNR of its worst
-        feature (last axis) after quantize-dequantize: variance of the feature over the squared
-        rounding error. One per-tensor scale for features whose spreads differ leaves the narrow
-        ones at a few dB."""
+        feature (last axis; constant features left out) after quantize-dequantize: variance of the
+        feature over the squared rounding error. One per-tensor scale for features whose spreads
+        differ leaves the narrow ones at a few dB."""
         out = {}
         for name, value in self._feed(x).items():
             d = self._ins.get(name)
@@ -270,7 +273,10 @@ class OnnxRunner(Runner):
             back = (np.clip(q, info.min, info.max) - zero) * scale
             noise = np.maximum(np.mean((back - v) ** 2, axis=0), 1e-30)
             signal = np.var(v, axis=0)
-            sqnr = 10.0 * np.log10(np.maximum(signal, 1e-30) / noise)
+            # a constant feature (a blank pixel) carries nothing to lose
+            sqnr = np.where(signal > 0, 10.0 * np.log10(np.maximum(signal, 1e-30) / noise), np.inf)
+            if not np.isfinite(np.min(sqnr)):
+                continue
             out[name] = {"scale": float(scale), "clipped": float(np.mean((q < info.min) | (q > info.max))),
                          "worst_feature_sqnr_db": round(float(np.min(sqnr)), 2), "worst_feature": int(np.argmin(sqnr))}
         return out

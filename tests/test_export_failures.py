@@ -257,11 +257,12 @@ def test_an_int8_input_too_coarse_for_its_features_is_named(tmp_path):
     rng = np.random.default_rng(0)
     spread = np.array([1.0, 50.0, 2.0, 1.0, 40.0, 1.5])
     x = (rng.normal(size=(3000, 6)) * spread + rng.uniform(-100, 100, 6)).astype("float32")
+    x = np.concatenate([x, np.zeros((3000, 1), "float32")], axis=1)  # a constant feature: not "worst"
     y = ((x[:, 0] - x[:, 0].mean()) / spread[0] + (x[:, 3] - x[:, 3].mean()) / spread[3] > 0).astype("int32")
     keras.utils.set_random_seed(0)
     norm = keras.layers.Normalization()
     norm.adapt(x[:2000])
-    inp = keras.Input((6,), name="features")
+    inp = keras.Input((7,), name="features")
     model = keras.Model(inp, keras.layers.Dense(2)(keras.layers.Dense(16, activation="relu")(norm(inp))))
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x[:2000], y[:2000], epochs=10, verbose=0)
