@@ -104,6 +104,12 @@ class SavedModelRunner(Runner):
         return [out[name].numpy() for name in self.output_names]
 
 
+def _integers(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
+    """A float input on an int8/uint8 tensor's grid (``round(x / scale + zero)``), not yet clipped."""
+    scale, zero = detail["quantization"]
+    return np.round(value / scale + zero)
+
+
 class TFLiteRunner(Runner):
     def __init__(self, path: str) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -137,9 +143,8 @@ class TFLiteRunner(Runner):
                 raise ValueError(f"the model has no input {name!r} (inputs: {self.input_names})")
             value = np.asarray(value)
             if d["dtype"] in (np.int8, np.uint8) and value.dtype.kind == "f":
-                scale, zero = d["quantization"]
                 info = np.iinfo(d["dtype"])
-                value = np.clip(np.round(value / scale + zero), info.min, info.max)
+                value = np.clip(_integers(value, d), info.min, info.max)
             value = value.astype(d["dtype"])
             if value.shape != self._shapes[name]:
                 self.interpreter.resize_tensor_input(d["index"], list(value.shape))
@@ -163,7 +168,7 @@ class TFLiteRunner(Runner):
             v = np.asarray(value, np.float64).reshape(-1, np.asarray(value).shape[-1])
             scale, zero = d["quantization"]
             info = np.iinfo(d["dtype"])
-            q = np.round(v / scale + zero)
+            q = _integers(v, d)
             back = (np.clip(q, info.min, info.max) - zero) * scale
             noise = np.maximum(np.mean((back - v) ** 2, axis=0), 1e-30)
             signal = np.var(v, axis=0)
@@ -255,31 +260,6 @@ class OnnxRunner(Runner):
 
     def _prepare(self, x: Inputs) -> dict[str, np.ndarray]:
         return {n: np.asarray(v).astype(self.input_dtypes.get(n, np.float32)) for n, v in self._feed(x).items()}
-
-    def input_quantization(self, x: Inputs) -> dict[str, dict[str, float]]:
-        """For each int8 input: its scale, the share of ``x`` clipped, and the SQNR of its worst
-        feature (last axis; constant features left out) after quantize-dequantize: variance of the
-        feature over the squared rounding error. One per-tensor scale for features whose spreads
-        differ leaves the narrow ones at a few dB."""
-        out = {}
-        for name, value in self._feed(x).items():
-            d = self._ins.get(name)
-            if d is None or d["dtype"] not in (np.int8, np.uint8) or np.asarray(value).dtype.kind != "f":
-                continue
-            v = np.asarray(value, np.float64).reshape(-1, np.asarray(value).shape[-1])
-            scale, zero = d["quantization"]
-            info = np.iinfo(d["dtype"])
-            q = np.round(v / scale + zero)
-            back = (np.clip(q, info.min, info.max) - zero) * scale
-            noise = np.maximum(np.mean((back - v) ** 2, axis=0), 1e-30)
-            signal = np.var(v, axis=0)
-            # a constant feature (a blank pixel) carries nothing to lose
-            sqnr = np.where(signal > 0, 10.0 * np.log10(np.maximum(signal, 1e-30) / noise), np.inf)
-            if not np.isfinite(np.min(sqnr)):
-                continue
-            out[name] = {"scale": float(scale), "clipped": float(np.mean((q < info.min) | (q > info.max))),
-                         "worst_feature_sqnr_db": round(float(np.min(sqnr)), 2), "worst_feature": int(np.argmin(sqnr))}
-        return out
 
     def _invoke(self, prepared: dict[str, np.ndarray]) -> list[np.ndarray]:
         return self.session.run(None, prepared)
