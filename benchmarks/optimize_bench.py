@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the masked-attention model of test_selective_fallback
 MODELS = ("masked_attention", "raw_features")
 
 
@@ -55,26 +56,9 @@ def raw_features():
 def masked_attention():
     """(model, data): tests/test_selective_fallback.py's model with a 2000-token vocabulary, so that
     the weights (the embedding) dominate the file as in a real text model."""
-    import keras
-    import numpy as np
+    from test_selective_fallback import _masked_attention
 
-    rng = np.random.default_rng(0)
-    n, train = 3600, 2000
-    ids = rng.integers(8, 2000, (n, 12)).astype("int32")
-    y = rng.integers(0, 2, n).astype("int32")
-    for i in range(n):
-        size = rng.integers(4, 13)
-        ids[i, size:] = 0
-        if y[i]:
-            ids[i, rng.integers(0, size)] = 7  # label 1: the marker token occurs
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((12,), dtype="int32", name="tokens")
-    h = keras.layers.Embedding(2000, 16, mask_zero=True)(inp)
-    h = h + keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(h, h)
-    model = keras.Model(inp, keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling1D()(h)))
-    model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(ids[:train], y[:train], epochs=6, verbose=0)
-    return model, {"x_train": ids[:train], "y_train": y[:train], "x_test": ids[train:], "y_test": y[train:]}
+    return _masked_attention(vocabulary=2000, n=3600, train=2000)
 
 
 def _summary(manifest: dict) -> list[dict]:
@@ -128,17 +112,11 @@ def main() -> int:
                   + (f" ({t['chosen']['float_layers']} layers float)" if t["chosen"] else f"; closest {t['closest']}"))
             if t["fp16"]:
                 print(f"  {t['target']:6s} fp16:     {_fmt(t['fp16'])}")
-            f = t["fallback"]
-            if f and f["latency_p50_ms"] and t["int8"]["latency_p50_ms"]:
-                print(f"  {t['target']:6s} fallback / all-int8: size {f['bytes'] / t['int8']['bytes']:.2f}x, "
-                      f"p50 {f['latency_p50_ms'] / t['int8']['latency_p50_ms']:.2f}x")
-            c = t["chosen"]
-            if c and c["latency_p50_ms"] and t["int8"]["latency_p50_ms"]:
-                print(f"  {t['target']:6s} chosen / all-int8: size {c['bytes'] / t['int8']['bytes']:.2f}x, "
-                      f"p50 {c['latency_p50_ms'] / t['int8']['latency_p50_ms']:.2f}x")
-            if c and t["fp16"] and c["latency_p50_ms"] and t["fp16"]["latency_p50_ms"]:
-                print(f"  {t['target']:6s} chosen / fp16:     size {c['bytes'] / t['fp16']['bytes']:.2f}x, "
-                      f"p50 {c['latency_p50_ms'] / t['fp16']['latency_p50_ms']:.2f}x")
+            for label, a, b in (("fallback / all-int8", t["fallback"], t["int8"]),
+                                ("chosen / all-int8", t["chosen"], t["int8"]), ("chosen / fp16", t["chosen"], t["fp16"])):
+                if a and b and a["latency_p50_ms"] and b["latency_p50_ms"]:
+                    print(f"  {t['target']:6s} {label + ':':20s} size {a['bytes'] / b['bytes']:.2f}x, "
+                          f"p50 {a['latency_p50_ms'] / b['latency_p50_ms']:.2f}x")
     (base / "optimize_bench.json").write_text(json.dumps(results, indent=2, default=str))
     print(f"\nresults: {base / 'optimize_bench.json'}")
     return 0

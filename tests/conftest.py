@@ -42,6 +42,22 @@ def trained_runs(tmp_path_factory) -> dict:
 RECIPES = ROOT / "export"
 
 
+def digits_dense(epochs: int, seed: int = 0, train: int | None = None) -> tuple:
+    """A 64-32-10 Dense classifier on sklearn's digits (pixels / 16), trained on the first ``train``
+    rows (all by default): ``(model, x, y)``."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    x, y = (digits.data / 16.0).astype("float32"), digits.target
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((64,), name="inputs")
+    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(keras.layers.Dense(32, activation="relu")(inp)))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x[:train], y[:train], epochs=epochs, verbose=0)
+    return model, x, y
+
+
 @pytest.fixture(scope="session")
 def exported(trained_runs, tmp_path_factory) -> dict:
     """Each trained run exported with export/all.toml (every artifact), for the whole session."""

@@ -5,22 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from conftest import RECIPES
+from conftest import RECIPES, digits_dense
 
 
 @pytest.fixture(scope="module")
 def model_and_data():
-    import keras
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x, y = (digits.data / 16.0).astype("float32"), digits.target
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((64,), name="inputs")
-    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(keras.layers.Dense(32, activation="relu")(inp)))
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=8, verbose=0)
-    return model, x, y
+    return digits_dense(epochs=8)
 
 
 def test_export_a_model_object_with_arrays(model_and_data, tmp_path):

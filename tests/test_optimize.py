@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import cli, error_lines
+from conftest import cli, digits_dense, error_lines
 from dnnkit.optimization import Goals, candidate_recipe, choose, goals_from, judge, pareto
 
 
@@ -100,16 +100,7 @@ def test_bad_goals_on_the_command_line_exit_2_with_nothing_written(tmp_path):
 
 @pytest.fixture(scope="module")
 def digits_mlp(tmp_path_factory):
-    import keras
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    x, y = (digits.data / 16.0).astype("float32"), digits.target
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((64,), name="inputs")
-    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(keras.layers.Dense(32, activation="relu")(inp)))
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=10, verbose=0)
+    model, _, _ = digits_dense(epochs=10)
     path = tmp_path_factory.mktemp("model") / "mlp.keras"
     model.save(path)
     return path
@@ -138,17 +129,9 @@ def test_a_goal_no_candidate_meets_exits_1_with_the_closest(digits_mlp, tmp_path
 
 def test_the_python_api_keeps_the_best_candidate(tmp_path):
     """A keras.Model object and arrays: int8 meets a 1-point goal and is smaller than fp32."""
-    import keras
-    from sklearn.datasets import load_digits
-
     import dnnkit
 
-    digits = load_digits()
-    x, y = (digits.data / 16.0).astype("float32"), digits.target
-    keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(32, activation="relu"), keras.layers.Dense(10)])
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x[:1400], y[:1400], epochs=10, verbose=0)
+    model, x, y = digits_dense(epochs=10, seed=1, train=1400)
     out = tmp_path / "out"
     manifest = dnnkit.optimize(model, out, data={"x_train": x[:1400], "y_train": y[:1400], "x_test": x[1400:],
                                                  "y_test": y[1400:]}, target="onnx", max_degradation=0.01)
