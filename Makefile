@@ -5,13 +5,19 @@
 PYTHON ?= python3
 PIP_INSTALL = $(PYTHON) -m pip install --disable-pip-version-check -q
 
-.PHONY: install install-test run test test-fast
+.PHONY: install install-test install-browser run test test-fast
 
 install:
 	$(PIP_INSTALL) -e .
 
-install-test:
+install-test: install-browser
 	$(PIP_INSTALL) -e ".[test]"
+
+# The HTML report's browser test uses Debian's chromium (Playwright's own browser download is not
+# reachable here); installed once, as root (CI) or with sudo.
+install-browser:
+	@command -v chromium >/dev/null || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
 run: install
 	dnnkit run

@@ -19,6 +19,7 @@ _LAZY = {
     "load_data": ("dnnkit.data", "load_data"),
     "evaluate": ("dnnkit.evaluation", "evaluate"),
     "load_model": ("dnnkit.modelio", "load_model"),
+    "run": ("dnnkit.pipeline", "run"),
     "export": ("dnnkit.api", "export"),
     "compress": ("dnnkit.api", "compress"),
     "optimize": ("dnnkit.api", "optimize"),

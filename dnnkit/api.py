@@ -52,11 +52,13 @@ def _arrays(data: DataLike) -> dict[str, np.ndarray] | None:
     if isinstance(data, tuple) and len(data) == 2:
         return _split_arrays("train", *data)
     if isinstance(data, dict):
-        unknown = sorted(set(data) - set(_SPLIT_KEYS))
+        unknown = sorted(set(data) - set(_SPLIT_KEYS) - {"class_names"})
         if unknown or "x_train" not in data:
             raise DataError(f"data: expected a dict with x_train and y_train (and optionally x_val/y_val, "
-                            f"x_test/y_test), got keys {sorted(data)}")
+                            f"x_test/y_test, class_names), got keys {sorted(data)}")
         out: dict[str, np.ndarray] = {}
+        if "class_names" in data:
+            out["class_names"] = np.asarray([str(n) for n in data["class_names"]])
         for split in ("train", "val", "test"):
             if f"x_{split}" in data:
                 out.update(_split_arrays(split, data[f"x_{split}"], data.get(f"y_{split}")))

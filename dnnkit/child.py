@@ -177,6 +177,16 @@ def _parse(line: str) -> dict[str, Any] | None:
     return event if isinstance(event, dict) and isinstance(event.get("event"), str) else None
 
 
+# Called once per settled item as (action, name, "done"|"failed", seconds, reason); the CLI sets it to
+# print a progress line per conversion, calibration and verification.
+PROGRESS: Callable[[str, str, str, float, str | None], None] | None = None
+
+
+def print_progress(action: str, name: str, status: str, seconds: float, reason: str | None) -> None:
+    """One terminal line per settled item: ``  conversion tflite_int8: done in 3.1 s``."""
+    print(f"  {action} {name}: {status} in {seconds:.1f} s" + (f" ({reason[:160]})" if reason else ""), flush=True)
+
+
 def run_items(command: Callable[[list[str]], list[str]], names: list[str], timeouts: dict[str, float], *,
               startup_timeout: float = 240.0, log: Any = subprocess.DEVNULL, env: dict[str, str] | None = None,
               action: str = "conversion", process: str = "converter process") -> dict[str, dict[str, Any]]:
@@ -263,6 +273,8 @@ def _run_worker(argv: list[str], pending: list[str], results: dict[str, dict[str
                          "peak_rss_mb": peak if isinstance(peak, (int, float)) else None}
         pending.remove(name)
         settled += 1
+        if PROGRESS is not None:
+            PROGRESS(action, name, status, results[name]["seconds"], reason)
 
     try:
         while True:

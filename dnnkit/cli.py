@@ -144,6 +144,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return _finish(verify_dir(args.out_dir, unsafe=args.unsafe), args, args.out_dir)
 
 
+def cmd_package(args: argparse.Namespace) -> int:
+    """``package``: serving layouts of a verified artifact, verified again where they lie."""
+    _quiet_tensorflow()
+    from dnnkit.packaging import package
+
+    args.out_folder = args.out_dir
+    manifest = None
+    for layout in args.layout:
+        manifest = package(args.out_dir, layout, dest=args.dest, model_name=args.model_name, version=args.version,
+                           max_batch_size=args.max_batch_size, artifact=args.artifact if layout == "triton" else None,
+                           unsafe=args.unsafe)
+    return _finish(manifest, args, args.out_dir)
+
+
 def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required: bool = False,
                    manifest: bool = True) -> None:
     """Options every command that loads a model or data shares."""
@@ -254,6 +268,27 @@ def parser() -> argparse.ArgumentParser:
     _model_options(o, data_help='"digits", .npz, .csv or an image folder (default: the run\'s own data)')
     o.set_defaults(func=cmd_optimize)
 
+    k = sub.add_parser("package", help="lay out a verified artifact for Triton or TF Serving, verified again there",
+                       description="Copy a verified artifact of an export folder into a model server's layout: a "
+                                   "Triton model repository (config.pbtxt, labels.txt, VERSION/model.onnx) or a TF "
+                                   "Serving base folder (MODEL/VERSION/ SavedModel); run it there against the "
+                                   "reference model again; record it in the manifest under 'package'.")
+    k.add_argument("out_dir", help="folder written by dnnkit run/export/compress/optimize")
+    k.add_argument("--layout", action="append", choices=["triton", "tf-serving"], required=True,
+                   help="triton (an ONNX artifact) or tf-serving (the SavedModel); repeat for both")
+    k.add_argument("--dest", help="repository / base folder (default OUT/serving/LAYOUT)")
+    k.add_argument("--model-name", help="the model's folder name (default: the spec or model name)")
+    k.add_argument("--version", type=_positive, default=1, help="version folder (default 1)")
+    k.add_argument("--max-batch-size", type=int, default=8,
+                   help="Triton max_batch_size for a dynamic-batch model (default 8; 0 turns batching off)")
+    k.add_argument("--artifact", help="which ONNX artifact for triton (default: optimize's choice, else the first "
+                                      "verified one)")
+    k.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
+    _custom_objects_option(k)
+    k.add_argument("--json", action="store_true", help="print the manifest instead of the table")
+    _verbose_option(k)
+    k.set_defaults(func=cmd_package)
+
     v = sub.add_parser("verify", help="re-verify an export folder (checksums and parity)",
                        description="Run every artifact of an export folder in its runtime again "
                                    "and check it against the reference model.")
@@ -276,6 +311,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     code, crash = 1, None
     with capture:
         try:
+            if hasattr(args, "verbose"):  # the commands that convert or verify: a line per item, with its time
+                from dnnkit import child
+
+                child.PROGRESS = child.print_progress
             if getattr(args, "custom_objects", None):
                 from dnnkit.modelio import use_custom_objects
 

@@ -82,6 +82,20 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not a readable .npz file ({exc})") from None
 
 
+def _class_names(arrays: dict[str, np.ndarray], where: str, classes: int | None) -> list[str] | None:
+    """The optional ``class_names`` member (removed from ``arrays``): one string per class, stored as
+    the artifacts' labels (Triton's labels file, the metadata inside ONNX and TFLite files)."""
+    names = arrays.pop("class_names", None)
+    if names is None:
+        return None
+    if names.ndim != 1 or names.dtype.kind != "U":
+        raise DataError(f"{where}: class_names: expected a 1-D array of strings, got dtype {names.dtype} "
+                        f"shape {list(names.shape)}")
+    if classes is not None and len(names) != classes:
+        raise DataError(f"{where}: class_names: {len(names)} names, expected one per class ({classes})")
+    return [str(n) for n in names]
+
+
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
     arrays = _read_npz(path)
     for key in ("x_train", "y_train"):
@@ -268,20 +282,20 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
             path = (Path.cwd() if source else spec.base_dir) / path
         if path.is_dir():
             arrays, labels = _load_image_folder(path, model)
-            name = path.name
         elif not path.is_file():
             raise DataError(f"data.source: file not found: {src}")
         elif path.suffix.lower() == ".npz":
             arrays = _load_npz(path)
+            labels = _class_names(arrays, str(path), model.num_classes if model.head == "multiclass" else
+                                  2 if model.head == "binary" else None)
         elif path.suffix.lower() == ".csv":
             if not cfg.label_column:
                 raise DataError(f"data.label_column: a CSV source needs the label column's "
                                 f"name, got none for {src}")
-            arrays = _load_csv(path, cfg.label_column)
+            arrays, labels = _load_csv(path, cfg.label_column), None
         else:
             raise DataError(f"data.source: expected \"digits\", a .npz/.csv file or an image folder, got {src!r}")
-        if not path.is_dir():
-            name, labels = path.stem, None
+        name = path.name if path.is_dir() else path.stem
 
     checked: dict[str, np.ndarray] = {}
     for part in ("train", "val", "test"):
@@ -377,6 +391,7 @@ def load_model_data(model: Any, source: str, cfg: Any, *, task: str | None = Non
         raise DataError(f"data.source: file not found: {source}")
     arrays = _read_npz(path)
     name = path.stem
+    class_names = _class_names(arrays, str(path), None)
     out_names = [o.name for o in outs]
     splits: dict[str, tuple[dict[str, np.ndarray], dict[str, np.ndarray]]] = {}
     for part in ("train", "val", "test"):
@@ -449,5 +464,5 @@ def load_model_data(model: Any, source: str, cfg: Any, *, task: str | None = Non
         raise DataError(f"{name}: only {len(index)} training samples left after splitting")
     parts["train"] = (take(x_train, index), {k: v[index] for k, v in y_train.items()})
     dataset = Dataset(name=name, x_train=parts["train"][0], y_train=parts["train"][1], x_val=parts["val"][0],
-                      y_val=parts["val"][1], x_test=parts["test"][0], y_test=parts["test"][1])
+                      y_val=parts["val"][1], x_test=parts["test"][0], y_test=parts["test"][1], labels=class_names)
     return dataset, heads

@@ -178,6 +178,6 @@ def _adopt(entry: dict[str, Any], art: ArtifactConfig, chosen: tuple[int, Artifa
                            "peak_rss_mb": conv.get("peak_rss_mb"), **conv.get("info", {})}
     from dnnkit.verification import VERIFICATION_FIELDS
 
-    for stale in VERIFICATION_FIELDS:  # (a verified ONNX result brings its own onnx_metadata)
+    for stale in VERIFICATION_FIELDS:  # (a verified result brings its own metadata)
         entry.pop(stale, None)
     entry.update(result)

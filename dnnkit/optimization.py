@@ -344,6 +344,7 @@ def optimize(model: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, 
         passes = runs[PASSES_FOLDER][1]
         manifest["optimize"]["passes"] = {"records": passes.get("passes", []),
                                           "metrics_after": (passes.get("reference") or {}).get("metrics")}
-    decide(manifest)
-    write_json(out / pipeline.MANIFEST, manifest, sort_keys=False)
-    return manifest
+    from dnnkit.packaging import package_all
+
+    return package_all(out, base.package if base is not None else None, pipeline._finish(manifest, out),
+                       unsafe=unsafe)

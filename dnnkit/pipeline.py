@@ -17,6 +17,7 @@ import datetime as _dt
 import json
 import os
 import shutil
+import sys
 from dataclasses import asdict
 from importlib import metadata as _metadata
 from pathlib import Path
@@ -136,17 +137,29 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
     Raises:
         RecipeError, ModelLoadError, DataError: on bad input, before anything is written.
     """
+    from dnnkit.packaging import package_all
+
+    recipe = as_recipe(recipe)
     manifest = _export(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe,
                        verbose=verbose, extra=extra)
-    return _finish(manifest, Path(out_dir))
+    return package_all(out_dir, recipe.package, _finish(manifest, Path(out_dir)), unsafe=unsafe)
 
 
 def _finish(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The one verdict (artifacts and goals), then the one atomic write of the manifest."""
+    """The one verdict (artifacts and goals), the atomic write of the manifest, then ``report.html``
+    (a report that cannot be drawn is recorded in the manifest and does not change the verdict)."""
+    from dnnkit.html_report import REPORT, write_html_report
     from dnnkit.verdict import decide
 
     decide(manifest)
+    manifest["report"] = {"html": REPORT}
     write_json(out / MANIFEST, manifest, sort_keys=False)
+    try:
+        write_html_report(manifest, out)
+    except Exception as exc:  # noqa: BLE001 - the artifacts and their verdict stand without the page
+        manifest["report"] = {"html": None, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
+        print(f"dnnkit: report.html not written: {manifest['report']['error']}", file=sys.stderr, flush=True)
+        write_json(out / MANIFEST, manifest, sort_keys=False)
     return manifest
 
 
@@ -238,8 +251,12 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     rep = _representative(dataset, samples, spec.data.seed)
     if verbose:
         print(f"converting {len(recipe.artifacts)} artifacts in child processes ...", flush=True)
-    metadata = {"dnnkit_version": __version__, "spec": spec.name,
-                "labels": json.dumps(dataset.labels) if dataset.labels else "null", "head": ref.head}
+    from dnnkit.formats.metadata import input_normalization, weights_sha256
+
+    weights_digest = weights_sha256(keras_model)
+    metadata = {"dnnkit_version": __version__, "name": spec.name, "task": ref.head if not multi else ref.heads,
+                "labels": dataset.labels or None, "reference_weights_sha256": weights_digest,
+                "input_normalization": input_normalization(keras_model, _data_source(spec, data))}
     results = convert_artifacts(
         ref_model, list(recipe.artifacts), out / "artifacts", rep,
         timeouts={a.name: recipe.timeout(a) for a in recipe.artifacts}, metadata=metadata,
@@ -306,6 +323,7 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "recipe": {"name": recipe.name, "path": recipe.path, "verify": asdict(recipe.verify)},
         "reference": {"model": str(ref_model.relative_to(out)), "sha256": ref_digest, "bytes": ref_bytes,
+                      "weights_sha256": weights_digest,
                       **({"source": source} if source else {}),
                       "reproducible": {"bytes": False, "why": "a .keras archive stores its save time (metadata.json "
                                                               "date_saved, the weights member's timestamp)"},
@@ -414,35 +432,11 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     Raises:
         ModelLoadError: if the folder has no manifest or reference model.
     """
-    from dnnkit.evaluation import spec_for_model
-    from dnnkit.modelio import load_reference_model
-    from dnnkit.verification import VERIFICATION_FIELDS, file_digest, verify_artifacts
+    from dnnkit.verification import VERIFICATION_FIELDS, verify_artifacts
 
     out = Path(out_dir)
-    path = out / MANIFEST
-    if not path.is_file():
-        raise ModelLoadError(f"verify: {out_dir} has no {MANIFEST}; expected an export folder")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-        ref_info = manifest["reference"]
-        verify_cfg = VerifyConfig(**manifest["recipe"]["verify"])
-        arts = [ArtifactConfig(**e["options"]) for e in manifest["artifacts"]]
-        if not all(isinstance(e["path"], str) and isinstance(e["name"], str) for e in manifest["artifacts"]):
-            raise TypeError("artifact name/path not a string")
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise ModelLoadError(f"verify: {path} is not a dnnkit manifest ({' '.join(str(exc).split())[:200]})") from None
-    ref_model = out / ref_info["model"]
-    digest, _ = file_digest(ref_model) if ref_model.exists() else ("", 0)
-    if digest != ref_info["sha256"]:
-        raise ModelLoadError(f"verify: {ref_model} is missing or changed since export (sha256 mismatch)")
-    model = load_reference_model(ref_model, unsafe=unsafe)
-    spec_file = out / "reference" / "spec.toml"
-    data = ref_info["data"]
-    heads = [o["head"] for o in ref_info.get("outputs") or []] or None
-    spec = (load_spec(spec_file) if spec_file.is_file()
-            else spec_for_model(model, None if ref_info["head"] == "multi" else ref_info["head"], data))
-    recipe = Recipe(name=manifest["recipe"]["name"], artifacts=tuple(arts), verify=verify_cfg)
-    ref, _ = _reference(model, spec, data, verify_cfg.max_inputs, fp16=_has_fp16(recipe), heads=heads)
+    manifest, ref, recipe = reverification(out, unsafe=unsafe)
+    ref_info = manifest["reference"]
     items = []
     for entry in manifest["artifacts"]:
         if not entry.get("converted"):
@@ -464,11 +458,52 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
             entry.pop(stale, None)
         entry.update(fresh)
         entry["sha256"] = expected  # the manifest keeps the digest recorded at export
+    from dnnkit.packaging import reverify_packages
+
+    reverify_packages(manifest, out, ref, recipe)
     opt = manifest.get("optimize") or {}
     for folder in opt.get("folders") or {}:  # dnnkit optimize: chosen artifacts of the compressed model
         opt["folders"][folder] = verify_dir(out / folder, unsafe=unsafe)["status"]
     manifest["verified_again"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return _finish(manifest, out)
+
+
+def reverification(out: Path, *, unsafe: bool = False) -> tuple[dict[str, Any], Any, Recipe]:
+    """What re-verifying an export folder needs: its manifest, the reference (outputs recomputed
+    from the reference model, whose sha256 must match) and the recipe's verification settings.
+
+    Raises:
+        ModelLoadError: if the folder has no manifest or reference model, or either is damaged.
+    """
+    from dnnkit.evaluation import spec_for_model
+    from dnnkit.modelio import load_reference_model
+    from dnnkit.verification import file_digest
+
+    path = out / MANIFEST
+    if not path.is_file():
+        raise ModelLoadError(f"verify: {out} has no {MANIFEST}; expected an export folder")
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        ref_info = manifest["reference"]
+        verify_cfg = VerifyConfig(**manifest["recipe"]["verify"])
+        arts = [ArtifactConfig(**e["options"]) for e in manifest["artifacts"]]
+        if not all(isinstance(e["path"], str) and isinstance(e["name"], str) for e in manifest["artifacts"]):
+            raise TypeError("artifact name/path not a string")
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ModelLoadError(f"verify: {path} is not a dnnkit manifest ({' '.join(str(exc).split())[:200]})") from None
+    ref_model = out / ref_info["model"]
+    digest, _ = file_digest(ref_model) if ref_model.exists() else ("", 0)
+    if digest != ref_info["sha256"]:
+        raise ModelLoadError(f"verify: {ref_model} is missing or changed since export (sha256 mismatch)")
+    model = load_reference_model(ref_model, unsafe=unsafe)
+    spec_file = out / "reference" / "spec.toml"
+    data = ref_info["data"]
+    heads = [o["head"] for o in ref_info.get("outputs") or []] or None
+    spec = (load_spec(spec_file) if spec_file.is_file()
+            else spec_for_model(model, None if ref_info["head"] == "multi" else ref_info["head"], data))
+    recipe = Recipe(name=manifest["recipe"]["name"], artifacts=tuple(arts), verify=verify_cfg)
+    ref, _ = _reference(model, spec, data, verify_cfg.max_inputs, fp16=_has_fp16(recipe), heads=heads)
+    return manifest, ref, recipe
 
 
 def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
@@ -567,7 +602,9 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
                        extra={**(extra or {}), "original": {"metrics": baseline,
                                                             "params": int(keras_model.count_params())},
                               "passes": records, "goals": {"max_degradation": recipe.goal_degradation}})
-    return _finish(manifest, out)
+    from dnnkit.packaging import package_all
+
+    return package_all(out, recipe.package, _finish(manifest, out), unsafe=unsafe)
 
 
 def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str | os.PathLike[str] | None = None,
@@ -600,7 +637,7 @@ def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str 
     (out / MANIFEST).unlink(missing_ok=True)  # a killed run leaves no manifest of an earlier one
     if verbose:
         print(f"training {spec.name} ...", flush=True)
-    result = train(spec, out / "run", epochs=epochs)
+    result = train(spec, out / "run", epochs=epochs, progress=verbose)
     if verbose:
         print(f"  test accuracy {result.metrics.get('accuracy', float('nan')):.4f} "
               f"in {result.train_seconds:.1f} s", flush=True)

@@ -135,6 +135,7 @@ class Recipe:
     passes: tuple[Any, ...] = ()
     goal_degradation: float | None = None
     optimize: Any = None  # dnnkit.optimization.Goals from an [optimize] table (dnnkit optimize), else None
+    package: dict[str, Any] | None = None  # a [package] table: serving layouts (dnnkit.packaging.read_package)
 
     @property
     def base_dir(self) -> Path:
@@ -260,6 +261,11 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
             from dnnkit.optimization import read_goals
 
             optimize = read_goals(top.sub("optimize"))
+        package = None
+        if top.has("package"):
+            from dnnkit.packaging import read_package
+
+            package = read_package(top.sub("package"))
         raw_arts = top.raw("artifacts", None if optimize is None else [])
         if not isinstance(raw_arts, list) or (not raw_arts and optimize is None):
             top.fail("artifacts", raw_arts if raw_arts is not None else "nothing",
@@ -277,7 +283,7 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
             raise
         raise RecipeError(str(exc)) from None
     return Recipe(name=name, description=description, artifacts=artifacts, verify=verify, path=path,
-                  passes=passes, goal_degradation=max_degradation, optimize=optimize)
+                  passes=passes, goal_degradation=max_degradation, optimize=optimize, package=package)
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:

@@ -108,6 +108,9 @@ def table(manifest: dict[str, Any]) -> str:
                      f"degradation {p['degradation']:+.4f} ({'ok' if p['goal_met'] else 'GOAL MISSED'})")
     for line in (manifest.get("goals") or {}).get("missed", []):
         lines.append(f"GOAL MISSED {line}")
+    for layout, rec in (manifest.get("package") or {}).items():
+        lines.append(f"package {layout}: {rec['artifact']} -> {rec['path']} (version {rec['version']}): "
+                     + (rec["status"].upper() + (f" ({rec['failure_reason']})" if rec.get("failure_reason") else "")))
     n_ok = len(manifest["artifacts"]) - len(failed)
     n_inc = sum(e["status"] == "inconclusive" for e in manifest["artifacts"])
     lines.append(f"{n_ok} of {len(manifest['artifacts'])} artifacts verified"

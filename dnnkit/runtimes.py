@@ -134,6 +134,12 @@ class TFLiteRunner(Runner):
         self.interpreter.allocate_tensors()
         self._shapes = {n: tuple(d["shape"]) for n, d in self._ins.items()}
 
+    def metadata(self) -> dict[str, Any]:
+        """The JSON metadata dnnkit stored in the file (empty when it has none)."""
+        from dnnkit.formats.metadata import read_tflite_metadata
+
+        return read_tflite_metadata(self.path) or {}
+
     def _prepare(self, x: Inputs) -> dict[str, np.ndarray]:
         feed = self._feed(x)
         prepared, resized = {}, False
@@ -273,8 +279,17 @@ class OnnxRunner(Runner):
         return {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer
                 if len(i.dims) >= 2 and int(np.prod(i.dims)) >= 16}
 
-    def metadata(self) -> dict[str, str]:
-        return dict(self.session.get_modelmeta().custom_metadata_map)
+    def metadata(self) -> dict[str, Any]:
+        """The model's ``metadata_props`` as onnxruntime reads them, JSON values decoded."""
+        import json
+
+        def decode(value: str) -> Any:
+            try:
+                return json.loads(value)
+            except ValueError:
+                return value
+
+        return {k: decode(v) for k, v in self.session.get_modelmeta().custom_metadata_map.items()}
 
 
 def open_artifact(fmt: str, path: str | os.PathLike[str]) -> Runner:

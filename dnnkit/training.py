@@ -142,17 +142,22 @@ def fit(model: Any, *args: Any, **kwargs: Any) -> Any:
         return model.fit(*args, **kwargs)
 
 
-def _epoch_recorder(first_epoch_path: Path, history_path: Path) -> Any:
+def _epoch_recorder(first_epoch_path: Path, history_path: Path, progress_of: int | None = None) -> Any:
     """A callback that logs every finished epoch (flushed to disk before BackupAndRestore
-    records it) and the first epoch this process trains (where a resumed run picked up)."""
+    records it) and the first epoch this process trains (where a resumed run picked up); with
+    ``progress_of`` (the number of epochs) it also prints a line per epoch, as Keras's ``verbose=2``."""
+    import time
+
     import keras
 
     class EpochRecorder(keras.callbacks.Callback):
         def __init__(self) -> None:
             super().__init__()
             self.first_epoch: int | None = None
+            self.started = time.monotonic()
 
         def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+            self.started = time.monotonic()
             if self.first_epoch is None:
                 self.first_epoch = epoch
                 write_json(first_epoch_path, {"first_epoch": epoch})
@@ -163,6 +168,10 @@ def _epoch_recorder(first_epoch_path: Path, history_path: Path) -> Any:
                 fh.write(json.dumps(row) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())
+            if progress_of:
+                figures = " - ".join(f"{k}: {v:.4f}" for k, v in row.items() if k != "epoch")
+                print(f"  epoch {epoch + 1}/{progress_of} - {time.monotonic() - self.started:.1f} s - {figures}",
+                      flush=True)
 
     return EpochRecorder()
 
@@ -183,7 +192,7 @@ def _read_history(path: Path) -> dict[str, list[float]]:
 
 def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | os.PathLike[str] | None = None,
           *, strategy: str | None = None, epochs: int | None = None, cpu_devices: int | None = None,
-          data: str | None = None, verbose: int = 0) -> Run:
+          data: str | None = None, verbose: int = 0, progress: bool = False) -> Run:
     """Train the model a spec describes and fill a run directory.
 
     Args:
@@ -196,6 +205,7 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
             without GPUs).
         data: overrides ``data.source``.
         verbose: Keras ``fit`` verbosity.
+        progress: print one line per finished epoch (loss, metrics, seconds).
 
     Returns:
         A :class:`Run` with the trained model and its test metrics.
@@ -247,7 +257,8 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
     val_ds = make_tf_dataset(dataset.x_val, prepare_targets(spec, dataset.y_val), global_batch,
                              shuffle=False)
 
-    recorder = _epoch_recorder(out / ".first_epoch.json", out / "history.jsonl")
+    recorder = _epoch_recorder(out / ".first_epoch.json", out / "history.jsonl",
+                               progress_of=n_epochs if progress and info.is_chief else None)
     (out / "checkpoints").mkdir(exist_ok=True)
     callbacks = [
         recorder,  # before BackupAndRestore: an epoch is logged before it counts as done

@@ -98,6 +98,11 @@ def decide(manifest: dict[str, Any]) -> dict[str, Any]:
             closest = ", ".join(names) or "none converted"
             failures.append(failure("goal", f"optimize: no {target} candidate meets every goal (closest: {closest})",
                                     "no candidate", "a candidate meeting every goal", target=target))
+    for layout, record in (manifest.get("package") or {}).items():
+        if record.get("status") != "verified":
+            failures.append(failure("package", f"package {layout}: {record.get('artifact')} in {record.get('path')} is "
+                                    f"{record.get('status')}: {record.get('failure_reason')}", record.get("status"),
+                                    "verified", layout=layout))
     manifest["failures"] = failures
     manifest["inconclusive"] = inconclusive
     manifest["status"] = "failed" if failures else "inconclusive" if inconclusive else "verified"

@@ -360,9 +360,14 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
                                     entry["flex_ops"], []))
         if art.full_integer:
             entry["float_ops"] = runner.float_ops()
-    if art.format == "onnx":
-        entry["onnx_metadata"] = runner.metadata()
+        from dnnkit.device_fit import device_fit
+
+        try:
+            entry["device_fit"] = device_fit(p)
+        except Exception as exc:  # noqa: BLE001 - a fact about the file, not a check of it
+            entry["device_fit"] = {"flash_bytes": os.path.getsize(p), "error": _one_line(exc)}
     if art.format in ("tflite", "onnx"):
+        entry["metadata"] = runner.metadata()
         entry["sparsity"] = weight_sparsity(runner.weights())
     entry["gzip_bytes"] = gzip_size(p)
     return finish()
@@ -374,7 +379,7 @@ INPUT_SQNR_NOTE_DB = 20.0  # an int8 input feature below this (noise RMS over a 
 # what a verification writes into a manifest entry beside status and failures: an entry verified again
 # drops these first, so nothing from the earlier run survives a result that lacks them
 VERIFICATION_FIELDS = ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity",
-                       "outputs", "verification", "input_quantization")
+                       "outputs", "verification", "input_quantization", "metadata", "device_fit")
 
 
 def save_reference(path: str | os.PathLike[str], ref: Reference) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -66,3 +67,34 @@ def exported(trained_runs, tmp_path_factory) -> dict:
     base = tmp_path_factory.mktemp("exports")
     return {name: (base / name, export(run.model_path, RECIPES / "all.toml", base / name, spec=run.spec))
             for name, run in trained_runs.items()}
+
+
+def open_in_chromium(page_path, screenshot) -> dict:
+    """Open a local HTML file in headless Chromium (Debian's, driven by Playwright) with the network
+    off; return its console errors, every request it made, and per chart (``figure.chart``) the
+    drawn size of its SVG and how many paths it holds. Saves a full-page screenshot."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                                    args=["--no-sandbox"])
+        try:
+            context = browser.new_context(offline=True, viewport={"width": 1200, "height": 900})
+            page = context.new_page()
+            errors, requests = [], []
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("request", lambda r: requests.append(r.url))
+            page.goto(f"file://{page_path}")
+            charts = {}
+            for figure in page.query_selector_all("figure.chart"):
+                svg = figure.query_selector("svg")
+                box = svg.bounding_box() if svg else None
+                charts[figure.get_attribute("id")] = {
+                    "width": box["width"] if box else 0, "height": box["height"] if box else 0,
+                    "paths": len(figure.query_selector_all("svg path"))}
+            page.screenshot(path=str(screenshot), full_page=True)
+            text = page.inner_text("body")
+        finally:
+            browser.close()
+    return {"errors": errors, "requests": requests, "charts": charts, "text": text}

@@ -1,5 +1,7 @@
 """Data: digits layouts, fixed splits, user .npz/.csv files and their checks."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -47,6 +49,20 @@ def test_npz_with_all_splits(tmp_path):
              x_test=rng.random((12, 4)), y_test=rng.integers(0, 3, 12))
     ds = load_data(_npz_spec(tmp_path, num_classes=3))
     assert ds.sizes() == {"train": 50, "val": 10, "test": 12}
+
+
+def test_npz_class_names_become_the_labels(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {"x_train": rng.random((50, 4)), "y_train": rng.integers(0, 3, 50)}
+    np.savez(tmp_path / "d.npz", **arrays, class_names=np.array(["cat", "dog", "eel"]))
+    assert load_data(_npz_spec(tmp_path, num_classes=3)).labels == ["cat", "dog", "eel"]
+    np.savez(tmp_path / "d.npz", **arrays)
+    assert load_data(_npz_spec(tmp_path, num_classes=3)).labels is None
+    for bad, message in ((np.array(["cat", "dog"]), "class_names: 2 names, expected one per class (3)"),
+                         (np.arange(3), "class_names: expected a 1-D array of strings, got dtype int64 shape [3]")):
+        np.savez(tmp_path / "d.npz", **arrays, class_names=bad)
+        with pytest.raises(DataError, match=re.escape(message)):
+            load_data(_npz_spec(tmp_path, num_classes=3))
 
 
 def test_npz_regression_split_from_train(tmp_path):

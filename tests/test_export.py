@@ -112,10 +112,46 @@ def test_onnx_names_metadata_and_dynamic_batch(exported):
         assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
         assert proto.opset_import[0].version == 17 or any(o.version == 17 for o in proto.opset_import)
         meta = {p.key: p.value for p in proto.metadata_props}
-        assert meta["spec"] == "digits_mlp" and json.loads(meta["labels"]) == [str(i) for i in range(10)]
+        assert meta["name"] == "digits_mlp" and json.loads(meta["labels"]) == [str(i) for i in range(10)]
         assert meta["dnnkit_version"] == manifest["dnnkit_version"]
     int8 = onnx.load(out / "artifacts" / "onnx_int8.onnx")
     assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
+    assert (int8.producer_name, int8.producer_version, int8.model_version) == ("dnnkit", manifest["dnnkit_version"], 1)
+    assert "digits_mlp: multiclass model" in int8.doc_string and "(int8)" in int8.doc_string
+
+
+def test_metadata_inside_artifacts_reads_back_in_their_runtimes(exported):
+    """Labels, task, input normalization, the reference's sha256 and the version, read by onnxruntime's
+    get_modelmeta() and from the .tflite's JSON buffer; the LiteRT interpreter still runs the file."""
+    import numpy as np
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dnnkit.formats.metadata import read_tflite_metadata
+
+    out, manifest = exported["digits_mlp"]
+    expected = {"dnnkit_version": manifest["dnnkit_version"], "name": "digits_mlp", "task": "multiclass",
+                "labels": [str(i) for i in range(10)],
+                "reference_weights_sha256": manifest["reference"]["weights_sha256"],
+                "input_normalization": {"pipeline": {"scale": 0.0625, "offset": 0.0, "raw_range": [0, 16]},
+                                        "in_model": []}}
+    entries = {e["name"]: e for e in manifest["artifacts"]}
+    for name in ("onnx_fp32", "onnx_int8"):
+        props = ort.InferenceSession(str(out / "artifacts" / f"{name}.onnx")).get_modelmeta().custom_metadata_map
+        decoded = {k: v if k in ("dnnkit_version", "name", "task", "reference_weights_sha256", "precision") else json.loads(v)
+                   for k, v in props.items()}
+        assert decoded == {**expected, "precision": name.split("_")[1]}
+        assert entries[name]["metadata"] == decoded
+    x = np.random.default_rng(0).uniform(0, 1, (4, 64)).astype("float32")
+    for name in ("tflite_fp32", "tflite_fp16", "tflite_dynamic_int8", "tflite_int8"):
+        path = out / "artifacts" / f"{name}.tflite"
+        assert read_tflite_metadata(path) == {**expected, "precision": name.split("_", 1)[1]}
+        assert entries[name]["metadata"] == read_tflite_metadata(path)
+        interpreter = Interpreter(model_path=str(path))
+        detail = interpreter.get_input_details()[0]
+        scale, zero = detail["quantization"]
+        feed = np.round(x / scale + zero).astype(detail["dtype"]) if scale else x
+        assert interpreter.get_signature_runner("serving_default")(inputs=feed)["logits"].shape == (4, 10)
 
 
 def test_saved_model_signature(exported):

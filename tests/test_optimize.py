@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import cli, digits_dense, error_lines
+from conftest import cli, digits_dense, error_lines, open_in_chromium
 from dnnkit.optimization import Goals, candidate_recipe, choose, goals_from, judge, pareto
 
 
@@ -168,6 +168,10 @@ def test_int8_missing_the_goal_gets_a_fallback_that_meets_it(tmp_path):
     assert chosen[0]["bytes"] < rows["tflite_fp16"]["bytes"] < rows["tflite_fp32"]["bytes"]
     (entry,) = manifest["artifacts"]
     assert entry["status"] == "verified" and np.isclose(entry["bytes"], chosen[0]["bytes"])
+    seen = open_in_chromium(out / "report.html", tmp_path / "report.png")  # the Pareto front, the layers' error
+    assert seen["errors"] == [] and {"chart-pareto", "chart-quantization"} <= set(seen["charts"])
+    assert all(c["paths"] >= 5 and c["width"] > 200 for c in seen["charts"].values())
+    assert "optimize chose tflite: tflite_int8" in seen["text"]
 
 
 def test_a_recipe_with_passes_adds_candidates_of_the_compressed_model(digits_mlp, tmp_path):

@@ -69,5 +69,6 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
                              "artifacts": [{**by_name[n].to_dict(), "filename": by_name[n].filename,
                                             "attempt": attempt, **(item_extra or {}).get(n, {})}
                                            for n in pending]},
-            workdir=tmp, log_path=log_path, startup_timeout=STARTUP_TIMEOUT_S, action="conversion",
+            workdir=tmp, log_path=log_path, startup_timeout=STARTUP_TIMEOUT_S,
+            action="layer ranking" if attempt == "rank" else "conversion",
             process="converter process")

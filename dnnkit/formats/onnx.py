@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from dnnkit.formats.common import atomic_path, io_names
+from dnnkit.formats.metadata import set_onnx_metadata
 from dnnkit.formats.tflite import ConversionError
 from dnnkit.signature import Inputs, cast, rows, take
 
@@ -67,14 +67,7 @@ def _tidy(proto: Any, model: Any, metadata: dict[str, Any]) -> None:
         dims = t.type.tensor_type.shape.dim
         if len(dims):
             dims[0].dim_param = "batch"
-    _set_metadata(proto, metadata)
-
-
-def _set_metadata(proto: Any, metadata: dict[str, Any]) -> None:
-    del proto.metadata_props[:]
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key, entry.value = key, value if isinstance(value, str) else json.dumps(value)
+    set_onnx_metadata(proto, {**metadata, "precision": "fp32"} if metadata else {})
 
 
 def write_onnx(model: Any, path: str, *, opset: int, metadata: dict[str, Any],
@@ -207,7 +200,7 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: I
             _, q8, written = _quantize(model, tmp_dir, samples, opset=opset, metadata=metadata or {},
                                        external_data=external_data, exclude=float_layers)
             proto = onnx.load(q8)
-            _set_metadata(proto, {**(metadata or {}), "dnnkit_precision": "int8"})
+            set_onnx_metadata(proto, {**(metadata or {}), "precision": "int8"})
             with atomic_path(path) as tmp:
                 written["external_data"] = save_onnx(proto, tmp, external_data)
                 _place_external_data(tmp, path)

@@ -11,6 +11,7 @@ import numpy as np
 
 from dnnkit.errors import DnnkitError
 from dnnkit.formats.common import atomic_path, has_recurrent_layers
+from dnnkit.formats.metadata import add_tflite_metadata
 from dnnkit.formats.saved_model import write_saved_model
 from dnnkit.signature import Inputs, cast, rows, take
 
@@ -141,7 +142,8 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
                   representative: Inputs | None = None, io: str = "float",
                   static_batch: int | None = None, allow_flex: bool = False,
                   float_fallback: bool = False, unroll: bool = False,
-                  float_layers: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+                  float_layers: tuple[str, ...] | list[str] = (),
+                  metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Convert a Keras model to a ``.tflite`` file, atomically.
 
     The model is first written as a SavedModel whose signature has the chosen batch size
@@ -161,6 +163,8 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         float_fallback: for ``int8``, let ops without an int8 kernel stay float.
         unroll: for ``int8``, unroll LSTM/GRU layers first (see :func:`unroll_recurrent`).
         float_layers: for ``int8``, output tensor names whose ops stay float (selective fallback).
+        metadata: fields stored as the file's JSON metadata (:mod:`dnnkit.formats.metadata`), with
+            ``precision`` added.
 
     Returns:
         What the manifest records: batch, fallbacks used.
@@ -179,6 +183,8 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
             content = _quantize_keeping_float(conv, float_layers, io)
         else:
             content = _convert(conv)
+    if metadata:
+        content = add_tflite_metadata(content, {**metadata, "precision": precision})
     with atomic_path(path) as tmp_file:
         tmp_file.write_bytes(content)
     if full and float_fallback:

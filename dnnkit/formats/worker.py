@@ -45,7 +45,8 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
         return export_tflite(model, path, precision=precision, representative=samples,
                              io=art["io"], static_batch=art.get("static_batch"),
                              allow_flex=art["allow_flex"], float_fallback=art["float_fallback"],
-                             unroll=art["unroll_recurrent"], float_layers=art.get("float_layers", ()))
+                             unroll=art["unroll_recurrent"], float_layers=art.get("float_layers", ()),
+                             metadata=metadata)
     if precision == "int8":
         return export_onnx_int8(model, path, calibration=samples, opset=art["opset"],
                                 metadata=metadata, external_data=art.get("external_data", "auto"),

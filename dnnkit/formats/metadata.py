@@ -1,0 +1,141 @@
+"""What an app needs to use an artifact, stored inside it (issue 11): labels, task, input
+normalization, the reference model's weights digest (the manifest's ``reference.weights_sha256``)
+and the dnnkit version.
+
+ONNX keeps it in ``metadata_props`` (strings; lists and dicts as JSON), beside ``doc_string``,
+``model_version``, ``producer_name`` and ``producer_version``; onnxruntime's ``get_modelmeta()``
+reads it back. TFLite keeps it as one JSON buffer named :data:`TFLITE_NAME` in the model's
+``metadata`` table, written with the flatbuffer utilities that ship in ``ai_edge_litert`` (the
+``tflite-support`` metadata writer needs protobuf < 4); the interpreter ignores unknown metadata,
+so the file loads and runs as before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+TFLITE_NAME = "dnnkit"
+KEYS = ("dnnkit_version", "name", "task", "labels", "input_normalization", "reference_weights_sha256")
+
+
+def weights_sha256(model: Any) -> str:
+    """sha256 over the model's weights in order (dtype, shape, bytes). Unlike the ``.keras`` file's
+    digest it does not change with the save time, so identical runs keep writing identical
+    artifacts with it inside."""
+    import hashlib
+
+    import numpy as np
+
+    h = hashlib.sha256()
+    for w in model.weights:
+        a = np.ascontiguousarray(np.asarray(w))
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def input_normalization(model: Any, source: str | None) -> dict[str, Any]:
+    """How raw inputs become what the model takes: the data pipeline's scale (``model_input = raw *
+    scale + offset``) where dnnkit's loader applies one, and the preprocessing layers at the start of
+    the model (which an app must not apply again).
+
+    Args:
+        model: the reference ``keras.Model``.
+        source: the data source (``"digits"``, an image folder, a file) or ``None`` when unknown.
+
+    Returns:
+        ``{"pipeline": {"scale", "offset", "raw_range"} | None, "in_model": [{"layer", "class", ...}]}``.
+    """
+    pipeline = None
+    if source == "digits":  # dnnkit.data divides the 0..16 pixel counts by 16
+        pipeline = {"scale": 1 / 16, "offset": 0.0, "raw_range": [0, 16]}
+    elif source and os.path.isdir(source):  # image folders load 0..255 pixels as they are
+        pipeline = {"scale": 1.0, "offset": 0.0, "raw_range": [0, 255]}
+    return {"pipeline": pipeline, "in_model": _preprocessing_layers(model)}
+
+
+def _preprocessing_layers(model: Any) -> list[dict[str, Any]]:
+    """Rescaling and Normalization layers that read a model input directly or through another
+    preprocessing layer (one level of nesting: keras.applications keep theirs at the top)."""
+    import numpy as np
+
+    found = []
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Rescaling":
+            found.append({"layer": layer.name, "class": kind, "scale": _plain(layer.scale),
+                          "offset": _plain(layer.offset)})
+        elif kind == "Normalization" and getattr(layer, "built", False) and hasattr(layer, "mean"):
+            mean, var = np.asarray(layer.mean).ravel(), np.asarray(layer.variance).ravel()
+            found.append({"layer": layer.name, "class": kind, "mean": [float(v) for v in mean[:64]],
+                          "variance": [float(v) for v in var[:64]], "invert": bool(getattr(layer, "invert", False))})
+    return found
+
+
+def _plain(value: Any) -> Any:
+    import numpy as np
+
+    array = np.asarray(value, dtype=np.float64)
+    return float(array) if array.ndim == 0 else [float(v) for v in array.ravel()]
+
+
+def onnx_props(fields: dict[str, Any]) -> dict[str, str]:
+    """``metadata_props`` entries: strings as they are, everything else as JSON."""
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+
+
+def set_onnx_metadata(proto: Any, fields: dict[str, Any]) -> None:
+    """Replace ``proto``'s ``metadata_props`` with ``fields`` and describe the model in its header."""
+    del proto.metadata_props[:]
+    for key, value in onnx_props(fields).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    if "dnnkit_version" in fields:
+        proto.producer_name, proto.producer_version = "dnnkit", str(fields["dnnkit_version"])
+        proto.model_version = 1
+        proto.doc_string = _doc(fields)
+
+
+def _doc(fields: dict[str, Any]) -> str:
+    labels = fields.get("labels")
+    return (f"{fields.get('name', 'model')}: {fields.get('task', '?')} model exported and verified by dnnkit "
+            f"{fields.get('dnnkit_version')} ({fields.get('precision', '?')})"
+            + (f"; {len(labels)} labels in metadata_props['labels']" if isinstance(labels, list) else ""))
+
+
+def add_tflite_metadata(content: bytes, fields: dict[str, Any]) -> bytes:
+    """``content`` (a ``.tflite`` flatbuffer) with ``fields`` as a JSON metadata buffer named
+    :data:`TFLITE_NAME` (replacing an earlier one); tensors, signatures and other metadata unchanged."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
+    blob = json.dumps(fields, sort_keys=True).encode("utf-8")
+    buffer = schema.BufferT()
+    buffer.data = list(blob)
+    model.buffers.append(buffer)
+    entry = schema.MetadataT()
+    entry.name, entry.buffer = TFLITE_NAME, len(model.buffers) - 1
+    model.metadata = [m for m in (model.metadata or []) if m.name != TFLITE_NAME] + [entry]
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def read_tflite_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The JSON metadata :func:`add_tflite_metadata` wrote, or ``None`` when the file has none."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    with open(path, "rb") as f:
+        data = f.read()
+    model = schema.Model.GetRootAs(data, 0)
+    for i in range(model.MetadataLength()):
+        entry = model.Metadata(i)
+        if entry.Name() is not None and entry.Name().decode() == TFLITE_NAME:
+            buffer = model.Buffers(entry.Buffer())
+            if buffer.Offset() > 1:  # stored after the flatbuffer (models over 2 GB)
+                raw = data[buffer.Offset():buffer.Offset() + buffer.Size()]
+            else:
+                raw = buffer.DataAsNumpy().tobytes()
+            return json.loads(raw.decode("utf-8"))
+    return None
