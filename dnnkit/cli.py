@@ -311,7 +311,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code, crash = 1, None
     with capture:
         try:
-            if hasattr(args, "verbose"):  # the commands that convert or verify: a line per item, with its time
+            if hasattr(args, "verbose") and not getattr(args, "json", False):  # a line per item, with its time
                 from dnnkit import child
 
                 child.PROGRESS = child.print_progress

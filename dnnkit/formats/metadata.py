@@ -21,7 +21,7 @@ KEYS = ("dnnkit_version", "name", "task", "labels", "input_normalization", "refe
 
 
 def weights_sha256(model: Any) -> str:
-    """sha256 over the model's weights in order (dtype, shape, bytes). Unlike the ``.keras`` file's
+    """sha256 over the model's weights (``get_weights()``) in order (dtype, shape, bytes). Unlike the ``.keras`` file's
     digest it does not change with the save time, so identical runs keep writing identical
     artifacts with it inside."""
     import hashlib
@@ -29,7 +29,7 @@ def weights_sha256(model: Any) -> str:
     import numpy as np
 
     h = hashlib.sha256()
-    for w in model.weights:
+    for w in model.get_weights():  # a keras.Model, or a SavedModel / .h5 source's variables
         a = np.ascontiguousarray(np.asarray(w))
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
@@ -62,7 +62,7 @@ def _preprocessing_layers(model: Any) -> list[dict[str, Any]]:
     import numpy as np
 
     found = []
-    for layer in model.layers:
+    for layer in getattr(model, "layers", []):  # a SavedModel source has no Keras layers
         kind = type(layer).__name__
         if kind == "Rescaling":
             found.append({"layer": layer.name, "class": kind, "scale": _plain(layer.scale),
