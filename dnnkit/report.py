@@ -71,6 +71,18 @@ def optimize_table(opt: dict[str, Any]) -> list[str]:
     return lines
 
 
+def slower_than_fp32(artifacts: list[dict[str, Any]]) -> list[str]:
+    """A line per quantized artifact whose batch-1 p50 is above its fp32 twin's (same format)."""
+    p50 = {(e["format"], e["precision"]): (e.get("latency_ms") or {}).get("p50") for e in artifacts}
+    lines = []
+    for e in artifacts:
+        mine, fp32 = (e.get("latency_ms") or {}).get("p50"), p50.get((e["format"], "fp32"))
+        if e["precision"] != "fp32" and mine and fp32 and mine > fp32:
+            lines.append(f"SLOWER {e['name']}: batch-1 p50 {mine:.3f} ms vs {fp32:.3f} ms for {e['format']} fp32 "
+                         f"({mine / fp32:.2f}x) on this CPU")
+    return lines
+
+
 def table(manifest: dict[str, Any]) -> str:
     """Render the manifest as a fixed-width table, one line per artifact, failures below."""
     ref = manifest["reference"]
@@ -106,6 +118,7 @@ def table(manifest: dict[str, Any]) -> str:
         lines.append(f"pass {i} {p['type']}: {metric or 'metric'} {'-' if acc is None else f'{acc:.4f}'}, "
                      f"params {p['params']}, "
                      f"degradation {p['degradation']:+.4f} ({'ok' if p['goal_met'] else 'GOAL MISSED'})")
+    lines += slower_than_fp32(manifest["artifacts"])
     for line in (manifest.get("goals") or {}).get("missed", []):
         lines.append(f"GOAL MISSED {line}")
     for layout, rec in (manifest.get("package") or {}).items():

@@ -24,6 +24,12 @@ def test_every_artifact_verifies(exported, name, artifact):
     assert entry["failures"] == []
     assert (entry["sha256"], entry["bytes"]) == file_digest(out / entry["path"])
     assert entry["latency_ms"]["p50"] > 0
+    settings = entry["latency_ms"]["settings"]  # what the figures were measured with
+    assert settings["runtime"] in ("tensorflow", "LiteRT interpreter", "onnxruntime")
+    if entry["format"] != "saved_model":
+        assert settings.get("num_threads", settings.get("intra_op_threads")) == 1
+    if entry["batch"] is None:  # a dynamic batch: batch-32 throughput too
+        assert entry["latency_ms"]["batch"] == 32 and entry["latency_ms"]["throughput_per_s"] > 0
     ref = manifest["reference"]["metrics"]
     checks = entry["checks"]
     # every input is used: the 360 labelled test samples, then train and validation
