@@ -150,11 +150,8 @@ def cmd_package(args: argparse.Namespace) -> int:
     from dnnkit.packaging import package
 
     args.out_folder = args.out_dir
-    manifest = None
-    for layout in args.layout:
-        manifest = package(args.out_dir, layout, dest=args.dest, model_name=args.model_name, version=args.version,
-                           max_batch_size=args.max_batch_size, artifact=args.artifact if layout == "triton" else None,
-                           unsafe=args.unsafe)
+    manifest = package(args.out_dir, args.layout, dest=args.dest, model_name=args.model_name, version=args.version,
+                       max_batch_size=args.max_batch_size, artifact=args.artifact, unsafe=args.unsafe)
     return _finish(manifest, args, args.out_dir)
 
 
@@ -276,7 +273,8 @@ def parser() -> argparse.ArgumentParser:
     k.add_argument("out_dir", help="folder written by dnnkit run/export/compress/optimize")
     k.add_argument("--layout", action="append", choices=["triton", "tf-serving"], required=True,
                    help="triton (an ONNX artifact) or tf-serving (the SavedModel); repeat for both")
-    k.add_argument("--dest", help="repository / base folder (default OUT/serving/LAYOUT)")
+    k.add_argument("--dest", help="repository / base folder (DEST/LAYOUT for several layouts; default "
+                                  "OUT/serving/LAYOUT)")
     k.add_argument("--model-name", help="the model's folder name (default: the spec or model name)")
     k.add_argument("--version", type=_positive, default=1, help="version folder (default 1)")
     k.add_argument("--max-batch-size", type=int, default=8,

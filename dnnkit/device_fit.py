@@ -106,11 +106,12 @@ def _arena_span(spans: list[tuple[int, int]]) -> int:
     if not spans:
         return 0
     total = sum(n for _, n in spans)
-    clusters: list[list[tuple[int, int]]] = []
+    clusters: list[list[int]] = []  # [start, end, bytes] of each run of addresses
     for addr, size in sorted(spans):
-        if clusters and addr - max(a + n for a, n in clusters[-1]) <= total:
-            clusters[-1].append((addr, size))
+        if clusters and addr - clusters[-1][1] <= total:
+            clusters[-1][1] = max(clusters[-1][1], addr + size)
+            clusters[-1][2] += size
         else:
-            clusters.append([(addr, size)])
-    main = max(clusters, key=lambda c: sum(n for _, n in c))
-    return max(a + n for a, n in main) - min(a for a, _ in main)
+            clusters.append([addr, addr + size, size])
+    start, end, _ = max(clusters, key=lambda c: c[2])
+    return end - start

@@ -114,14 +114,19 @@ def _figure(name: str, fig: Any, caption: str) -> str:
     return f"<figure class='chart' id='chart-{name}'>{svg}<figcaption>{_e(caption)}</figcaption></figure>"
 
 
-def _axes(title: str) -> tuple[Any, Any]:
+def _pyplot() -> Any:
+    """pyplot on the file-only backend, text kept as SVG text (smaller, selectable)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    plt.rcParams["svg.fonttype"] = "none"  # text stays text (smaller, selectable)
-    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    plt.rcParams["svg.fonttype"] = "none"
+    return plt
+
+
+def _axes(title: str) -> tuple[Any, Any]:
+    fig, ax = _pyplot().subplots(figsize=(6.0, 3.6))
     ax.set_title(title, fontsize=11)
     ax.grid(alpha=0.3)
     return fig, ax
@@ -188,11 +193,7 @@ def _training_chart(manifest: dict[str, Any], out: Path) -> str | None:
               if isinstance(v, list) and v and all(isinstance(x, (int, float)) for x in v)}
     if not series:
         return None
-    import matplotlib.pyplot as plt
-
-    _axes("training")  # the backend and fonts
-    plt.close()
-    fig, (loss_ax, metric_ax) = plt.subplots(1, 2, figsize=(7.5, 3.2))
+    fig, (loss_ax, metric_ax) = _pyplot().subplots(1, 2, figsize=(7.5, 3.2))
     others = {k: v for k, v in series.items() if "loss" not in k and k not in ("lr", "learning_rate", "epoch")}
     for ax, keys, label in ((loss_ax, [k for k in series if "loss" in k], "loss"), (metric_ax, list(others), "metric")):
         for key in keys:

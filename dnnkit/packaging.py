@@ -33,21 +33,22 @@ LABELS_FILE = "labels.txt"
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a model folder name
 
 
-def package(out_dir: str | Path, layout: str, *, dest: str | Path | None = None, model_name: str | None = None,
-            version: int = 1, max_batch_size: int = 8, artifact: str | None = None,
+def package(out_dir: str | Path, layouts: str | list[str], *, dest: str | Path | None = None,
+            model_name: str | None = None, version: int = 1, max_batch_size: int = 8, artifact: str | None = None,
             unsafe: bool = False) -> dict[str, Any]:
-    """Lay out one verified artifact of ``out_dir`` for a model server and verify it there.
+    """Lay out verified artifacts of ``out_dir`` for model servers and verify each there.
 
     Args:
         out_dir: an export folder (``dnnkit run|export|compress|optimize`` output).
-        layout: ``triton`` (an ONNX artifact) or ``tf-serving`` (the SavedModel).
-        dest: the repository / base folder; ``OUT/serving/LAYOUT`` by default.
+        layouts: ``triton`` (an ONNX artifact) and/or ``tf-serving`` (the SavedModel).
+        dest: the repository / base folder (``DEST/LAYOUT`` for several layouts); ``OUT/serving/LAYOUT``
+            by default.
         model_name: the model's folder name; the spec or model name by default.
         version: the version folder (a positive integer).
         max_batch_size: Triton's ``max_batch_size`` for a model with a dynamic batch (0 turns
             batching off); a model with a fixed batch gets 0 and the batch in its dims.
-        artifact: which artifact; by default ``optimize``'s choice for the format, else the first
-            verified one of the format in the manifest.
+        artifact: which ONNX artifact Triton gets; by default ``optimize``'s choice, else the first
+            verified ONNX artifact in the manifest.
 
     Returns:
         The updated manifest (``package[layout]``: path, artifact, sha256, files, status).
@@ -56,30 +57,59 @@ def package(out_dir: str | Path, layout: str, *, dest: str | Path | None = None,
         SpecError: a bad layout, name, version or batch size, or no verified artifact of the format.
         ModelLoadError: the folder is not an export folder.
     """
-    from dnnkit.pipeline import _finish, reverification
-    from dnnkit.verification import file_digest, verify_artifacts
-
-    if layout not in LAYOUTS:
-        raise SpecError(f"package.layout: expected one of {', '.join(LAYOUTS)}, got {layout!r}")
+    layouts = [layouts] if isinstance(layouts, str) else list(layouts)
+    for layout in layouts:
+        if layout not in LAYOUTS:
+            raise SpecError(f"package.layout: expected one of {', '.join(LAYOUTS)}, got {layout!r}")
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise SpecError(f"package.version: expected a positive integer, got {version!r}")
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) or max_batch_size < 0:
         raise SpecError(f"package.max_batch_size: expected an integer >= 0, got {max_batch_size!r}")
     if model_name is not None:
         _model_name(model_name)
-    out = Path(out_dir)
+    return _package(Path(out_dir), layouts, dict(dest=dest, model_name=model_name, version=version,
+                                                 max_batch_size=max_batch_size, artifact=artifact),
+                    unsafe=unsafe, record_errors=False)
+
+
+def _package(out: Path, layouts: list[str], keywords: dict[str, Any], *, unsafe: bool,
+             record_errors: bool) -> dict[str, Any]:
+    """Every layout from one reverification (the reference model loaded and run once), then one
+    verdict and write. With ``record_errors`` a layout that cannot be made is recorded as failed
+    instead of raising."""
+    from dnnkit.pipeline import _finish, reverification
+
     manifest, ref, recipe = reverification(out, unsafe=unsafe)
-    entry = _pick(manifest, LAYOUTS[layout], artifact)
+    for layout in layouts:
+        try:
+            record = _lay_out(out, manifest, ref, recipe, layout, len(layouts), **keywords)
+        except SpecError as exc:
+            if not record_errors:
+                raise
+            record = {"layout": layout, "status": "failed", "artifact": None, "path": None,
+                      "version": keywords.get("version", 1), "failure_reason": str(exc)}
+        manifest.setdefault("package", {})[layout] = record
+    return _finish(manifest, out)
+
+
+def _lay_out(out: Path, manifest: dict[str, Any], ref: Any, recipe: Any, layout: str, count: int, *,
+             dest: str | Path | None, model_name: str | None, version: int, max_batch_size: int,
+             artifact: str | None) -> dict[str, Any]:
+    """One layout written (staged beside its place, moved in when done) and verified: its record."""
+    from dnnkit.verification import file_digest, verify_artifacts
+
+    entry = _pick(manifest, LAYOUTS[layout], artifact if layout == "triton" else None)
     name = model_name or _model_name(re.sub(r"[^A-Za-z0-9_.-]", "_", manifest["reference"].get("spec")
                                             or out.resolve().name).lstrip("_.-") or "model")
-    base = Path(dest) if dest is not None else out / "serving" / layout
+    base = (Path(dest) / layout if count > 1 else Path(dest)) if dest is not None else out / "serving" / layout
     source = out / entry["path"]
     base.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=base))
+    record: dict[str, Any] = {}
     try:
         model_dir = staging / name
         if layout == "triton":
-            files = _triton(source, model_dir, name, version, max_batch_size, entry)
+            files, record["max_batch_size"] = _triton(source, model_dir, name, version, max_batch_size, entry)
             packaged = model_dir / str(version) / "model.onnx"
         else:
             packaged = model_dir / str(version)
@@ -97,16 +127,12 @@ def package(out_dir: str | Path, layout: str, *, dest: str | Path | None = None,
         model_dir.rename(final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    record = {"layout": layout, "path": str(final.relative_to(out) if out.resolve() in final.resolve().parents
-                                               else final.resolve()),
-              "model_name": name, "version": version, "artifact": entry["name"], "files": files,
-              "sha256": fresh.get("sha256"), "same_bytes_as_artifact": same_bytes,
-              "status": fresh["status"], "failure_reason": fresh.get("failure_reason"),
-              "parity": fresh.get("parity"), "metrics": fresh.get("metrics")}
-    if layout == "triton":
-        record["max_batch_size"] = _batch_size(final / "config.pbtxt")
-    manifest.setdefault("package", {})[layout] = record
-    return _finish(manifest, out)
+    return {"layout": layout, "path": str(final.relative_to(out) if out.resolve() in final.resolve().parents
+                                          else final.resolve()),
+            "model_name": name, "version": version, "artifact": entry["name"], "files": files,
+            "sha256": fresh.get("sha256"), "same_bytes_as_artifact": same_bytes,
+            "status": fresh["status"], "failure_reason": fresh.get("failure_reason"),
+            "parity": fresh.get("parity"), "metrics": fresh.get("metrics"), **record}
 
 
 def reverify_packages(manifest: dict[str, Any], out: Path, ref: Any, recipe: Any) -> None:
@@ -158,8 +184,9 @@ def _pick(manifest: dict[str, Any], fmt: str, artifact: str | None) -> dict[str,
 
 
 def _triton(source: Path, model_dir: Path, name: str, version: int, max_batch_size: int,
-            entry: dict[str, Any]) -> list[str]:
-    """Write the model, its config and its labels under ``model_dir``; return the files written."""
+            entry: dict[str, Any]) -> tuple[list[str], int]:
+    """Write the model, its config and its labels under ``model_dir``; return the files written and
+    the ``max_batch_size`` the config got."""
     import onnx
 
     target = model_dir / str(version) / "model.onnx"
@@ -184,7 +211,7 @@ def _triton(source: Path, model_dir: Path, name: str, version: int, max_batch_si
     if labels and LABELS_FILE in text:
         (model_dir / LABELS_FILE).write_text("".join(f"{label}\n" for label in labels), encoding="utf-8")
         files.insert(1, LABELS_FILE)
-    return files
+    return files, _served_batch(proto, max_batch_size)
 
 
 def triton_config(proto: Any, name: str, max_batch_size: int, *, labels: list[str] | None = None) -> str:
@@ -193,10 +220,8 @@ def triton_config(proto: Any, name: str, max_batch_size: int, *, labels: list[st
     fixed batch turns batching off); ``label_filename`` on each output whose last dim is the
     number of labels."""
     tensors = {"input": list(proto.graph.input), "output": list(proto.graph.output)}
-    dims = {t.name: [d.dim_value if d.HasField("dim_value") else -1 for d in t.type.tensor_type.shape.dim]
-            for t in tensors["input"] + tensors["output"]}
-    dynamic = all(dims[t.name] and dims[t.name][0] == -1 for t in tensors["input"])
-    batch = max_batch_size if dynamic else 0
+    dims = {t.name: _dims(t) for t in tensors["input"] + tensors["output"]}
+    batch = _served_batch(proto, max_batch_size)
     lines = [f'name: "{name}"', 'platform: "onnxruntime_onnx"', f"max_batch_size: {batch}"]
     for kind, items in tensors.items():
         for t in items:
@@ -214,9 +239,14 @@ def triton_config(proto: Any, name: str, max_batch_size: int, *, labels: list[st
     return "\n".join(lines) + "\n"
 
 
-def _batch_size(config: Path) -> int:
-    found = re.search(r"^max_batch_size: (\d+)$", config.read_text(encoding="utf-8"), re.M)
-    return int(found.group(1)) if found else 0
+def _dims(tensor: Any) -> list[int]:
+    return [d.dim_value if d.HasField("dim_value") else -1 for d in tensor.type.tensor_type.shape.dim]
+
+
+def _served_batch(proto: Any, max_batch_size: int) -> int:
+    """Triton's ``max_batch_size``: as asked when every input's batch is dynamic, else 0 (no batching)."""
+    dynamic = all((dims := _dims(t)) and dims[0] == -1 for t in proto.graph.input)
+    return max_batch_size if dynamic else 0
 
 
 def read_package(t: Any) -> dict[str, Any]:
@@ -249,18 +279,8 @@ def package_all(out_dir: str | Path, options: dict[str, Any] | None, manifest: d
     Returns:
         The manifest (updated and rewritten when the table asked for layouts).
     """
-    from dnnkit.pipeline import _finish
-
     if not options:
         return manifest
-    keywords = {k: v for k, v in options.items() if k != "layouts"}
-    for layout in options["layouts"]:
-        try:
-            manifest = package(out_dir, layout, unsafe=unsafe, **{k: v for k, v in keywords.items()
-                                                                   if k != "artifact" or layout == "triton"})
-        except SpecError as exc:
-            manifest.setdefault("package", {})[layout] = {"layout": layout, "status": "failed", "artifact": None,
-                                                          "path": None, "version": keywords.get("version", 1),
-                                                          "failure_reason": str(exc)}
-            manifest = _finish(manifest, Path(out_dir))
-    return manifest
+    keywords = {"dest": None, "model_name": None, "artifact": None,
+                **{k: v for k, v in options.items() if k != "layouts"}}
+    return _package(Path(out_dir), options["layouts"], keywords, unsafe=unsafe, record_errors=True)

@@ -17,7 +17,6 @@ import os
 from typing import Any
 
 TFLITE_NAME = "dnnkit"
-KEYS = ("dnnkit_version", "name", "task", "labels", "input_normalization", "reference_weights_sha256")
 
 
 def weights_sha256(model: Any) -> str:
@@ -57,8 +56,8 @@ def input_normalization(model: Any, source: str | None) -> dict[str, Any]:
 
 
 def _preprocessing_layers(model: Any) -> list[dict[str, Any]]:
-    """Rescaling and Normalization layers that read a model input directly or through another
-    preprocessing layer (one level of nesting: keras.applications keep theirs at the top)."""
+    """Rescaling and Normalization layers among the model's top-level layers (keras.applications and
+    keras-io models keep theirs there; a layer nested in a sub-model is not looked for)."""
     import numpy as np
 
     found = []
