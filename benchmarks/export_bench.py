@@ -3,7 +3,7 @@ TFLite, parity, accuracy delta vs Keras and batch-1 latency ratio to fp32 TFLite
 wall time of `dnnkit run` against a minimal hand-written script doing the same train +
 convert + run steps (same machine, same run, ratio).
 
-    python benchmarks/export_bench.py [--specs digits_cnn digits_gru ...] [--out DIR] [--skip-wall]
+    python benchmarks/export_bench.py [--specs digits_cnn digits_gru ...] [--out DIR] [--skip-wall] [--repeats N]
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -103,22 +104,40 @@ def artifact_table(specs: list[str], out: Path) -> None:
         print(f"{name:<19} {'(keras reference)':<20} accuracy {ref:.4f}")
 
 
-def wall_times() -> None:
+def _timed(argv: list[str], env: dict[str, str], cwd: Path | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(argv, check=True, env=env, capture_output=True, cwd=cwd)
+    return time.perf_counter() - start
+
+
+def wall_times(repeats: int) -> None:
+    """``dnnkit run`` and the hand-written script, alternately ``repeats`` times each: the median of
+    the per-pair ratios (a pair runs back to back, so both see the same machine), and the stages of
+    the last run's manifest."""
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    ratios, hands, ours = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "hand.py"
         script.write_text(HAND_WRITTEN)
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, str(script), tmp], check=True, env=env, capture_output=True)
-        hand = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "dnnkit", "run", "--out", str(Path(tmp) / "run")], check=True,
-                       env=env, capture_output=True, cwd=ROOT)
-        ours = time.perf_counter() - t0
-    print(f"\nwall time, digits CNN + export/all.toml: dnnkit run {ours:.1f} s, hand-written "
-          f"train+convert+run {hand:.1f} s, ratio {ours / hand:.2f}x")
+        for i in range(repeats):
+            hands.append(_timed([sys.executable, str(script), tmp], env))
+            out = Path(tmp) / f"run{i}"
+            ours.append(_timed([sys.executable, "-m", "dnnkit", "run", "--out", str(out)], env, cwd=ROOT))
+            ratios.append(ours[-1] / hands[-1])
+            print(f"pair {i + 1}: dnnkit run {ours[-1]:.1f} s, hand-written {hands[-1]:.1f} s, "
+                  f"ratio {ratios[-1]:.2f}x", flush=True)
+        timings = json.loads((out / "manifest.json").read_text())["timings"]
+    print(f"\nwall time, digits CNN + export/all.toml ({repeats} pairs): dnnkit run median "
+          f"{statistics.median(ours):.1f} s, hand-written train+convert+run median {statistics.median(hands):.1f} s, "
+          f"median ratio {statistics.median(ratios):.2f}x")
     print("(dnnkit run also verifies every artifact: names, shapes, values, a second batch size, "
-          "100-run latency, op lists, and writes the manifest)")
+          "100-run latency and 1-vs-all-core throughput, op lists, and writes the manifest and report.html)")
+    stages = {k: v for k, v in timings.items() if isinstance(v, (int, float))}
+    print("last run's stages (manifest timings, s): " + ", ".join(f"{k} {v:.2f}" for k, v in stages.items()))
+    for role, records in (timings.get("workers") or {}).items():
+        for r in records:
+            print(f"  {role} process: prestarted {r['prestarted']}, imports {r['import_s']} s, ready "
+                  f"{r['ready_after_s']} s after its start, the job waited {r['waited_s']} s for it")
 
 
 def main() -> None:
@@ -126,6 +145,7 @@ def main() -> None:
     parser.add_argument("--specs", nargs="+", default=SPECS, choices=SPECS)
     parser.add_argument("--out", default=None, help="keep the exports here (default: a temp folder)")
     parser.add_argument("--skip-wall", action="store_true", help="skip the run vs hand-written timing")
+    parser.add_argument("--repeats", type=int, default=3, help="pairs of timed runs (default 3)")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if args.out:
@@ -134,7 +154,7 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             artifact_table(args.specs, Path(tmp))
     if not args.skip_wall:
-        wall_times()
+        wall_times(args.repeats)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,11 @@ export/all.toml (calibration: at most --images training images); prints each art
 seconds and peak resident memory (each in its own process), the parent's peak and the wall time.
 
     python benchmarks/large_model.py [--out DIR] [--images N] [--recipe export/all.toml]
+    python benchmarks/large_model.py --compare [--out DIR]
+
+With --compare it runs itself and benchmarks/large_model_hand.py (the same conversions written by
+hand, one process) as timed subprocesses, then each hand-written step in its own process, and prints
+the wall-time ratio and dnnkit's largest process peak against the largest hand-written step's.
 
 The images carry no labels: float artifacts are checked element-wise and quantized ones by top-1
 agreement with the Keras model (a random network's near-uniform scores make that a hard test).
@@ -26,7 +31,10 @@ def main() -> int:
     parser.add_argument("--out", default="large-model")
     parser.add_argument("--images", type=int, default=164)
     parser.add_argument("--recipe", default=str(ROOT / "export" / "all.toml"))
+    parser.add_argument("--compare", action="store_true", help="against the hand-written script (see above)")
     args = parser.parse_args()
+    if args.compare:
+        return compare(args)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import keras
     import numpy as np
@@ -50,6 +58,43 @@ def main() -> int:
     print(f"parent peak RSS {parent:.0f} MB (model built and exported from this process); "
           f"manifest: {Path(args.out) / 'manifest.json'}")
     print(json.dumps({"wall_s": round(wall, 1), "parent_peak_rss_mb": round(parent)}))
+    return 0
+
+
+def compare(args: argparse.Namespace) -> int:
+    import subprocess
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = Path(args.out)
+
+    def timed(argv: list[str]) -> tuple[float, str]:
+        start = time.perf_counter()
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+        return time.perf_counter() - start, done.stdout
+
+    hand = str(ROOT / "benchmarks" / "large_model_hand.py")
+    hand_wall, _ = timed([sys.executable, hand, str(out / "hand"), "--images", str(args.images)])
+    ours_wall, text = timed([sys.executable, __file__, "--out", str(out / "dnnkit"), "--images", str(args.images),
+                             "--recipe", args.recipe])
+    print(text.strip())
+    manifest = json.loads((out / "dnnkit" / "manifest.json").read_text())
+    peaks = {"parent": json.loads(text.strip().splitlines()[-1])["parent_peak_rss_mb"]}
+    for e in manifest["artifacts"]:
+        for stage in ("conversion", "verification"):
+            peaks[f"{e['name']} {stage}"] = (e.get(stage) or {}).get("peak_rss_mb") or 0
+    worst = max(peaks, key=peaks.get)
+    steps = {}
+    for step in ("saved_model", "tflite_fp32", "tflite_fp16", "tflite_dynamic_int8", "tflite_int8", "onnx_fp32",
+                 "onnx_int8"):
+        _, line = timed([sys.executable, hand, str(out / "hand_steps"), "--step", step, "--images", str(args.images)])
+        steps[step] = json.loads(line.strip().splitlines()[-1])["peak_rss_mb"]
+    biggest = max(steps, key=steps.get)
+    print(f"\nhand-written steps, each in its own process, peak RSS MB: "
+          + ", ".join(f"{k} {v}" for k, v in steps.items()))
+    print(f"wall: dnnkit (build + export + verify) {ours_wall:.1f} s, hand-written (build + convert + run) "
+          f"{hand_wall:.1f} s, ratio {ours_wall / hand_wall:.2f}x")
+    print(f"peak RSS: dnnkit's largest process {peaks[worst]:.0f} MB ({worst}), hand-written's largest step "
+          f"{steps[biggest]} MB ({biggest}), ratio {peaks[worst] / steps[biggest]:.2f}x")
     return 0
 
 

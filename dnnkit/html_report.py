@@ -65,8 +65,8 @@ def render(manifest: dict[str, Any], out: Path) -> str:
                      f"(objective {_e(opt['goals']['objective'])}, max degradation {opt['goals']['max_degradation']:g})"
                      "</p>")
     parts += ["<h2>Charts</h2><div class='charts'>", *charts, "</div>"]
-    parts += [_device_section(manifest), _package_section(manifest), "<h2>Versions</h2>", _versions(manifest),
-              "</body></html>"]
+    parts += [_throughput_section(manifest), _device_section(manifest), _package_section(manifest),
+              _timings_section(manifest), "<h2>Versions</h2>", _versions(manifest), "</body></html>"]
     return "\n".join(p for p in parts if p)
 
 
@@ -91,6 +91,40 @@ def _artifact_table(manifest: dict[str, Any], metric: str | None) -> str:
                     f"<td class='num'>{_num(lat.get('p90'), 3)}</td>"
                     f"<td><span class='status {_e(e['status'])}'>{_e(e['status'].upper())}</span>{reason}</td></tr>")
     return "\n".join(rows) + "</table>"
+
+
+def _throughput_section(manifest: dict[str, Any]) -> str:
+    """Batch-N samples per second on one core and on all of them, per artifact (what parallel
+    inference buys on this machine)."""
+    rows = []
+    for e in manifest["artifacts"]:
+        cores = (e.get("latency_ms") or {}).get("cores")
+        if cores:
+            rows.append(f"<tr><td>{_e(e['name'])}</td><td class='num'>{cores['batch']}</td>"
+                        f"<td class='num'>{cores['one_core_per_s']:.0f}</td><td class='num'>{cores['cores']}</td>"
+                        f"<td class='num'>{cores['all_cores_per_s']:.0f}</td><td class='num'>{cores['speedup']:.2f}x</td></tr>")
+    if not rows:
+        return ""
+    return ("<h2>Throughput on one core and on all</h2><table id='throughput'><tr><th>artifact</th><th>batch</th>"
+            "<th>1 core /s</th><th>cores</th><th>all cores /s</th><th>speed-up</th></tr>" + "".join(rows) + "</table>")
+
+
+def _timings_section(manifest: dict[str, Any]) -> str:
+    """Where the job's wall time went: its stages, and each worker process's start-up."""
+    timings = manifest.get("timings") or {}
+    stages = [(k, v) for k, v in timings.items() if isinstance(v, (int, float))]
+    if not stages:
+        return ""
+    rows = "".join(f"<tr><td>{_e(k.removesuffix('_s').replace('_', ' '))}</td><td class='num'>{v:.2f}</td></tr>"
+                   for k, v in stages)
+    workers = "".join(
+        f"<li>{_e(role)}: {'prestarted' if r.get('prestarted') else 'started when needed'}, imports "
+        f"{_num(r.get('import_s'), 2)} s, the job waited {_num(r.get('waited_s'), 2)} s for it</li>"
+        for role, records in (timings.get("workers") or {}).items() for r in records)
+    return ("<h2>Time</h2><p>Wall seconds per stage; conversions and their checks run side by side in two "
+            "processes, so their rows overlap.</p>"
+            f"<table id='timings'><tr><th>stage</th><th>seconds</th></tr>{rows}</table>"
+            + (f"<ul id='workers'>{workers}</ul>" if workers else ""))
 
 
 def _num(value: Any, digits: int = 4) -> str:

@@ -140,9 +140,10 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
     from dnnkit.packaging import package_all
 
     recipe = as_recipe(recipe)
-    manifest = _export(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe,
-                       verbose=verbose, extra=extra)
-    return package_all(out_dir, recipe.package, _finish(manifest, Path(out_dir)), unsafe=unsafe)
+    with _job():
+        manifest = _export(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe,
+                           verbose=verbose, extra=extra)
+        return package_all(out_dir, recipe.package, _finish(manifest, Path(out_dir)), unsafe=unsafe)
 
 
 def _finish(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -151,16 +152,32 @@ def _finish(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
     from dnnkit.html_report import REPORT, write_html_report
     from dnnkit.verdict import decide
 
+    import time
+
     decide(manifest)
     manifest["report"] = {"html": REPORT}
-    write_json(out / MANIFEST, manifest, sort_keys=False)
+    timings = _TIMINGS[-1] if _TIMINGS else None
+    if timings is not None:
+        manifest["timings"] = _timings_record(timings)
+    begin = time.perf_counter()
     try:
         write_html_report(manifest, out)
     except Exception as exc:  # noqa: BLE001 - the artifacts and their verdict stand without the page
         manifest["report"] = {"html": None, "error": f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"}
         print(f"dnnkit: report.html not written: {manifest['report']['error']}", file=sys.stderr, flush=True)
-        write_json(out / MANIFEST, manifest, sort_keys=False)
+    if timings is not None:
+        timings["report_s"] = round(time.perf_counter() - begin, 3)
+        manifest["timings"] = _timings_record(timings)
+    write_json(out / MANIFEST, manifest, sort_keys=False)
     return manifest
+
+
+def _timings_record(timings: dict[str, Any]) -> dict[str, Any]:
+    """The manifest's ``timings``: wall seconds so far and per stage, and the worker processes' start-up."""
+    import time
+
+    record = {k: v for k, v in timings.items() if k != "started"}
+    return {"wall_s": round(time.perf_counter() - timings["started"], 3), **record}
 
 
 def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
@@ -221,7 +238,9 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     from dnnkit.signature import inputs_info, is_multi, outputs_info, rows
 
     multi = is_multi(keras_model) or spec.model.head == "multi"  # described by its signature, not a spec
-    ref, dataset = _reference(keras_model, spec, data, recipe.verify.max_inputs, fp16=_has_fp16(recipe), task=task)
+    with _stage("reference_s"):
+        ref, dataset = _reference(keras_model, spec, data, recipe.verify.max_inputs, fp16=_has_fp16(recipe),
+                                  task=task)
     fake_quant = is_fake_quant(keras_model)
 
     out = Path(out_dir)
@@ -243,45 +262,25 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     if not multi:  # a model with several inputs/outputs is described by its signature, not a spec
         write_text(out / "reference" / "spec.toml", dump_toml(spec_to_dict(spec)))
 
-    from dnnkit.formats import REPRODUCIBLE, convert_artifacts
-    from dnnkit.verification import file_digest, verify_artifacts
+    from dnnkit.formats import REPRODUCIBLE
+    from dnnkit.verification import file_digest
 
     recipe = with_samples(recipe, ref.heads)
     samples = max([a.samples for a in recipe.artifacts if a.quantized] or [1])
     rep = _representative(dataset, samples, spec.data.seed)
     if verbose:
-        print(f"converting {len(recipe.artifacts)} artifacts in child processes ...", flush=True)
+        print(f"converting {len(recipe.artifacts)} artifacts in child processes, each verified as soon as it "
+              "is written ...", flush=True)
     from dnnkit.formats.metadata import input_normalization, weights_sha256
 
     weights_digest = weights_sha256(keras_model)
     metadata = {"dnnkit_version": __version__, "name": spec.name, "task": ref.head if not multi else ref.heads,
                 "labels": dataset.labels or None, "reference_weights_sha256": weights_digest,
                 "input_normalization": input_normalization(keras_model, _data_source(spec, data))}
-    results = convert_artifacts(
-        ref_model, list(recipe.artifacts), out / "artifacts", rep,
-        timeouts={a.name: recipe.timeout(a) for a in recipe.artifacts}, metadata=metadata,
-        unsafe=unsafe, log_path=out / "logs" / "convert.log")
     effective = {a.name: a for a in recipe.artifacts}
-    retries = {a.name: alt for a in recipe.artifacts
-               if results.get(a.name, {}).get("status") != "done" and (alt := _fallback(a, keras_model)) is not None}
-    first_attempts: dict[str, Any] = {}
-    if retries:
-        if verbose:
-            print(f"retrying {len(retries)} failed conversions with their fallbacks ...", flush=True)
-        again = convert_artifacts(
-            ref_model, list(retries.values()), out / "artifacts", rep,
-            timeouts={a.name: recipe.timeout(a) for a in retries.values()}, metadata=metadata,
-            unsafe=unsafe, log_path=out / "logs" / "convert.log", attempt=2)
-        for name, alt in retries.items():
-            first_attempts[name] = {"reason": results[name]["reason"], "seconds": results[name].get("seconds"),
-                                    "retried_with": {k: v for k, v in alt.to_dict().items()
-                                                     if v != effective[name].to_dict().get(k)}}
-            results[name] = again.get(name, {"status": "failed", "reason": "not converted", "info": {}})
-            if results[name]["status"] == "done":
-                effective[name] = alt
-            else:
-                results[name]["reason"] = (f"{first_attempts[name]['reason']}; with the fallback "
-                                           f"({', '.join(first_attempts[name]['retried_with'])}): {results[name]['reason']}")
+    results, first_attempts, verified = _convert_and_verify(
+        recipe, effective, ref_model, out, rep, metadata, unsafe=unsafe, fake_quant=fake_quant, ref=ref,
+        keras_model=keras_model, verbose=verbose)
     entries = []
     for art in recipe.artifacts:
         result = results.get(art.name, {"status": "failed", "reason": "not converted", "info": {}})
@@ -300,19 +299,16 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
             message = f"conversion failed: {result['reason']}"
             entry.update(status="failed", failure_reason=message, inconclusive=[],
                          failures=[failure("conversion", message)])
+        elif art.name in verified:
+            entry.update(verified[art.name])
         entries.append(entry)
-    if verbose:
-        print(f"verifying {sum(e['converted'] for e in entries)} artifacts in child processes ...", flush=True)
-    verified = verify_artifacts(
-        [{"name": e["name"], "path": str(out / e["path"]), "options": e["options"], "fake_quant": fake_quant}
-         for e in entries if e["converted"]], ref, recipe, log_path=out / "logs" / "verify.log")
-    for entry in entries:
-        if entry["converted"]:
-            entry.update(verified[entry["name"]])
     from dnnkit.fallback import selective_fallback
 
-    selective_fallback(entries, effective, recipe, ref, model_path=ref_model, out=out, representative=rep,
-                       metadata=metadata, unsafe=unsafe, fake_quant=fake_quant, verbose=verbose)
+    with _stage("selective_fallback_s"):
+        selective_fallback(entries, effective, recipe, ref, model_path=ref_model, out=out, representative=rep,
+                           metadata=metadata, unsafe=unsafe, fake_quant=fake_quant, verbose=verbose)
+    with _stage("latency_s"):
+        _time_artifacts(entries, out, ref, recipe, verbose)
     for entry in entries:
         if verbose:
             print(f"  {entry['name']}: {entry['status']}"
@@ -344,6 +340,167 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
         **(extra or {}),
         "artifacts": entries,
     }
+
+
+def _convert_and_verify(recipe: Recipe, effective: dict[str, ArtifactConfig], ref_model: Path, out: Path,
+                        rep: Any, metadata: dict[str, Any], *, unsafe: bool, fake_quant: bool, ref: Any,
+                        keras_model: Any, verbose: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """Convert every artifact (a failed one once more with its fallback) in the converter process while
+    the verification process checks each one as soon as it is written; timing is left for later.
+
+    Returns:
+        The conversion results and first attempts by name, and the verification results by name.
+    """
+    import queue
+    import threading
+
+    from dnnkit.formats import convert_artifacts
+    from dnnkit.verification import verify_artifacts
+
+    converted: "queue.Queue[str | None]" = queue.Queue()
+    items: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, Any]] = {}
+    first_attempts: dict[str, Any] = {}
+    retries = {}
+    failed: list[BaseException] = []
+    log = out / "logs" / "convert.log"
+    timings = _TIMINGS[-1] if _TIMINGS else {}
+    workers: dict[str, list[dict[str, Any]]] = timings.setdefault("workers", {})
+
+    def ready(name: str) -> None:
+        items[name] = {"name": name, "path": str(out / "artifacts" / effective[name].filename),
+                       "options": effective[name].to_dict(), "fake_quant": fake_quant}
+        converted.put(name)
+
+    def first(name: str, result: dict[str, Any]) -> None:
+        results[name] = result
+        if result["status"] == "done":
+            ready(name)
+        elif (alt := _fallback(effective[name], keras_model)) is not None:
+            retries[name] = alt
+
+    def conversions() -> None:
+        try:
+            with _stage("conversions_s"):
+                # SavedModels last: only their check needs TensorFlow, which the verifier imports meanwhile
+                order = sorted(recipe.artifacts, key=lambda a: a.format == "saved_model")
+                convert_artifacts(ref_model, order, out / "artifacts", rep,
+                                  timeouts={a.name: recipe.timeout(a) for a in recipe.artifacts}, metadata=metadata,
+                                  unsafe=unsafe, log_path=log, on_settled=first,
+                                  stats=workers.setdefault("converter", []))
+                if retries:
+                    if verbose:
+                        print(f"retrying {len(retries)} failed conversions with their fallbacks ...", flush=True)
+                    again = convert_artifacts(ref_model, list(retries.values()), out / "artifacts", rep,
+                                              timeouts={a.name: recipe.timeout(a) for a in retries.values()},
+                                              metadata=metadata, unsafe=unsafe, log_path=log, attempt=2,
+                                              stats=workers["converter"])
+                    for name, alt in retries.items():
+                        first_attempts[name] = {"reason": results[name]["reason"],
+                                                "seconds": results[name].get("seconds"),
+                                                "retried_with": {k: v for k, v in alt.to_dict().items()
+                                                                 if v != effective[name].to_dict().get(k)}}
+                        results[name] = again.get(name, {"status": "failed", "reason": "not converted", "info": {}})
+                        if results[name]["status"] == "done":
+                            effective[name] = alt
+                            ready(name)
+                        else:
+                            results[name]["reason"] = (f"{first_attempts[name]['reason']}; with the fallback "
+                                                       f"({', '.join(first_attempts[name]['retried_with'])}): "
+                                                       f"{results[name]['reason']}")
+        except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
+            failed.append(exc)
+        finally:
+            converted.put(None)
+        try:  # the converter is idle now: its core loads the report's plotting library meanwhile
+            from dnnkit.html_report import _pyplot
+
+            _pyplot()
+        except Exception:  # noqa: BLE001 - the report says why if it cannot draw
+            pass
+
+    def in_order_converted() -> Any:
+        while (name := converted.get()) is not None:
+            yield name
+
+    thread = threading.Thread(target=conversions, name="dnnkit-conversions", daemon=True)
+    thread.start()
+    with _stage("verifications_s"):
+        verified = verify_artifacts(items, ref, recipe, log_path=out / "logs" / "verify.log",
+                                    names=in_order_converted(), latency=False,
+                                    stats=workers.setdefault("verifier", []))
+    thread.join()
+    if failed:
+        raise failed[0]
+    return results, first_attempts, verified
+
+
+def _time_artifacts(entries: list[dict[str, Any]], out: Path, ref: Any, recipe: Recipe, verbose: bool) -> None:
+    """Latency of every artifact verified without it, measured one at a time once no conversion runs
+    (a converter on the other core would slow the figures); a runtime that crashes or hangs being timed
+    fails its artifact."""
+    from dnnkit.verification import measure_latencies
+
+    todo = [e for e in entries if e.pop("latency_pending", False)]
+    if not todo:
+        return
+    if verbose:
+        print(f"timing {len(todo)} artifacts, one at a time ...", flush=True)
+    timed = measure_latencies([{"name": e["name"], "path": str(out / e["path"]), "options": e["options"]}
+                               for e in todo], ref, recipe, log_path=out / "logs" / "verify.log")
+    for entry in todo:
+        result = timed.get(entry["name"], {"status": "failed", "reason": "not timed"})
+        entry.setdefault("verification", {})["latency_seconds"] = result.get("seconds")
+        if result["status"] == "done":
+            entry["latency_ms"] = result["latency_ms"]
+            continue
+        message = f"latency: {result['reason']}"
+        entry["failures"] = [*entry.get("failures", []), failure("runtime", message)]
+        entry["status"] = "failed"
+        entry["failure_reason"] = "; ".join(filter(None, [entry.get("failure_reason"), message]))
+
+
+# Stage timings of the export in progress (the innermost run/export/compress/verify call's), written
+# to the manifest's ``timings`` by :func:`_finish`.
+_TIMINGS: list[dict[str, Any]] = []
+
+
+@contextlib.contextmanager
+def _stage(name: str) -> Any:
+    """Add the block's wall seconds to ``timings[name]`` of the job in progress."""
+    import time
+
+    begin = time.perf_counter()
+    try:
+        yield
+    finally:
+        if _TIMINGS:
+            timings = _TIMINGS[-1]
+            timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - begin, 3)
+
+
+@contextlib.contextmanager
+def _job(*, convert: bool = True) -> Any:
+    """One export job: its stage timings and its worker processes, the converter (unless ``convert`` is
+    false: re-verification) and the verifier started now so that importing TensorFlow and the runtimes
+    overlaps the work before their first item (training, loading the model, the reference outputs);
+    nested calls share the outer job's."""
+    import time
+
+    from dnnkit.child import warm_workers
+    from dnnkit.formats import WORKER as CONVERTER
+    from dnnkit.verification import WORKER as VERIFIER
+
+    if _TIMINGS:
+        yield _TIMINGS[-1]
+        return
+    timings: dict[str, Any] = {"started": time.perf_counter()}
+    _TIMINGS.append(timings)
+    try:
+        with warm_workers(*((CONVERTER, VERIFIER) if convert else (VERIFIER,))):
+            yield timings
+    finally:
+        _TIMINGS.pop()
 
 
 def _fallback(art: ArtifactConfig, model: Any) -> ArtifactConfig | None:
@@ -432,6 +589,11 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     Raises:
         ModelLoadError: if the folder has no manifest or reference model.
     """
+    with _job(convert=False):
+        return _verify_dir(out_dir, unsafe=unsafe)
+
+
+def _verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict[str, Any]:
     from dnnkit.verification import VERIFICATION_FIELDS, verify_artifacts
 
     out = Path(out_dir)
@@ -463,7 +625,7 @@ def verify_dir(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict
     reverify_packages(manifest, out, ref, recipe)
     opt = manifest.get("optimize") or {}
     for folder in opt.get("folders") or {}:  # dnnkit optimize: chosen artifacts of the compressed model
-        opt["folders"][folder] = verify_dir(out / folder, unsafe=unsafe)["status"]
+        opt["folders"][folder] = _verify_dir(out / folder, unsafe=unsafe)["status"]
     manifest["verified_again"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     return _finish(manifest, out)
 
@@ -525,6 +687,15 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     Returns:
         The manifest, with ``passes`` and ``goals`` sections.
     """
+    with _job():
+        return _compress(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
+                         extra=extra)
+
+
+def _compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
+              out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
+              data: str | None = None, task: str | None = None, unsafe: bool = False,
+              verbose: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     from dnnkit.passes import resolve_engine, run_pass
     from dnnkit.passes.tfmot_engine import is_tf_keras_model, to_keras3
     from dnnkit.passes.context import PassContext
@@ -581,7 +752,8 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
             current = to_keras3(current)  # a native pass needs a Keras 3 model
         if verbose:
             print(f"pass {i + 1}/{len(recipe.passes)}: {p.type} ...", flush=True)
-        result = run_pass(current, p, ctx)
+        with _stage("passes_s"):
+            result = run_pass(current, p, ctx)
         after = ctx.score(result.model)
         drop = degradation(head, baseline, after)
         limit = p.max_degradation if p.max_degradation is not None else recipe.goal_degradation
@@ -622,8 +794,6 @@ def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str 
     Returns:
         The manifest.
     """
-    from dnnkit.training import train
-
     spec = as_spec(spec if spec is not None else default_path(DEFAULT_SPEC))
     recipe = as_recipe(recipe if recipe is not None else default_path(DEFAULT_RECIPE))
     out = Path(out_dir) if out_dir is not None else Path("runs") / f"{spec.name}-{recipe.name}"
@@ -631,16 +801,23 @@ def run(spec: Spec | str | os.PathLike[str] | None = None, recipe: Recipe | str 
     from dnnkit.passes import check_selectors
     from dnnkit.data import load_data
 
-    if any(p.type == "prune" and p.options.layers for p in recipe.passes):
-        check_selectors(build(spec), recipe.passes, recipe.path or "recipe")  # the trained model has these layers
-    load_data(spec)  # bad data fails here, before anything is written
-    (out / MANIFEST).unlink(missing_ok=True)  # a killed run leaves no manifest of an earlier one
-    if verbose:
-        print(f"training {spec.name} ...", flush=True)
-    result = train(spec, out / "run", epochs=epochs, progress=verbose)
-    if verbose:
-        print(f"  test accuracy {result.metrics.get('accuracy', float('nan')):.4f} "
-              f"in {result.train_seconds:.1f} s", flush=True)
-    return compress(result.model_path, recipe, out, spec=spec, verbose=verbose,
-                    extra={"training": {"run_dir": "run", "seconds": round(result.train_seconds, 3),
-                                        "strategy": result.strategy, "metrics": result.metrics}})
+    with _job():  # the converter and verifier processes start now, importing while this one trains
+        if any(p.type == "prune" and p.options.layers for p in recipe.passes):
+            check_selectors(build(spec), recipe.passes, recipe.path or "recipe")  # the trained model has these
+        with _stage("data_s"):
+            load_data(spec)  # bad data fails here, before anything is written
+        (out / MANIFEST).unlink(missing_ok=True)  # a killed run leaves no manifest of an earlier one
+        with _stage("import_s"):
+            import keras  # noqa: F401 - TensorFlow and Keras, timed on their own
+
+            from dnnkit.training import train
+        if verbose:
+            print(f"training {spec.name} ...", flush=True)
+        with _stage("train_s"):
+            result = train(spec, out / "run", epochs=epochs, progress=verbose)
+        if verbose:
+            print(f"  test accuracy {result.metrics.get('accuracy', float('nan')):.4f} "
+                  f"in {result.train_seconds:.1f} s", flush=True)
+        return compress(result.model_path, recipe, out, spec=spec, verbose=verbose,
+                        extra={"training": {"run_dir": "run", "seconds": round(result.train_seconds, 3),
+                                            "strategy": result.strategy, "metrics": result.metrics}})

@@ -83,6 +83,19 @@ def slower_than_fp32(artifacts: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+TIME_STAGES = (("train_s", "training"), ("passes_s", "compression passes"), ("reference_s", "reference outputs"),
+               ("conversions_s", "conversions"), ("verifications_s", "checks (alongside)"),
+               ("selective_fallback_s", "selective fallback"), ("latency_s", "timing"), ("report_s", "report"))
+
+
+def time_line(timings: dict[str, Any] | None) -> list[str]:
+    """``TIME 14.1 s: training 4.7, conversions 2.7, checks (alongside) 4.4, ...`` (stages over 0.05 s)."""
+    if not timings or "wall_s" not in timings:
+        return []
+    parts = [f"{label} {timings[key]:.1f}" for key, label in TIME_STAGES if (timings.get(key) or 0) >= 0.05]
+    return [f"TIME {timings['wall_s']:.1f} s: " + ", ".join(parts) + " (manifest timings)"]
+
+
 def table(manifest: dict[str, Any]) -> str:
     """Render the manifest as a fixed-width table, one line per artifact, failures below."""
     ref = manifest["reference"]
@@ -124,6 +137,7 @@ def table(manifest: dict[str, Any]) -> str:
     for layout, rec in (manifest.get("package") or {}).items():
         lines.append(f"package {layout}: {rec['artifact']} -> {rec['path']} (version {rec['version']}): "
                      + (rec["status"].upper() + (f" ({rec['failure_reason']})" if rec.get("failure_reason") else "")))
+    lines += time_line(manifest.get("timings"))
     n_ok = len(manifest["artifacts"]) - len(failed)
     n_inc = sum(e["status"] == "inconclusive" for e in manifest["artifacts"])
     lines.append(f"{n_ok} of {len(manifest['artifacts'])} artifacts verified"

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -60,6 +61,8 @@ class Runner:
         """One raw inference on prepared input (what latency measures)."""
         raise NotImplementedError
 
+    default_threads = 1  # the threads latency_ms's figures use (TensorFlow: every core)
+
     def latency_ms(self, sample: Inputs, runs: int, warmup: int) -> dict[str, float]:
         """Median and p90 wall time of one batch-1 inference, in milliseconds, after warm-up; where the
         runtime takes a batch, the samples per second of batch-32 inferences (``batch``,
@@ -69,38 +72,113 @@ class Runner:
         """
         one = take(sample, np.zeros(self.batch or 1, dtype=np.int64))
         prepared = self._prepare(one)
+        begin = time.perf_counter()
         for _ in range(warmup):
             self._invoke(prepared)
-        times = []
-        for _ in range(runs):
+            if time.perf_counter() - begin > LATENCY_BUDGET_S / 3:
+                break
+        times: list[float] = []
+        begin = time.perf_counter()
+        while len(times) < runs and (len(times) < MIN_LATENCY_RUNS or time.perf_counter() - begin < LATENCY_BUDGET_S):
             start = time.perf_counter()
             self._invoke(prepared)
             times.append((time.perf_counter() - start) * 1000.0)
-        result = {"p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90))}
-        n = min(THROUGHPUT_BATCH, rows(sample)) if self.batch is None else self.batch
+        result = {"p50": float(np.percentile(times, 50)), "p90": float(np.percentile(times, 90)), "runs": len(times)}
+        n = self._throughput_batch(sample)
         if n > 1:  # a batch-N figure only where the runtime takes a batch of N
-            batch = self._prepare(take(sample, np.arange(n) % rows(sample)))
-            self._invoke(batch)
-            start, reps = time.perf_counter(), 0
-            while reps < max(1, min(10, runs // 10)) and (reps == 0 or time.perf_counter() - start < 1.0):
-                self._invoke(batch)  # up to 10 batches, at most ~1 s: a large model is not timed for long
-                reps += 1
-            result.update(batch=n, throughput_per_s=float(n * reps / (time.perf_counter() - start)))
+            result.update(batch=n, throughput_per_s=self._throughput(sample, n, runs))
         result["settings"] = self.settings()
         return result
+
+    def _throughput_batch(self, sample: Inputs) -> int:
+        return min(THROUGHPUT_BATCH, rows(sample), batch_for(sample)) if self.batch is None else self.batch
+
+    def _throughput(self, sample: Inputs, n: int, runs: int = 100) -> float:
+        """Samples per second of batch-``n`` inferences: up to 10 batches, at most ~1 s (a large model
+        is not timed for long), after one warm-up batch."""
+        batch = self._prepare(take(sample, np.arange(n) % rows(sample)))
+        self._invoke(batch)
+        start, reps = time.perf_counter(), 0
+        while reps < max(1, min(10, runs // 10)) and (reps == 0 or time.perf_counter() - start < 1.0):
+            self._invoke(batch)
+            reps += 1
+        return float(n * reps / (time.perf_counter() - start))
+
+    def throughput_by_cores(self, sample: Inputs, measured: float | None = None) -> dict[str, Any] | None:
+        """Batch-N samples per second on one core and on every core this process may use:
+        ``{"batch", "cores": N, "one_core_per_s", "all_cores_per_s", "speedup"}`` (``None`` where the
+        batch is fixed at 1 or one core is all there is); ``measured``: latency_ms's throughput, taken
+        for the thread count it was measured with instead of timing it again."""
+        n, cores = self._throughput_batch(sample), usable_cores()
+        if n <= 1 or cores <= 1:
+            return None
+        default = cores if self.default_threads is None else self.default_threads
+        one = measured if measured and default == 1 else self._throughput_on(sample, n, 1)
+        every = measured if measured and default == cores else self._throughput_on(sample, n, cores)
+        if one is None or every is None:
+            return None
+        return {"batch": n, "cores": cores, "one_core_per_s": one, "all_cores_per_s": every,
+                "speedup": round(every / one, 3)}
+
+    def _throughput_on(self, sample: Inputs, n: int, cores: int) -> float | None:
+        """Throughput with the runtime set to ``cores`` threads (a fresh session/interpreter)."""
+        other = type(self)(self.path, threads=cores)
+        return other._throughput(sample, n)
 
     def settings(self) -> dict[str, Any]:
         """The runtime settings the figures were measured with (threads, delegates, graph optimization)."""
         return {}
 
 
-THROUGHPUT_BATCH = 32  # the batch-N of the throughput figure (fewer when the checked split is smaller)
+THROUGHPUT_BATCH = 32  # the batch-N of the throughput figure (fewer when the checked split is smaller,
+# or when 32 samples' inputs pass 8 MB: a 224x224 image model is timed at batch 13)
+# batch-1 timing: the recipe's latency_runs, cut short after LATENCY_BUDGET_S once MIN_LATENCY_RUNS are in
+# (a 224x224 ResNet50 took 18 s per artifact for 100 runs and the throughputs)
+LATENCY_BUDGET_S = 3.0
+MIN_LATENCY_RUNS = 20
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def _one_core() -> Iterator[bool]:
+    """Every thread of this process pinned to one core (Linux), the affinities restored after;
+    yields whether it could (TensorFlow's thread pools are fixed when it starts, so its one-core
+    figure comes from pinning them)."""
+    tasks = {}
+    try:
+        for tid in map(int, os.listdir("/proc/self/task")):
+            tasks[tid] = os.sched_getaffinity(tid)
+        first = min(os.sched_getaffinity(0))
+        for tid in tasks:
+            os.sched_setaffinity(tid, {first})
+    except (OSError, AttributeError):
+        for tid, cpus in tasks.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        for tid, cpus in tasks.items():
+            with contextlib.suppress(OSError):
+                os.sched_setaffinity(tid, cpus)
 
 
 class SavedModelRunner(Runner):
-    def __init__(self, path: str) -> None:
+    default_threads = None  # TensorFlow's pools: every core
+
+    def __init__(self, path: str, threads: int | None = None) -> None:
         import tensorflow as tf
 
+        self.path = path
         self._tf = tf
         self._module = tf.saved_model.load(path)
         if "serving_default" not in self._module.signatures:
@@ -111,6 +189,12 @@ class SavedModelRunner(Runner):
         self.output_names = list(self._fn.structured_outputs)
         self.batch = inputs[self.input_names[0]].shape[0]
         self.input_dtypes = {n: spec.dtype.as_numpy_dtype for n, spec in inputs.items()}
+
+    def _throughput_on(self, sample: Inputs, n: int, cores: int) -> float | None:
+        if cores > 1:
+            return self._throughput(sample, n)  # TensorFlow's pools already use every core
+        with _one_core() as pinned:
+            return self._throughput(sample, n) if pinned else None
 
     def settings(self) -> dict[str, Any]:
         threads = self._tf.config.threading.get_intra_op_parallelism_threads()
@@ -135,11 +219,12 @@ def _integers(value: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
 
 
 class TFLiteRunner(Runner):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, threads: int = 1) -> None:
         from ai_edge_litert.interpreter import Interpreter
 
         self.path = path
-        self.interpreter = Interpreter(model_path=path, num_threads=1)
+        self.threads = threads
+        self.interpreter = Interpreter(model_path=path, num_threads=threads)
         signatures = self.interpreter.get_signature_list()
         if "serving_default" not in signatures:
             raise ValueError(f"no serving_default signature (found {sorted(signatures)})")
@@ -165,7 +250,7 @@ class TFLiteRunner(Runner):
         return read_tflite_metadata(self.path) or {}
 
     def settings(self) -> dict[str, Any]:
-        return {"runtime": "LiteRT interpreter", "num_threads": 1, "xnnpack": True}
+        return {"runtime": "LiteRT interpreter", "num_threads": self.threads, "xnnpack": True}
 
     def _prepare(self, x: Inputs) -> dict[str, np.ndarray]:
         feed = self._feed(x)
@@ -276,11 +361,11 @@ class TFLiteRunner(Runner):
 
 
 class OnnxRunner(Runner):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, threads: int = 1) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = threads
         options.log_severity_level = 3
         self.path = path
         self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])

@@ -139,11 +139,12 @@ def call(model: Any, x: Any) -> list[Any]:
 BATCH_INPUT_BYTES = 8 * 2**20
 
 
-def batch_for(x: Inputs, batch_size: int = 256) -> int:
-    """``batch_size``, or fewer samples so that one batch's inputs stay within :data:`BATCH_INPUT_BYTES`."""
+def batch_for(x: Inputs, batch_size: int = 256, max_bytes: int | None = None) -> int:
+    """``batch_size``, or fewer samples so that one batch's inputs stay within ``max_bytes``
+    (default :data:`BATCH_INPUT_BYTES`)."""
     arrays = list(x.values()) if isinstance(x, dict) else [x]
     per_sample = sum(a[:1].nbytes for a in arrays) or 1
-    return max(1, min(batch_size, BATCH_INPUT_BYTES // per_sample))
+    return max(1, min(batch_size, (max_bytes or BATCH_INPUT_BYTES) // per_sample))
 
 
 def predict(model: Any, x: Inputs, batch_size: int = 256) -> list[np.ndarray]:

@@ -10,14 +10,16 @@ regression), each decided from a confidence interval (pass, fail or inconclusive
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from dnnkit.child import run_job
 from dnnkit.criteria import (FAIL, INCONCLUSIVE, VALUE_CHECKS, agreement_check, degradation_check, failure,
                              float_parity, rmse_ratio_check, sqnr_check, z_for)
 from dnnkit.metrics import predicted_classes, task_metrics
@@ -211,7 +213,7 @@ def _parity(checks: dict[str, Any], samples: int) -> dict[str, Any]:
 
 def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: Recipe,
                     ref: Reference, *, expected_sha256: str | None = None,
-                    fake_quant: bool = False) -> dict[str, Any]:
+                    fake_quant: bool = False, latency: bool = True) -> dict[str, Any]:
     """Load one artifact in its runtime and check it against the Keras reference.
 
     Checks go names, then shapes, then values; every failure is collected as
@@ -225,6 +227,8 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
         expected_sha256: the digest recorded at export; a mismatch fails the artifact.
         fake_quant: the reference is a QAT model; its "fp32" exports carry the fake-quant
             (QDQ) nodes and are checked like quantized artifacts.
+        latency: also time it (:meth:`Runner.latency_ms`); ``False`` where the timing runs later, on
+            a machine no conversion is keeping busy (:func:`measure_latency`).
 
     Returns:
         Manifest fields: status (verified, failed, inconclusive), failures, inconclusive,
@@ -350,7 +354,10 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
                     failures.append(failure("second_batch", f"{where}batch {n}: max abs diff {vs_ref:.3g} "
                                             f"> allowed {allowed:.3g}", vs_ref, allowed, **extra))
     # 5. runtime facts
-    entry["latency_ms"] = runner.latency_ms(ref.x, recipe.verify.latency_runs, recipe.verify.warmup_runs)
+    if latency:
+        entry["latency_ms"] = runner.latency_ms(ref.x, recipe.verify.latency_runs, recipe.verify.warmup_runs)
+    else:
+        entry["latency_pending"] = True  # timed later by measure_latency
     if art.format == "tflite":
         ops = runner.ops()
         entry["ops"] = ops
@@ -373,7 +380,20 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
     return finish()
 
 
+def measure_latency(path: str | os.PathLike[str], art: ArtifactConfig, recipe: Recipe,
+                    ref: Reference) -> dict[str, Any]:
+    """An artifact's timing alone: ``{"latency_ms": ...}`` as :meth:`Runner.latency_ms` gives it,
+    with the batch-N throughput on one core and on all of them (``cores``)."""
+    from dnnkit.runtimes import open_artifact
+
+    runner = open_artifact(art.format, path)
+    result = runner.latency_ms(ref.x, recipe.verify.latency_runs, recipe.verify.warmup_runs)
+    result["cores"] = runner.throughput_by_cores(ref.x, result.get("throughput_per_s"))
+    return {"latency_ms": result}
+
+
 VERIFY_STARTUP_TIMEOUT_S = 120.0
+WORKER = "dnnkit.verify_worker"
 INPUT_SQNR_NOTE_DB = 20.0  # an int8 input feature below this (noise RMS over a tenth of its spread) is named
 
 # what a verification writes into a manifest entry beside status and failures: an entry verified again
@@ -405,42 +425,37 @@ def load_reference(path: str | os.PathLike[str], meta: dict[str, Any]) -> Refere
                      n_test=meta["n_test"], fp16_weight_error=meta.get("fp16_weight_error"))
 
 
-def verify_artifacts(items: list[dict[str, Any]], ref: Reference, recipe: Recipe, *,
-                     log_path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
+def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], ref: Reference, recipe: Recipe, *,
+                     log_path: str | os.PathLike[str] | None = None, names: Iterable[str] | None = None,
+                     latency: bool = True, stats: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Verify artifacts in a child process with a time limit each (:mod:`dnnkit.verify_worker`).
 
     A runtime that crashes or hangs on a damaged or crafted file fails that artifact only.
 
     Args:
         items: per artifact ``{"name", "path", "options" (ArtifactConfig fields),
-            "expected_sha256" (optional), "fake_quant"}``.
+            "expected_sha256" (optional), "fake_quant"}``: a list, or a dict by name that another
+            thread fills while ``names`` yields them.
         ref: the reference.
         recipe: tolerances (``[verify]``) and time limits.
         log_path: where the workers' stderr goes.
+        names: the order to verify in, possibly a generator that blocks until the next artifact is
+            converted (default: the items' order).
+        latency: time each artifact too; ``False`` leaves ``latency_ms`` to :func:`measure_latencies`.
+        stats: filled with the worker processes' start-up figures (see :func:`dnnkit.child.run_items`).
 
     Returns:
         The manifest fields of :func:`verify_artifact`, by name.
     """
-    import tempfile
-    from dataclasses import asdict
-
-    from dnnkit.child import run_job
-
-    if not items:
+    by_name = items if isinstance(items, dict) else {i["name"]: i for i in items}
+    order = names if names is not None else list(by_name)
+    if not by_name and names is None:
         return {}
-    by_name = {i["name"]: i for i in items}
-    timeouts = {name: recipe.timeout(ArtifactConfig(**i["options"])) for name, i in by_name.items()}
-    meta = {"heads": ref.heads, "input_names": ref.input_names, "output_names": ref.output_names,
-            "metrics": ref.metrics, "n_test": ref.n_test, "fp16_weight_error": ref.fp16_weight_error}
-    with tempfile.TemporaryDirectory(prefix="dnnkit-verify-") as tmp:
-        ref_path = os.path.join(tmp, "reference.npz")
-        save_reference(ref_path, ref)
-        results = run_job(
-            "dnnkit.verify_worker", list(by_name), timeouts,
-            lambda pending: {"reference": ref_path, "reference_meta": meta, "verify": asdict(recipe.verify),
-                             "items": [{**by_name[n], "path": str(by_name[n]["path"])} for n in pending]},
-            workdir=tmp, log_path=log_path, startup_timeout=VERIFY_STARTUP_TIMEOUT_S, action="verification",
-            process="verification process")
+    with _reference_job(ref, recipe) as job:
+        results = run_job(WORKER, order, _Timeouts(by_name, recipe),
+                          lambda n: {**by_name[n], "path": str(by_name[n]["path"]), "latency": latency, "job": job},
+                          log_path=log_path, startup_timeout=VERIFY_STARTUP_TIMEOUT_S, action="verification",
+                          process="verification process", stats=stats)
     out: dict[str, dict[str, Any]] = {}
     for name, result in results.items():
         if result["status"] == "done":
@@ -455,3 +470,49 @@ def verify_artifacts(items: list[dict[str, Any]], ref: Reference, recipe: Recipe
             entry["sha256"], entry["bytes"] = file_digest(path)
         out[name] = entry
     return out
+
+
+def measure_latencies(items: list[dict[str, Any]], ref: Reference, recipe: Recipe, *,
+                      log_path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
+    """Time verified artifacts one after another, nothing else running (:func:`measure_latency`).
+
+    Returns:
+        Per name: ``{"status": "done", "latency_ms": ..., "seconds": ...}`` or ``{"status": "failed",
+        "reason": ...}`` (a runtime that crashed or hung while being timed).
+    """
+    if not items:
+        return {}
+    by_name = {i["name"]: i for i in items}
+    with _reference_job(ref, recipe) as job:
+        results = run_job(WORKER, list(by_name), _Timeouts(by_name, recipe),
+                          lambda n: {**by_name[n], "path": str(by_name[n]["path"]), "task": "latency",
+                                     "attempt": "latency", "job": job},
+                          log_path=log_path, startup_timeout=VERIFY_STARTUP_TIMEOUT_S, action="latency",
+                          process="verification process")
+    return {name: {"status": r["status"], "reason": r["reason"], "seconds": r["seconds"], **r["info"]}
+            for name, r in results.items()}
+
+
+class _Timeouts(dict):
+    """Time limits by artifact name, looked up when the item is sent (items may arrive later)."""
+
+    def __init__(self, by_name: dict[str, dict[str, Any]], recipe: Recipe) -> None:
+        super().__init__()
+        self.by_name, self.recipe = by_name, recipe
+
+    def __missing__(self, name: str) -> float:
+        return self.recipe.timeout(ArtifactConfig(**self.by_name[name]["options"]))
+
+
+@contextlib.contextmanager
+def _reference_job(ref: Reference, recipe: Recipe) -> Iterator[dict[str, Any]]:
+    """The reference written once for a verification job, and the job fields items carry."""
+    import tempfile
+    from dataclasses import asdict
+
+    meta = {"heads": ref.heads, "input_names": ref.input_names, "output_names": ref.output_names,
+            "metrics": ref.metrics, "n_test": ref.n_test, "fp16_weight_error": ref.fp16_weight_error}
+    with tempfile.TemporaryDirectory(prefix="dnnkit-verify-") as tmp:
+        ref_path = os.path.join(tmp, "reference.npz")
+        save_reference(ref_path, ref)
+        yield {"reference": ref_path, "reference_meta": meta, "verify": asdict(recipe.verify)}

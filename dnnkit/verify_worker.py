@@ -1,42 +1,86 @@
-"""The verification child process: ``python -m dnnkit.verify_worker JOB.json``.
+"""The verification child process: ``python -m dnnkit.verify_worker``.
 
-It reads the reference outputs once and verifies the job's artifacts in order with
-:func:`dnnkit.verification.verify_artifact`, one protocol line per event (see :mod:`dnnkit.child`).
-A runtime that crashes or hangs on a damaged or crafted file takes down only this process;
-the parent fails that artifact and starts a fresh worker for the rest.
+It imports the runtimes, says ``ready``, then verifies the items it reads on stdin (one JSON line
+each) with :func:`dnnkit.verification.verify_artifact`, or measures an artifact's latency
+(``"task": "latency"``), one protocol line per event (see :mod:`dnnkit.child`). The reference
+outputs are read once per reference file. A runtime that crashes or hangs on a damaged or crafted
+file takes down only this process; the parent fails that artifact and starts a fresh worker.
 
 ``DNNKIT_INJECT_VERIFY_FAULT=NAME:crash|hang|error`` makes verifying NAME fail that way (tests).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
+import time
+from typing import Any
+
+from dnnkit.child import serve
+
+_LOADED: dict[str, Any] = {}
 
 
-def main(job_path: str) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def warm(ahead: bool = False) -> None:
+    """Import the runtimes and metrics: LiteRT and onnxruntime (under a second), and when asked
+    ``ahead`` of any item (a prestarted worker, while conversions run) TensorFlow too (three seconds,
+    for SavedModels only, which are converted last) in the background while TFLite and ONNX files are
+    checked; a replacement worker imports TensorFlow when a SavedModel comes."""
+    import threading
     import warnings
 
     warnings.filterwarnings("ignore")
-    from dnnkit.child import serve_items
+    import ai_edge_litert.interpreter  # noqa: F401
+    import onnx  # noqa: F401
+    import onnxruntime  # noqa: F401
+
+    import sklearn.metrics  # noqa: F401
+
+    import dnnkit.runtimes  # noqa: F401
+    import dnnkit.verification  # noqa: F401
+
+    if not ahead:
+        return
+
+    def tensorflow() -> None:
+        import tensorflow  # noqa: F401
+
+    threading.Thread(target=tensorflow, name="import-tensorflow", daemon=True).start()
+
+
+def prepare(item: dict[str, Any]) -> float:
+    """Load the item's reference outputs, unless the last item's are the same file."""
+    from dnnkit.verification import load_reference
+
+    job = item["job"]
+    key = (job["reference"], os.stat(job["reference"]).st_mtime_ns)
+    if _LOADED.get("key") == key:
+        return 0.0
+    begin = time.perf_counter()
+    _LOADED.pop("ref", None)
+    _LOADED["key"] = None
+    _LOADED["ref"] = load_reference(job["reference"], job["reference_meta"])
+    _LOADED["key"] = key
+    return time.perf_counter() - begin
+
+
+def work(item: dict[str, Any]) -> dict[str, Any]:
     from dnnkit.recipe import ArtifactConfig, Recipe, VerifyConfig
-    from dnnkit.verification import load_reference, verify_artifact
+    from dnnkit.verification import measure_latency, verify_artifact
 
-    with open(job_path, encoding="utf-8") as f:
-        job = json.load(f)
-    ref = load_reference(job["reference"], job["reference_meta"])
-    verify_cfg = VerifyConfig(**job["verify"])
+    art = ArtifactConfig(**item["options"])
+    recipe = Recipe(name="job", artifacts=(art,), verify=VerifyConfig(**item["job"]["verify"]))
+    if item.get("task") == "latency":
+        return measure_latency(item["path"], art, recipe, _LOADED["ref"])
+    return verify_artifact(item["path"], art, recipe, _LOADED["ref"], expected_sha256=item.get("expected_sha256"),
+                           fake_quant=bool(item.get("fake_quant")), latency=item.get("latency", True))
 
-    def verify_one(item: dict) -> dict:
-        art = ArtifactConfig(**item["options"])
-        recipe = Recipe(name="job", artifacts=(art,), verify=verify_cfg)
-        return verify_artifact(item["path"], art, recipe, ref, expected_sha256=item.get("expected_sha256"),
-                               fake_quant=bool(item.get("fake_quant")))
 
-    return serve_items(job["items"], verify_one, fault_variable="DNNKIT_INJECT_VERIFY_FAULT", what="verification")
+def main() -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return serve(work, fault_variable="DNNKIT_INJECT_VERIFY_FAULT", what="verification", warm=warm,
+                 prepare=prepare)
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import RECIPES, SPECS, cli
+from dnnkit.runtimes import usable_cores
 from dnnkit.verification import file_digest
 
 ALL = [a["name"] for a in tomllib.loads((RECIPES / "all.toml").read_text())["artifacts"]]
@@ -28,8 +29,17 @@ def test_every_artifact_verifies(exported, name, artifact):
     assert settings["runtime"] in ("tensorflow", "LiteRT interpreter", "onnxruntime")
     if entry["format"] != "saved_model":
         assert settings.get("num_threads", settings.get("intra_op_threads")) == 1
-    if entry["batch"] is None:  # a dynamic batch: batch-32 throughput too
+    if entry["batch"] is None:  # a dynamic batch: batch-32 throughput too, on one core and on all
         assert entry["latency_ms"]["batch"] == 32 and entry["latency_ms"]["throughput_per_s"] > 0
+        cores = entry["latency_ms"]["cores"]
+        if usable_cores() > 1:
+            assert cores["batch"] == 32 and cores["cores"] == usable_cores()
+            assert cores["one_core_per_s"] > 0 and cores["all_cores_per_s"] > 0
+            assert cores["speedup"] == pytest.approx(cores["all_cores_per_s"] / cores["one_core_per_s"], rel=1e-2)
+        else:
+            assert cores is None
+    # timed on its own once every conversion was done (verification.latency_seconds), not during them
+    assert entry["verification"]["latency_seconds"] > 0
     ref = manifest["reference"]["metrics"]
     checks = entry["checks"]
     # every input is used: the 360 labelled test samples, then train and validation

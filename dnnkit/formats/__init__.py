@@ -1,6 +1,7 @@
 """Artifact conversion, each run in a child process with a time limit.
 
-:func:`convert_artifacts` hands the job to ``python -m dnnkit.formats.worker``. A converter
+:func:`convert_artifacts` hands the job to ``python -m dnnkit.formats.worker`` (a prestarted one
+inside :func:`dnnkit.child.warm_workers`). A converter
 that crashes the process (the TFLite converter has died with SIGSEGV), hangs past its time
 limit or raises marks only that artifact failed; a fresh child converts the rest.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -28,15 +29,17 @@ REPRODUCIBLE: dict[str, tuple[bool, str | None]] = {
                            "the weights are the same, as dnnkit verify checks"),
 }
 
-STARTUP_TIMEOUT_S = 240.0  # importing TensorFlow and loading the model in the child
+STARTUP_TIMEOUT_S = 240.0
+WORKER = "dnnkit.formats.worker"  # importing TensorFlow and loading the model in the child
 
 
 def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[ArtifactConfig],
                       out_dir: str | os.PathLike[str], representative: Inputs, *,
                       timeouts: dict[str, float], metadata: dict[str, Any] | None = None,
                       unsafe: bool = False, log_path: str | os.PathLike[str] | None = None,
-                      attempt: int | str = 1, item_extra: dict[str, dict[str, Any]] | None = None
-                      ) -> dict[str, dict[str, Any]]:
+                      attempt: int | str = 1, item_extra: dict[str, dict[str, Any]] | None = None,
+                      on_settled: Callable[[str, dict[str, Any]], None] | None = None,
+                      stats: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Convert ``artifacts`` of the model at ``model_path`` into ``out_dir``.
 
     Args:
@@ -52,23 +55,24 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
             inject faults per attempt: ``NAME@2``).
         item_extra: per artifact name, fields that change its job item: ``filename`` (a path under
             ``out_dir``), ``task`` (``"rank"``: the per-layer quantization error instead of a file).
+        on_settled: called with each artifact's name and result as soon as it is settled.
+        stats: filled with the worker processes' start-up figures (see :func:`dnnkit.child.run_items`).
 
     Returns:
         Per artifact name: ``{"status": "done"|"failed", "reason": str|None,
-        "info": dict, "seconds": float}``.
+        "info": dict, "seconds": float, "peak_rss_mb": float|None, "prepare_seconds": float|None}``.
     """
     by_name = {a.name: a for a in artifacts}
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dnnkit-job-") as tmp:
         rep_path = os.path.join(tmp, "representative.npz")
         np.savez(rep_path, **to_arrays("x", representative))
+        job = {"model": str(Path(model_path).resolve()), "representative": rep_path,
+               "out_dir": str(Path(out_dir).resolve()), "metadata": metadata or {}, "unsafe": unsafe}
         return run_job(
-            "dnnkit.formats.worker", list(by_name), timeouts,
-            lambda pending: {"model": str(Path(model_path).resolve()), "representative": rep_path,
-                             "out_dir": str(Path(out_dir).resolve()), "metadata": metadata or {}, "unsafe": unsafe,
-                             "artifacts": [{**by_name[n].to_dict(), "filename": by_name[n].filename,
-                                            "attempt": attempt, **(item_extra or {}).get(n, {})}
-                                           for n in pending]},
-            workdir=tmp, log_path=log_path, startup_timeout=STARTUP_TIMEOUT_S,
+            WORKER, list(by_name), timeouts,
+            lambda n: {**by_name[n].to_dict(), "name": n, "filename": by_name[n].filename, "attempt": attempt,
+                       **(item_extra or {}).get(n, {}), "job": job},
+            log_path=log_path, startup_timeout=STARTUP_TIMEOUT_S,
             action="layer ranking" if attempt == "rank" else "conversion",
-            process="converter process")
+            process="converter process", on_settled=on_settled, stats=stats, recycle=True)

@@ -101,6 +101,17 @@ def _erfc_as_erf(graph_def: Any) -> int:
     return count
 
 
+CHECK_INPUT_BYTES = 2 * 2**20
+
+
+def _check_rows(x: Any) -> int:
+    """How many samples the frozen graph is checked on: at most 64 and 2 MB of inputs (a 224x224 image
+    model: 3; its activations, not its inputs, are what a larger batch adds to the converter's peak)."""
+    from dnnkit.signature import batch_for
+
+    return batch_for(x, 64, CHECK_INPUT_BYTES)
+
+
 def frozen_graph(model: Any, batch: int | None = None, check_inputs: Any = None
                  ) -> tuple[Any, list[str], list[str], dict[str, Any]]:
     """Freeze a Keras model (any number of inputs and outputs) in inference mode.
@@ -143,7 +154,7 @@ def frozen_graph(model: Any, batch: int | None = None, check_inputs: Any = None
         rewrites.append(f"Erfc as 1 - Erf ({erfc} nodes; exact GELU)")
     transforms: dict[str, Any] = {"rewrites": rewrites}
     if check_inputs is not None and rows(check_inputs):
-        x = cast(take(check_inputs, slice(0, min(64, batch_for(check_inputs)))), model)
+        x = cast(take(check_inputs, slice(0, _check_rows(check_inputs))), model)
         feeds = [x[n] for n in input_names(model)] if isinstance(x, dict) else [x]
         got = _run_graph(graph_def, inputs, outputs, feeds)
         want = [np.asarray(o) for o in call(model, x)]

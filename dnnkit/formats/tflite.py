@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import weakref
 from typing import Any
 
 import numpy as np
@@ -128,6 +129,36 @@ def _quantize_keeping_float(conv: Any, float_layers: tuple[str, ...] | list[str]
                               f"{' '.join(str(exc).split())[:300]}") from None
 
 
+# The SavedModel each TFLite conversion starts from, written once per model and batch and shared by the
+# recipe's TFLite artifacts (writing it took 0.34 s of a 0.58 s conversion of the digits CNN, most of it
+# Keras's gc.collect); dropped with the model, and removed by clear_saved_models when the worker ends.
+_SAVED_MODELS: "weakref.WeakKeyDictionary[Any, dict[int | None, tempfile.TemporaryDirectory]]" = \
+    weakref.WeakKeyDictionary()
+
+
+def saved_model_for(model: Any, batch: int | None) -> str:
+    """The folder of a SavedModel of ``model`` with a ``batch`` signature, for the TFLite converter
+    (read only: it is shared by every conversion of this model and batch in this process)."""
+    per_model = _SAVED_MODELS.setdefault(model, {})
+    if batch not in per_model:
+        folder = tempfile.TemporaryDirectory(prefix="dnnkit-tflite-")
+        try:
+            write_saved_model(model, os.path.join(folder.name, "sm"), batch=batch)
+        except BaseException:
+            folder.cleanup()
+            raise
+        per_model[batch] = folder
+    return os.path.join(per_model[batch].name, "sm")
+
+
+def clear_saved_models() -> None:
+    """Remove the SavedModels :func:`saved_model_for` wrote."""
+    for per_model in list(_SAVED_MODELS.values()):
+        for folder in per_model.values():
+            folder.cleanup()
+    _SAVED_MODELS.clear()
+
+
 def _prepare(model: Any, static_batch: int | None, unroll: bool) -> tuple[Any, int | None, bool]:
     """``(model, batch, unrolled)``: recurrent models get batch 1 unless one is given, and with
     ``unroll`` their layers unrolled (:func:`unroll_recurrent`)."""
@@ -175,14 +206,12 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
     full = precision in ("int8", "int16x8")
     model, batch, unrolled = _prepare(model, static_batch, full and unroll)
     fallbacks = ["unroll_recurrent"] if unrolled else []
-    with tempfile.TemporaryDirectory(prefix="dnnkit-tflite-") as tmp:
-        write_saved_model(model, os.path.join(tmp, "sm"), batch=batch)
-        conv = _converter(model, os.path.join(tmp, "sm"), precision, representative, batch, io, allow_flex,
-                          float_fallback)
-        if precision == "int8" and float_layers:
-            content = _quantize_keeping_float(conv, float_layers, io)
-        else:
-            content = _convert(conv)
+    conv = _converter(model, saved_model_for(model, batch), precision, representative, batch, io, allow_flex,
+                      float_fallback)
+    if precision == "int8" and float_layers:
+        content = _quantize_keeping_float(conv, float_layers, io)
+    else:
+        content = _convert(conv)
     if metadata:
         content = add_tflite_metadata(content, {**metadata, "precision": precision})
     with atomic_path(path) as tmp_file:
@@ -229,36 +258,34 @@ def rank_layers(model: Any, *, representative: Inputs, io: str = "float", static
         for piece in pieces():
             yield [piece[n] for n in order] if isinstance(piece, dict) else piece
 
-    with tempfile.TemporaryDirectory(prefix="dnnkit-tflite-") as tmp:
-        write_saved_model(model, os.path.join(tmp, "sm"), batch=batch)
-        conv = _converter(model, os.path.join(tmp, "sm"), "int8", representative, batch, io, allow_flex,
-                          float_fallback)
-        try:
-            debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=debug_data,
-                                                                 debug_options=options)
-            # built from a converter, the debugger's interpreter does not preserve intermediate tensors,
-            # and the float outputs the direct-compare metrics read are then overwritten arena memory
-            # (measured: 1.7e38 and non-finite values in EfficientNetB0's stem); the same model,
-            # preserving them, gives the metrics their real inputs
-            quant = debugger._quant_interpreter = tf.lite.Interpreter(  # noqa: SLF001
-                model_content=debugger.quant_model, experimental_preserve_all_tensors=True)
-            order[:] = [re.sub(r"^serving_default_|:\d+$", "", d["name"]) for d in quant.get_input_details()]
-            debugger.run()
-        except ConversionError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise ConversionError(f"TFLite QuantizationDebugger failed: {' '.join(str(exc).split())[:300]}") from None
-        consumers = _consumers(tf.lite.Interpreter(model_content=debugger.calibrated_model))
-        details = debugger._numeric_verify_op_details  # noqa: SLF001 - its op per verified tensor
-        ranked = []
-        for key, stats in debugger.layer_statistics.items():
-            name, _ = debugger._get_operand_name_and_index(key)  # noqa: SLF001
-            op_index = debugger._defining_op.get(details[key]["inputs"][0])  # noqa: SLF001
-            op = quant._get_op_details(op_index)["op_name"] if op_index is not None else "?"  # noqa: SLF001
-            # a tensor is float only when the op making it and the ops reading it all are
-            ranked.append({"name": name, "op": op, "sqnr_db": _sqnr_db(stats["signal"], stats["noise"]),
-                           "rmse_over_scale": round(float(stats["rmse_over_scale"]), 4),
-                           "nodes": _float_nodes(name, consumers)})
+    conv = _converter(model, saved_model_for(model, batch), "int8", representative, batch, io, allow_flex,
+                      float_fallback)
+    try:
+        debugger = tf.lite.experimental.QuantizationDebugger(converter=conv, debug_dataset=debug_data,
+                                                             debug_options=options)
+        # built from a converter, the debugger's interpreter does not preserve intermediate tensors,
+        # and the float outputs the direct-compare metrics read are then overwritten arena memory
+        # (measured: 1.7e38 and non-finite values in EfficientNetB0's stem); the same model,
+        # preserving them, gives the metrics their real inputs
+        quant = debugger._quant_interpreter = tf.lite.Interpreter(  # noqa: SLF001
+            model_content=debugger.quant_model, experimental_preserve_all_tensors=True)
+        order[:] = [re.sub(r"^serving_default_|:\d+$", "", d["name"]) for d in quant.get_input_details()]
+        debugger.run()
+    except ConversionError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise ConversionError(f"TFLite QuantizationDebugger failed: {' '.join(str(exc).split())[:300]}") from None
+    consumers = _consumers(tf.lite.Interpreter(model_content=debugger.calibrated_model))
+    details = debugger._numeric_verify_op_details  # noqa: SLF001 - its op per verified tensor
+    ranked = []
+    for key, stats in debugger.layer_statistics.items():
+        name, _ = debugger._get_operand_name_and_index(key)  # noqa: SLF001
+        op_index = debugger._defining_op.get(details[key]["inputs"][0])  # noqa: SLF001
+        op = quant._get_op_details(op_index)["op_name"] if op_index is not None else "?"  # noqa: SLF001
+        # a tensor is float only when the op making it and the ops reading it all are
+        ranked.append({"name": name, "op": op, "sqnr_db": _sqnr_db(stats["signal"], stats["noise"]),
+                       "rmse_over_scale": round(float(stats["rmse_over_scale"]), 4),
+                       "nodes": _float_nodes(name, consumers)})
     return sorted(ranked, key=lambda r: r["sqnr_db"])
 
 

@@ -1,8 +1,9 @@
-"""The conversion child process: ``python -m dnnkit.formats.worker JOB.json``.
+"""The conversion child process: ``python -m dnnkit.formats.worker``.
 
-It loads the Keras model once and converts the job's artifacts in order, printing one
-protocol line per event on stdout (``@@dnnkit {json}``): ``start``, then ``done`` or
-``error``. The parent (:mod:`dnnkit.formats`) enforces time limits and survives crashes.
+It imports TensorFlow and the converters, says ``ready``, then converts the items it reads on
+stdin (one JSON line each, naming the model and calibration files it loads once), printing one
+protocol line per event on stdout (``@@dnnkit {json}``): ``start``, then ``done`` or ``error``.
+The parent (:mod:`dnnkit.formats`) enforces time limits and survives crashes.
 
 ``DNNKIT_INJECT_FAULT=NAME:crash|hang|error`` makes the artifact NAME fail that way
 (used by the tests to prove a crashing converter is contained).
@@ -10,12 +11,11 @@ protocol line per event on stdout (``@@dnnkit {json}``): ``start``, then ``done`
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
 
-from dnnkit.child import serve_items
+from dnnkit.child import serve
 
 
 def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: dict[str, Any]) -> dict:
@@ -55,30 +55,73 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
                        external_data=art.get("external_data", "auto"))
 
 
-def main(job_path: str) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_LOADED: dict[str, Any] = {}
+
+
+def warm(ahead: bool = False) -> None:
+    """Import what conversions need before any job arrives (a prestarted worker does it during training)."""
     import warnings
 
     warnings.filterwarnings("ignore")
+    import ai_edge_litert.interpreter  # noqa: F401
+    import keras  # noqa: F401
+    import numpy  # noqa: F401
+    import onnx  # noqa: F401
+    import onnxruntime.quantization  # noqa: F401
+    import tensorflow  # noqa: F401
+    import tf2onnx  # noqa: F401
+
+    import dnnkit.formats.onnx  # noqa: F401
+    import dnnkit.formats.saved_model  # noqa: F401
+    import dnnkit.formats.tflite  # noqa: F401
+    import dnnkit.modelio  # noqa: F401
+
+
+def prepare(item: dict[str, Any]) -> float:
+    """Load the item's model and calibration samples, unless the last item's are the same files."""
+    import time
+
     import numpy as np
 
-    job = json.loads(open(job_path, encoding="utf-8").read())
     from dnnkit.modelio import load_reference_model
-
-    model = load_reference_model(job["model"], unsafe=job.get("unsafe", False))
     from dnnkit.signature import from_arrays
 
-    with np.load(job["representative"]) as f:
-        rep = from_arrays("x", {k: f[k] for k in f.files})
+    job = item["job"]
+    stat = os.stat(job["model"])
+    model_key = (job["model"], stat.st_mtime_ns, stat.st_size, bool(job.get("unsafe")))
+    begin = time.perf_counter()
+    if _LOADED.get("model_key") != model_key:
+        _LOADED.pop("model", None)  # the previous model goes before the next one loads
+        _LOADED["model_key"] = None
+        _LOADED["model"] = load_reference_model(job["model"], unsafe=job.get("unsafe", False))
+        _LOADED["model_key"] = model_key
+    rep_key = (job["representative"], os.stat(job["representative"]).st_mtime_ns)
+    if _LOADED.get("rep_key") != rep_key:
+        with np.load(job["representative"]) as f:
+            _LOADED["rep"] = from_arrays("x", {k: f[k] for k in f.files})
+        _LOADED["rep_key"] = rep_key
+    return time.perf_counter() - begin
 
-    def work(art: dict[str, Any]) -> dict[str, Any]:
-        path = os.path.join(job["out_dir"], art["filename"])
-        os.makedirs(os.path.dirname(path), exist_ok=True)  # a selective fallback's candidates go in sub-folders
-        return convert_one(model, art, path, rep, job.get("metadata", {}))
 
-    return serve_items(job["artifacts"], work,
-                       fault_variable="DNNKIT_INJECT_FAULT", what="conversion")
+def work(art: dict[str, Any]) -> dict[str, Any]:
+    job = art["job"]
+    path = os.path.join(job["out_dir"], art["filename"])
+    os.makedirs(os.path.dirname(path), exist_ok=True)  # a selective fallback's candidates go in sub-folders
+    return convert_one(_LOADED["model"], art, path, _LOADED["rep"], job.get("metadata", {}))
+
+
+def main() -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return serve(work, fault_variable="DNNKIT_INJECT_FAULT", what="conversion", warm=warm, prepare=prepare,
+                 cleanup=cleanup)
+
+
+def cleanup() -> None:
+    """Remove the SavedModels the TFLite conversions shared."""
+    tflite = sys.modules.get("dnnkit.formats.tflite")
+    if tflite is not None:
+        tflite.clear_saved_models()
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main())
