@@ -102,7 +102,8 @@ def _throughput_section(manifest: dict[str, Any]) -> str:
         if cores:
             rows.append(f"<tr><td>{_e(e['name'])}</td><td class='num'>{cores['batch']}</td>"
                         f"<td class='num'>{cores['one_core_per_s']:.0f}</td><td class='num'>{cores['cores']}</td>"
-                        f"<td class='num'>{cores['all_cores_per_s']:.0f}</td><td class='num'>{cores['speedup']:.2f}x</td></tr>")
+                        f"<td class='num'>{cores['all_cores_per_s']:.0f}</td>"
+                        f"<td class='num'>{cores['speedup']:.2f}x</td></tr>")
     if not rows:
         return ""
     return ("<h2>Throughput on one core and on all</h2><table id='throughput'><tr><th>artifact</th><th>batch</th>"

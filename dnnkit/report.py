@@ -84,7 +84,8 @@ def slower_than_fp32(artifacts: list[dict[str, Any]]) -> list[str]:
 
 
 TIME_STAGES = (("train_s", "training"), ("passes_s", "compression passes"), ("reference_s", "reference outputs"),
-               ("conversions_s", "conversions"), ("verifications_s", "checks (alongside)"),
+               ("conversions_s", "conversions"), ("verifications_s", "checks"),
+               ("overlap_s", "checks during conversions"),
                ("selective_fallback_s", "selective fallback"), ("latency_s", "timing"), ("report_s", "report"))
 
 
