@@ -157,27 +157,28 @@ def reset_peak_rss() -> None:
         pass  # elsewhere the peak is the process's since it started
 
 
-def rss_mb() -> float | None:
-    """This process's resident memory now (MiB; Linux)."""
+def _status_mb(field: str) -> float | None:
+    """A memory figure of this process from ``/proc/self/status`` (``VmRSS``, ``VmHWM``), in MiB."""
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field + ":"):
                     return round(int(line.split()[1]) / 1024, 1)
     except OSError:
         pass
     return None
 
 
+def rss_mb() -> float | None:
+    """This process's resident memory now (MiB; Linux)."""
+    return _status_mb("VmRSS")
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory (MiB) since :func:`reset_peak_rss` or its start."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
+    peak = _status_mb("VmHWM")
+    if peak is not None:
+        return peak
     import resource
 
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -445,8 +446,9 @@ class _Pool:
 
 
 POOL = _Pool()
-# Prestarted workers run at a lower priority: their imports take what training leaves of the cores
-# instead of slowing it, and later the converter and verifier only compete with each other.
+# Prestarted workers run at a lower priority, below the process that started them (measured: it does
+# not stop a worker importing during training from slowing the training, hence the verifier warms once
+# conversions begin; docs/field-notes.md).
 PRESTART_NICE = int(os.environ.get("DNNKIT_PRESTART_NICE", "10"))
 
 

@@ -262,7 +262,6 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     if not multi:  # a model with several inputs/outputs is described by its signature, not a spec
         write_text(out / "reference" / "spec.toml", dump_toml(spec_to_dict(spec)))
 
-    from dnnkit.formats import REPRODUCIBLE
     from dnnkit.verification import file_digest
 
     recipe = with_samples(recipe, ref.heads)
@@ -278,37 +277,20 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
                 "labels": dataset.labels or None, "reference_weights_sha256": weights_digest,
                 "input_normalization": input_normalization(keras_model, _data_source(spec, data))}
     effective = {a.name: a for a in recipe.artifacts}
-    results, first_attempts, verified = _convert_and_verify(
-        recipe, effective, ref_model, out, rep, metadata, unsafe=unsafe, fake_quant=fake_quant, ref=ref,
-        keras_model=keras_model, verbose=verbose)
-    entries = []
-    for art in recipe.artifacts:
-        result = results.get(art.name, {"status": "failed", "reason": "not converted", "info": {}})
-        entry: dict[str, Any] = {"name": art.name, "format": art.format, "precision": art.precision,
-                                 "path": f"artifacts/{art.filename}", "options": effective[art.name].to_dict(),
-                                 "conversion": {"seconds": result.get("seconds"),
-                                                "peak_rss_mb": result.get("peak_rss_mb"),
-                                                **({"first_attempt": first_attempts[art.name]}
-                                                   if art.name in first_attempts else {}),
-                                                **result["info"]},
-                                 "fallbacks": result["info"].get("fallbacks", []),
-                                 "transforms": result["info"].get("transforms"),
-                                 "converted": result["status"] == "done",
-                                 "reproducible": dict(zip(("bytes", "why"), REPRODUCIBLE[art.format]))}
-        if result["status"] != "done":
-            message = f"conversion failed: {result['reason']}"
-            entry.update(status="failed", failure_reason=message, inconclusive=[],
-                         failures=[failure("conversion", message)])
-        elif art.name in verified:
-            entry.update(verified[art.name])
-        entries.append(entry)
-    from dnnkit.fallback import selective_fallback
+    from dnnkit.verification import reference_job
 
-    with _stage("selective_fallback_s"):
-        selective_fallback(entries, effective, recipe, ref, model_path=ref_model, out=out, representative=rep,
-                           metadata=metadata, unsafe=unsafe, fake_quant=fake_quant, verbose=verbose)
-    with _stage("latency_s"):
-        _time_artifacts(entries, out, ref, recipe, verbose)
+    with reference_job(ref, recipe) as reference:  # one reference file for the checks and the timing
+        results, first_attempts, verified = _convert_and_verify(
+            recipe, effective, ref_model, out, rep, metadata, unsafe=unsafe, fake_quant=fake_quant, ref=ref,
+            keras_model=keras_model, verbose=verbose, reference=reference)
+        entries = _entries(recipe, effective, results, first_attempts, verified)
+        from dnnkit.fallback import selective_fallback
+
+        with _stage("selective_fallback_s"):
+            selective_fallback(entries, effective, recipe, ref, model_path=ref_model, out=out, representative=rep,
+                               metadata=metadata, unsafe=unsafe, fake_quant=fake_quant, verbose=verbose)
+        with _stage("latency_s"):
+            _time_artifacts(entries, out, ref, recipe, verbose, reference)
     for entry in entries:
         if verbose:
             print(f"  {entry['name']}: {entry['status']}"
@@ -342,9 +324,39 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     }
 
 
+def _entries(recipe: Recipe, effective: dict[str, ArtifactConfig], results: dict[str, Any],
+             first_attempts: dict[str, Any], verified: dict[str, Any]) -> list[dict[str, Any]]:
+    """The manifest's artifact entries, in recipe order: how each was converted, and its checks."""
+    from dnnkit.formats import REPRODUCIBLE
+
+    entries = []
+    for art in recipe.artifacts:
+        result = results.get(art.name, {"status": "failed", "reason": "not converted", "info": {}})
+        entry: dict[str, Any] = {"name": art.name, "format": art.format, "precision": art.precision,
+                                 "path": f"artifacts/{art.filename}", "options": effective[art.name].to_dict(),
+                                 "conversion": {"seconds": result.get("seconds"),
+                                                "peak_rss_mb": result.get("peak_rss_mb"),
+                                                **({"first_attempt": first_attempts[art.name]}
+                                                   if art.name in first_attempts else {}),
+                                                **result["info"]},
+                                 "fallbacks": result["info"].get("fallbacks", []),
+                                 "transforms": result["info"].get("transforms"),
+                                 "converted": result["status"] == "done",
+                                 "reproducible": dict(zip(("bytes", "why"), REPRODUCIBLE[art.format]))}
+        if result["status"] != "done":
+            message = f"conversion failed: {result['reason']}"
+            entry.update(status="failed", failure_reason=message, inconclusive=[],
+                         failures=[failure("conversion", message)])
+        elif art.name in verified:
+            entry.update(verified[art.name])
+        entries.append(entry)
+    return entries
+
+
 def _convert_and_verify(recipe: Recipe, effective: dict[str, ArtifactConfig], ref_model: Path, out: Path,
                         rep: Any, metadata: dict[str, Any], *, unsafe: bool, fake_quant: bool, ref: Any,
-                        keras_model: Any, verbose: bool) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+                        keras_model: Any, verbose: bool, reference: dict[str, Any]
+                        ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
     """Convert every artifact (a failed one once more with its fallback) in the converter process while
     the verification process checks each one as soon as it is written; timing is left for later.
 
@@ -364,6 +376,7 @@ def _convert_and_verify(recipe: Recipe, effective: dict[str, ArtifactConfig], re
     first_attempts: dict[str, Any] = {}
     retries = {}
     failed: list[BaseException] = []
+    marks: dict[str, float] = {}  # when the first check began and the conversions ended
     log = out / "logs" / "convert.log"
     timings = _TIMINGS[-1] if _TIMINGS else {}
     workers: dict[str, list[dict[str, Any]]] = timings.setdefault("workers", {})
@@ -421,8 +434,6 @@ def _convert_and_verify(recipe: Recipe, effective: dict[str, ArtifactConfig], re
         except Exception:  # noqa: BLE001 - the report says why if it cannot draw
             pass
 
-    marks: dict[str, float] = {}
-
     def in_order_converted() -> Any:
         while (name := converted.get()) is not None:
             marks.setdefault("first_check", time.perf_counter())
@@ -433,17 +444,18 @@ def _convert_and_verify(recipe: Recipe, effective: dict[str, ArtifactConfig], re
     with _stage("verifications_s"):
         verified = verify_artifacts(items, ref, recipe, log_path=out / "logs" / "verify.log",
                                     names=in_order_converted(), latency=False,
-                                    stats=workers.setdefault("verifier", []))
+                                    stats=workers.setdefault("verifier", []), job=reference)
     thread.join()
     if failed:
         raise failed[0]
-    if _TIMINGS and "first_check" in marks:  # how long checks ran while conversions still did
+    if "first_check" in marks:  # how long checks ran while conversions still did
         timings["overlap_s"] = round(timings.get("overlap_s", 0.0)
                                      + max(0.0, marks["conversions_done"] - marks["first_check"]), 3)
     return results, first_attempts, verified
 
 
-def _time_artifacts(entries: list[dict[str, Any]], out: Path, ref: Any, recipe: Recipe, verbose: bool) -> None:
+def _time_artifacts(entries: list[dict[str, Any]], out: Path, ref: Any, recipe: Recipe, verbose: bool,
+                    reference: dict[str, Any]) -> None:
     """Latency of every artifact verified without it, measured one at a time once no conversion runs
     (a converter on the other core would slow the figures); a runtime that crashes or hangs being timed
     fails its artifact."""
@@ -455,7 +467,7 @@ def _time_artifacts(entries: list[dict[str, Any]], out: Path, ref: Any, recipe: 
     if verbose:
         print(f"timing {len(todo)} artifacts, one at a time ...", flush=True)
     timed = measure_latencies([{"name": e["name"], "path": str(out / e["path"]), "options": e["options"]}
-                               for e in todo], ref, recipe, log_path=out / "logs" / "verify.log")
+                               for e in todo], ref, recipe, log_path=out / "logs" / "verify.log", job=reference)
     for entry in todo:
         result = timed.get(entry["name"], {"status": "failed", "reason": "not timed"})
         entry.setdefault("verification", {})["latency_seconds"] = result.get("seconds")

@@ -79,7 +79,8 @@ class Runner:
                 break
         times: list[float] = []
         begin = time.perf_counter()
-        while len(times) < runs and (len(times) < MIN_LATENCY_RUNS or time.perf_counter() - begin < LATENCY_BUDGET_S):
+        while len(times) < runs and (len(times) < MIN_LATENCY_RUNS
+                                     or time.perf_counter() - begin < LATENCY_BUDGET_S):
             start = time.perf_counter()
             self._invoke(prepared)
             times.append((time.perf_counter() - start) * 1000.0)
@@ -152,20 +153,18 @@ def _one_core() -> Iterator[bool]:
     yields whether it could (TensorFlow's thread pools are fixed when it starts, so its one-core
     figure comes from pinning them)."""
     tasks = {}
+    pinned = False
     try:
         for tid in map(int, os.listdir("/proc/self/task")):
             tasks[tid] = os.sched_getaffinity(tid)
         first = min(os.sched_getaffinity(0))
         for tid in tasks:
             os.sched_setaffinity(tid, {first})
+        pinned = True
     except (OSError, AttributeError):
-        for tid, cpus in tasks.items():
-            with contextlib.suppress(OSError):
-                os.sched_setaffinity(tid, cpus)
-        yield False
-        return
+        pass
     try:
-        yield True
+        yield pinned
     finally:
         for tid, cpus in tasks.items():
             with contextlib.suppress(OSError):

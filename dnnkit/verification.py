@@ -427,7 +427,8 @@ def load_reference(path: str | os.PathLike[str], meta: dict[str, Any]) -> Refere
 
 def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], ref: Reference, recipe: Recipe, *,
                      log_path: str | os.PathLike[str] | None = None, names: Iterable[str] | None = None,
-                     latency: bool = True, stats: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+                     latency: bool = True, stats: list[dict[str, Any]] | None = None,
+                     job: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """Verify artifacts in a child process with a time limit each (:mod:`dnnkit.verify_worker`).
 
     A runtime that crashes or hangs on a damaged or crafted file fails that artifact only.
@@ -443,6 +444,7 @@ def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], re
             converted (default: the items' order).
         latency: time each artifact too; ``False`` leaves ``latency_ms`` to :func:`measure_latencies`.
         stats: filled with the worker processes' start-up figures (see :func:`dnnkit.child.run_items`).
+        job: an open :func:`reference_job` for ``ref`` and ``recipe`` to use (default: one written now).
 
     Returns:
         The manifest fields of :func:`verify_artifact`, by name.
@@ -451,7 +453,7 @@ def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], re
     order = names if names is not None else list(by_name)
     if not by_name and names is None:
         return {}
-    with _reference_job(ref, recipe) as job:
+    with reference_job(ref, recipe, job) as job:
         results = run_job(WORKER, order, _Timeouts(by_name, recipe),
                           lambda n: {**by_name[n], "path": str(by_name[n]["path"]), "latency": latency, "job": job},
                           log_path=log_path, startup_timeout=VERIFY_STARTUP_TIMEOUT_S, action="verification",
@@ -473,8 +475,10 @@ def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], re
 
 
 def measure_latencies(items: list[dict[str, Any]], ref: Reference, recipe: Recipe, *,
-                      log_path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
-    """Time verified artifacts one after another, nothing else running (:func:`measure_latency`).
+                      log_path: str | os.PathLike[str] | None = None,
+                      job: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """Time verified artifacts one after another, nothing else running (:func:`measure_latency`);
+    ``job`` as for :func:`verify_artifacts`.
 
     Returns:
         Per name: ``{"status": "done", "latency_ms": ..., "seconds": ...}`` or ``{"status": "failed",
@@ -483,7 +487,7 @@ def measure_latencies(items: list[dict[str, Any]], ref: Reference, recipe: Recip
     if not items:
         return {}
     by_name = {i["name"]: i for i in items}
-    with _reference_job(ref, recipe) as job:
+    with reference_job(ref, recipe, job) as job:
         results = run_job(WORKER, list(by_name), _Timeouts(by_name, recipe),
                           lambda n: {**by_name[n], "path": str(by_name[n]["path"]), "task": "latency",
                                      "attempt": "latency", "job": job},
@@ -505,8 +509,12 @@ class _Timeouts(dict):
 
 
 @contextlib.contextmanager
-def _reference_job(ref: Reference, recipe: Recipe) -> Iterator[dict[str, Any]]:
-    """The reference written once for a verification job, and the job fields items carry."""
+def reference_job(ref: Reference, recipe: Recipe, job: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+    """The reference written once for verification jobs, and the job fields their items carry (the
+    verifier reads the file once for all of them); ``job``, when given, is that of an open one."""
+    if job is not None:
+        yield job
+        return
     import tempfile
     from dataclasses import asdict
 

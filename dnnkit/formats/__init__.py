@@ -29,8 +29,8 @@ REPRODUCIBLE: dict[str, tuple[bool, str | None]] = {
                            "the weights are the same, as dnnkit verify checks"),
 }
 
-STARTUP_TIMEOUT_S = 240.0
-WORKER = "dnnkit.formats.worker"  # importing TensorFlow and loading the model in the child
+STARTUP_TIMEOUT_S = 240.0  # importing TensorFlow and loading the model in the child
+WORKER = "dnnkit.formats.worker"
 
 
 def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[ArtifactConfig],
