@@ -396,8 +396,10 @@ def _convert_and_verify(recipe: Recipe, effective: dict[str, ArtifactConfig], re
     def conversions() -> None:
         try:
             with _stage("conversions_s"):
-                # SavedModels last: only their check needs TensorFlow, which the verifier imports meanwhile
-                order = sorted(recipe.artifacts, key=lambda a: a.format == "saved_model")
+                # SavedModels last: only their check needs TensorFlow, which the verifier imports meanwhile;
+                # int8 ONNX after the fp32 ONNX it is quantized from
+                order = sorted(recipe.artifacts, key=lambda a: (a.format == "saved_model",
+                                                                a.format == "onnx" and a.precision == "int8"))
                 convert_artifacts(ref_model, order, out / "artifacts", rep,
                                   timeouts={a.name: recipe.timeout(a) for a in recipe.artifacts}, metadata=metadata,
                                   unsafe=unsafe, log_path=log, on_settled=first,

@@ -87,3 +87,39 @@ def test_lean_tf2onnx_writes_the_same_graph(trained_runs):
                                               how], capture_output=True, text=True, check=True,
                                              timeout=600).stdout.splitlines()[-1]) for how in ("plain", "lean")]
     assert plain["ops"] and plain["weights"] and plain == lean
+
+
+def test_int8_onnx_quantizes_the_jobs_fp32_onnx(run_manifest):
+    _, manifest = run_manifest
+    by_name = {e["name"]: e for e in manifest["artifacts"]}
+    fp32, int8 = by_name["onnx_fp32"], by_name["onnx_int8"]
+    assert int8["conversion"]["quantized_from"] == "onnx_fp32.onnx"
+    assert int8["transforms"] == fp32["transforms"] and int8["status"] == "verified"
+
+
+def test_int8_onnx_from_a_file_is_the_int8_onnx_from_the_model(trained_runs, tmp_path):
+    # quantizing the job's fp32 file instead of converting the model again: the same ops, bit-identical
+    # outputs (one process: only tf2onnx's node names differ)
+    import collections
+
+    import onnx
+    import onnxruntime as ort
+
+    from dnnkit.formats.onnx import export_onnx, export_onnx_int8
+    from dnnkit.modelio import load_reference_model
+
+    model = load_reference_model(trained_runs["digits_cnn"].model_path)
+    x = np.random.default_rng(0).uniform(0, 1, (64, 8, 8, 1)).astype("float32")
+    written = export_onnx(model, tmp_path / "fp32.onnx", check_inputs=x)
+    fresh = export_onnx_int8(model, tmp_path / "fresh.onnx", calibration=x[:32])
+    source = {"path": str(tmp_path / "fp32.onnx"), "transforms": written["transforms"], "external_data": None}
+    reused = export_onnx_int8(model, tmp_path / "reused.onnx", calibration=x[:32], fp32_source=source)
+    assert reused["quantized_from"] == "fp32.onnx" and "quantized_from" not in fresh
+    assert reused["calibration_samples"] == fresh["calibration_samples"] == 32
+    outputs, ops = [], []
+    for name in ("fresh.onnx", "reused.onnx"):
+        ops.append(collections.Counter(n.op_type for n in onnx.load(tmp_path / name).graph.node))
+        session = ort.InferenceSession(str(tmp_path / name), providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {session.get_inputs()[0].name: x})[0])
+    assert ops[0] == ops[1] and ops[0]["QuantizeLinear"] > 0
+    assert np.array_equal(outputs[0], outputs[1])

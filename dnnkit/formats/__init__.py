@@ -69,10 +69,26 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
         np.savez(rep_path, **to_arrays("x", representative))
         job = {"model": str(Path(model_path).resolve()), "representative": rep_path,
                "out_dir": str(Path(out_dir).resolve()), "metadata": metadata or {}, "unsafe": unsafe}
-        return run_job(
-            WORKER, list(by_name), timeouts,
-            lambda n: {**by_name[n].to_dict(), "name": n, "filename": by_name[n].filename, "attempt": attempt,
-                       **(item_extra or {}).get(n, {}), "job": job},
-            log_path=log_path, startup_timeout=STARTUP_TIMEOUT_S,
-            action="layer ranking" if attempt == "rank" else "conversion",
-            process="converter process", on_settled=on_settled, stats=stats, recycle=True)
+        fp32_onnx: dict[int, dict[str, Any]] = {}  # by opset: an fp32 ONNX file converted by this call
+
+        def settled(name: str, result: dict[str, Any]) -> None:
+            art, extra = by_name[name], (item_extra or {}).get(name, {})
+            if (art.format == "onnx" and art.precision == "fp32" and result["status"] == "done"
+                    and not extra and result["info"].get("opset") == art.opset):
+                fp32_onnx.setdefault(art.opset, {"path": str(Path(out_dir, art.filename).resolve()),
+                                                 "transforms": result["info"].get("transforms"),
+                                                 "external_data": result["info"].get("external_data")})
+            if on_settled is not None:
+                on_settled(name, result)
+
+        def item_for(name: str) -> dict[str, Any]:
+            art, extra = by_name[name], (item_extra or {}).get(name, {})
+            item = {**art.to_dict(), "name": name, "filename": art.filename, "attempt": attempt, **extra, "job": job}
+            if (art.format == "onnx" and art.precision == "int8" and art.opset in fp32_onnx and not extra
+                    and not art.float_layers):  # node names are tf2onnx's per process: exclusions need their own
+                item["fp32_onnx"] = fp32_onnx[art.opset]  # quantized from it: tf2onnx does not run again
+            return item
+
+        return run_job(WORKER, list(by_name), timeouts, item_for, log_path=log_path,
+                       startup_timeout=STARTUP_TIMEOUT_S, action="layer ranking" if attempt == "rank" else "conversion",
+                       process="converter process", on_settled=settled, stats=stats, recycle=True)

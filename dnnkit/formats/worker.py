@@ -50,7 +50,7 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
     if precision == "int8":
         return export_onnx_int8(model, path, calibration=samples, opset=art["opset"],
                                 metadata=metadata, external_data=art.get("external_data", "auto"),
-                                float_layers=art.get("float_layers", ()))
+                                float_layers=art.get("float_layers", ()), fp32_source=art.get("fp32_onnx"))
     return export_onnx(model, path, opset=art["opset"], metadata=metadata, check_inputs=rep,
                        external_data=art.get("external_data", "auto"))
 
