@@ -7,7 +7,9 @@ seconds and peak resident memory (each in its own process), the parent's peak an
 
 With --compare it runs itself and benchmarks/large_model_hand.py (the same conversions written by
 hand, one process) as timed subprocesses, then each hand-written step in its own process, and prints
-the wall-time ratio and dnnkit's largest process peak against the largest hand-written step's.
+the wall-time ratio, the CPU time of each (what the checks add: the wall time dnnkit's work needs at
+the least on this machine's cores) and dnnkit's largest process peak against the largest hand-written
+step's.
 
 The images carry no labels: float artifacts are checked element-wise and quantized ones by top-1
 agreement with the Keras model (a random network's near-uniform scores make that a hard test).
@@ -67,15 +69,20 @@ def compare(args: argparse.Namespace) -> int:
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = Path(args.out)
 
-    def timed(argv: list[str]) -> tuple[float, str]:
+    cpu: dict[str, float] = {}
+
+    def timed(argv: list[str], name: str = "") -> tuple[float, str]:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(argv, env=env, capture_output=True, text=True, check=True)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu[name] = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         return time.perf_counter() - start, done.stdout
 
     hand = str(ROOT / "benchmarks" / "large_model_hand.py")
-    hand_wall, _ = timed([sys.executable, hand, str(out / "hand"), "--images", str(args.images)])
+    hand_wall, _ = timed([sys.executable, hand, str(out / "hand"), "--images", str(args.images)], "hand")
     ours_wall, text = timed([sys.executable, __file__, "--out", str(out / "dnnkit"), "--images", str(args.images),
-                             "--recipe", args.recipe])
+                             "--recipe", args.recipe], "dnnkit")
     print(text.strip())
     manifest = json.loads((out / "dnnkit" / "manifest.json").read_text())
     peaks = {"parent": json.loads(text.strip().splitlines()[-1])["parent_peak_rss_mb"]}
@@ -93,6 +100,14 @@ def compare(args: argparse.Namespace) -> int:
           + ", ".join(f"{k} {v}" for k, v in steps.items()))
     print(f"wall: dnnkit (build + export + verify) {ours_wall:.1f} s, hand-written (build + convert + run) "
           f"{hand_wall:.1f} s, ratio {ours_wall / hand_wall:.2f}x")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    stages = manifest.get("timings") or {}
+    print(f"CPU (user + sys, every process): dnnkit {cpu['dnnkit']:.0f} s, hand-written {cpu['hand']:.0f} s, "
+          f"ratio {cpu['dnnkit'] / cpu['hand']:.2f}x; on {cores} cores dnnkit's work needs at least "
+          f"{cpu['dnnkit'] / cores:.0f} s of wall time ({cpu['dnnkit'] / cores / hand_wall:.2f}x the hand-written "
+          f"wall), the hand-written script uses {cpu['hand'] / hand_wall:.2f} of its {cores} cores")
+    print("dnnkit stages (s): " + ", ".join(f"{k[:-2]} {v:.1f}" for k, v in stages.items()
+                                           if k.endswith("_s") and isinstance(v, (int, float))))
     print(f"peak RSS: dnnkit's largest process {peaks[worst]:.0f} MB ({worst}), hand-written's largest step "
           f"{steps[biggest]} MB ({biggest}), ratio {peaks[worst] / steps[biggest]:.2f}x")
     return 0

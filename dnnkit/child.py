@@ -478,9 +478,11 @@ def worker_env() -> dict[str, str]:
     :func:`warm_workers` a temporary folder of their own (removed at the end, with whatever a killed
     worker left in it)."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
-    # large blocks always mapped (glibc otherwise raises the threshold as they are freed and keeps later
-    # ones on a heap it cannot give back): a worker's resident memory falls when an item's arrays go
-    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(1 << 20))
+    # blocks of 8 MB and more always mapped (glibc otherwise raises the threshold as they are freed and
+    # keeps later ones on a heap it cannot give back): a worker's resident memory falls when an item's
+    # arrays go. At 1 MB every mid-size tensor was a fresh mapping: a 224x224 ResNet50's ONNX export took
+    # 16.8 s instead of 9.3 s (page faults), 8 MB: 10.5 s
+    env.setdefault("MALLOC_MMAP_THRESHOLD_", str(8 << 20))
     if POOL.tmp is not None:
         env["TMPDIR"] = POOL.tmp
     return env

@@ -77,9 +77,16 @@ def _reference(model: Any, spec: Spec, data: str | None, max_inputs: int = 5000,
     A model with several inputs or outputs reads its data with
     :func:`dnnkit.data.load_model_data` (arrays per input and output name).
     """
+    inputs, dataset = _reference_inputs(model, spec, data, max_inputs, heads=heads, task=task)
+    return _reference_outputs(model, inputs, fp16=fp16), dataset
+
+
+def _reference_inputs(model: Any, spec: Spec, data: str | None, max_inputs: int = 5000,
+                      heads: list[str] | None = None, task: str | None = None) -> tuple[dict[str, Any], Any]:
+    """What :func:`_reference` computes outputs on: ``({x, heads, labels, input_names, output_names,
+    n_test}, dataset)``."""
     from dnnkit.data import load_data, load_model_data, named_arrays
-    from dnnkit.signature import concat, input_names, is_multi, output_names, predict, rows, take
-    from dnnkit.verification import Reference, reference_metrics
+    from dnnkit.signature import concat, input_names, is_multi, output_names, rows, take
 
     source = data or spec.data.source
     if is_multi(model) or spec.model.head == "multi" or (data is not None and named_arrays(source)):
@@ -90,17 +97,25 @@ def _reference(model: Any, spec: Spec, data: str | None, max_inputs: int = 5000,
         heads, labels = [spec.model.head], [dataset.y_test]
     n_test = rows(dataset.x_test)
     x_all = take(concat([dataset.x_test, dataset.x_train, dataset.x_val]), slice(0, max(max_inputs, n_test)))
-    outputs = predict(model, x_all)
-    names = output_names(model)
-    ref = Reference(x=x_all, outputs=outputs, heads=heads, labels=labels, input_names=input_names(model),
-                    output_names=names, n_test=n_test,
-                    metrics=reference_metrics(heads, labels, outputs, names, n_test))
+    return {"x": x_all, "heads": heads, "labels": labels, "input_names": input_names(model),
+            "output_names": output_names(model), "n_test": n_test}, dataset
+
+
+def _reference_outputs(model: Any, inputs: dict[str, Any], fp16: bool = False) -> Any:
+    """The :class:`~dnnkit.verification.Reference`: the model's outputs on ``inputs`` (from
+    :func:`_reference_inputs`), its task metrics, and with ``fp16`` its fp16-weight error."""
+    from dnnkit.signature import predict
+    from dnnkit.verification import Reference, reference_metrics
+
+    outputs = predict(model, inputs["x"])
+    ref = Reference(outputs=outputs, metrics=reference_metrics(inputs["heads"], inputs["labels"], outputs,
+                                                                inputs["output_names"], inputs["n_test"]), **inputs)
     if fp16:
         from dnnkit.fp16 import fp16_weight_error
 
-        errors = fp16_weight_error(model, x_all, outputs)
+        errors = fp16_weight_error(model, inputs["x"], outputs)
         ref.fp16_weight_error = errors[0] if isinstance(errors, list) and len(errors) == 1 else errors
-    return ref, dataset
+    return ref
 
 
 def _has_fp16(recipe: Recipe) -> bool:
@@ -238,16 +253,25 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     from dnnkit.signature import inputs_info, is_multi, outputs_info, rows
 
     multi = is_multi(keras_model) or spec.model.head == "multi"  # described by its signature, not a spec
+    # The reference outputs are computed while the first artifacts convert (they need only the model
+    # file); one input goes through the model first, so that bad data fails before anything is written.
+    # A tf_keras model's SavedModel is checked against them first (a mismatch is a ModelLoadError).
+    ref = None
     with _stage("reference_s"):
-        ref, dataset = _reference(keras_model, spec, data, recipe.verify.max_inputs, fp16=_has_fp16(recipe),
-                                  task=task)
+        inputs, dataset = _reference_inputs(keras_model, spec, data, recipe.verify.max_inputs, task=task)
+        if source_info and "tf_keras_model" in source_info:
+            ref = _reference_outputs(keras_model, inputs, fp16=_has_fp16(recipe))
+        else:
+            from dnnkit.signature import predict, take
+
+            predict(keras_model, take(inputs["x"], slice(0, 1)))
     fake_quant = is_fake_quant(keras_model)
 
     out = Path(out_dir)
     (out / "reference").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)
-    source = _source_record(source_info, keras_model, ref)
+    source = _source_record(source_info, keras_model, ref)  # no tf_keras model to check where ref is None
     if source_dir is not None:  # the SavedModel itself is the reference (its own runtime computed it)
         ref_model = out / "reference" / "saved_model"
         if ref_model.exists():
@@ -264,7 +288,7 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
 
     from dnnkit.verification import file_digest
 
-    recipe = with_samples(recipe, ref.heads)
+    recipe = with_samples(recipe, inputs["heads"])
     samples = max([a.samples for a in recipe.artifacts if a.quantized] or [1])
     rep = _representative(dataset, samples, spec.data.seed)
     if verbose:
@@ -273,16 +297,24 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     from dnnkit.formats.metadata import input_normalization, weights_sha256
 
     weights_digest = weights_sha256(keras_model)
-    metadata = {"dnnkit_version": __version__, "name": spec.name, "task": ref.head if not multi else ref.heads,
+    metadata = {"dnnkit_version": __version__, "name": spec.name,
+                "task": inputs["heads"][0] if not multi else inputs["heads"],
                 "labels": dataset.labels or None, "reference_weights_sha256": weights_digest,
                 "input_normalization": input_normalization(keras_model, _data_source(spec, data))}
     effective = {a.name: a for a in recipe.artifacts}
     from dnnkit.verification import reference_job
 
+    conversions = _Conversions(recipe, effective, ref_model, out, rep, metadata, unsafe=unsafe,
+                               fake_quant=fake_quant, keras_model=keras_model, verbose=verbose)
+    if ref is None:
+        try:
+            with _stage("reference_s"):
+                ref = _reference_outputs(keras_model, inputs, fp16=_has_fp16(recipe))
+        except BaseException:
+            conversions.cancel()
+            raise
     with reference_job(ref, recipe) as reference:  # one reference file for the checks and the timing
-        results, first_attempts, verified = _convert_and_verify(
-            recipe, effective, ref_model, out, rep, metadata, unsafe=unsafe, fake_quant=fake_quant, ref=ref,
-            keras_model=keras_model, verbose=verbose, reference=reference)
+        results, first_attempts, verified = conversions.verify(ref, recipe, reference)
         entries = _entries(recipe, effective, results, first_attempts, verified)
         from dnnkit.fallback import selective_fallback
 
@@ -353,82 +385,68 @@ def _entries(recipe: Recipe, effective: dict[str, ArtifactConfig], results: dict
     return entries
 
 
-def _convert_and_verify(recipe: Recipe, effective: dict[str, ArtifactConfig], ref_model: Path, out: Path,
-                        rep: Any, metadata: dict[str, Any], *, unsafe: bool, fake_quant: bool, ref: Any,
-                        keras_model: Any, verbose: bool, reference: dict[str, Any]
-                        ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
-    """Convert every artifact (a failed one once more with its fallback) in the converter process while
-    the verification process checks each one as soon as it is written; timing is left for later.
+class _Conversions:
+    """Every artifact converted in the converter process (a failed one once more with its fallback), in a
+    thread started at once, while :meth:`verify` has the verification process check each one as soon as
+    it is written; timing is left for later."""
 
-    Returns:
-        The conversion results and first attempts by name, and the verification results by name.
-    """
-    import queue
-    import threading
-    import time
+    def __init__(self, recipe: Recipe, effective: dict[str, ArtifactConfig], ref_model: Path, out: Path, rep: Any,
+                 metadata: dict[str, Any], *, unsafe: bool, fake_quant: bool, keras_model: Any,
+                 verbose: bool) -> None:
+        import queue
+        import threading
 
-    from dnnkit.formats import convert_artifacts
-    from dnnkit.verification import verify_artifacts
+        self.recipe, self.effective, self.ref_model, self.out, self.rep = recipe, effective, ref_model, out, rep
+        self.metadata, self.unsafe, self.fake_quant, self.keras_model = metadata, unsafe, fake_quant, keras_model
+        self.verbose = verbose
+        self.converted: "queue.Queue[str | None]" = queue.Queue()
+        self.items: dict[str, dict[str, Any]] = {}
+        self.results: dict[str, dict[str, Any]] = {}
+        self.first_attempts: dict[str, Any] = {}
+        self.retries: dict[str, ArtifactConfig] = {}
+        self.failed: list[BaseException] = []
+        self.marks: dict[str, float] = {}  # when the first check began and the conversions ended
+        self.cancelled = threading.Event()
+        self.timings = _TIMINGS[-1] if _TIMINGS else {}
+        self.workers: dict[str, list[dict[str, Any]]] = self.timings.setdefault("workers", {})
+        self.thread = threading.Thread(target=self._run, name="dnnkit-conversions", daemon=True)
+        self.thread.start()
 
-    converted: "queue.Queue[str | None]" = queue.Queue()
-    items: dict[str, dict[str, Any]] = {}
-    results: dict[str, dict[str, Any]] = {}
-    first_attempts: dict[str, Any] = {}
-    retries = {}
-    failed: list[BaseException] = []
-    marks: dict[str, float] = {}  # when the first check began and the conversions ended
-    log = out / "logs" / "convert.log"
-    timings = _TIMINGS[-1] if _TIMINGS else {}
-    workers: dict[str, list[dict[str, Any]]] = timings.setdefault("workers", {})
+    def _ready(self, name: str) -> None:
+        self.items[name] = {"name": name, "path": str(self.out / "artifacts" / self.effective[name].filename),
+                            "options": self.effective[name].to_dict(), "fake_quant": self.fake_quant}
+        self.converted.put(name)
 
-    def ready(name: str) -> None:
-        items[name] = {"name": name, "path": str(out / "artifacts" / effective[name].filename),
-                       "options": effective[name].to_dict(), "fake_quant": fake_quant}
-        converted.put(name)
-
-    def first(name: str, result: dict[str, Any]) -> None:
-        results[name] = result
+    def _first(self, name: str, result: dict[str, Any]) -> None:
+        self.results[name] = result
         if result["status"] == "done":
-            ready(name)
-        elif (alt := _fallback(effective[name], keras_model)) is not None:
-            retries[name] = alt
+            self._ready(name)
+        elif (alt := _fallback(self.effective[name], self.keras_model)) is not None:
+            self.retries[name] = alt
 
-    def conversions() -> None:
+    def _run(self) -> None:
+        import time
+
+        from dnnkit.formats import convert_artifacts
+
+        recipe, log = self.recipe, self.out / "logs" / "convert.log"
         try:
             with _stage("conversions_s"):
-                # SavedModels last: only their check needs TensorFlow, which the verifier imports meanwhile;
-                # int8 ONNX after the fp32 ONNX it is quantized from
-                order = sorted(recipe.artifacts, key=lambda a: (a.format == "saved_model",
+                # the SavedModel first (the TFLite conversions start from it), int8 ONNX after the fp32 ONNX
+                # it is quantized from
+                order = sorted(recipe.artifacts, key=lambda a: (a.format != "saved_model",
                                                                 a.format == "onnx" and a.precision == "int8"))
-                convert_artifacts(ref_model, order, out / "artifacts", rep,
-                                  timeouts={a.name: recipe.timeout(a) for a in recipe.artifacts}, metadata=metadata,
-                                  unsafe=unsafe, log_path=log, on_settled=first,
-                                  stats=workers.setdefault("converter", []))
-                if retries:
-                    if verbose:
-                        print(f"retrying {len(retries)} failed conversions with their fallbacks ...", flush=True)
-                    again = convert_artifacts(ref_model, list(retries.values()), out / "artifacts", rep,
-                                              timeouts={a.name: recipe.timeout(a) for a in retries.values()},
-                                              metadata=metadata, unsafe=unsafe, log_path=log, attempt=2,
-                                              stats=workers["converter"])
-                    for name, alt in retries.items():
-                        first_attempts[name] = {"reason": results[name]["reason"],
-                                                "seconds": results[name].get("seconds"),
-                                                "retried_with": {k: v for k, v in alt.to_dict().items()
-                                                                 if v != effective[name].to_dict().get(k)}}
-                        results[name] = again.get(name, {"status": "failed", "reason": "not converted", "info": {}})
-                        if results[name]["status"] == "done":
-                            effective[name] = alt
-                            ready(name)
-                        else:
-                            results[name]["reason"] = (f"{first_attempts[name]['reason']}; with the fallback "
-                                                       f"({', '.join(first_attempts[name]['retried_with'])}): "
-                                                       f"{results[name]['reason']}")
+                convert_artifacts(self.ref_model, order, self.out / "artifacts", self.rep,
+                                  timeouts={a.name: recipe.timeout(a) for a in recipe.artifacts},
+                                  metadata=self.metadata, unsafe=self.unsafe, log_path=log, on_settled=self._first,
+                                  stats=self.workers.setdefault("converter", []), cancelled=self.cancelled)
+                if self.retries and not self.cancelled.is_set():
+                    self._retry(log)
         except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
-            failed.append(exc)
+            self.failed.append(exc)
         finally:
-            marks["conversions_done"] = time.perf_counter()
-            converted.put(None)
+            self.marks["conversions_done"] = time.perf_counter()
+            self.converted.put(None)
         try:  # the converter is idle now: its core loads the report's plotting library meanwhile
             from dnnkit.html_report import _pyplot
 
@@ -436,24 +454,69 @@ def _convert_and_verify(recipe: Recipe, effective: dict[str, ArtifactConfig], re
         except Exception:  # noqa: BLE001 - the report says why if it cannot draw
             pass
 
-    def in_order_converted() -> Any:
-        while (name := converted.get()) is not None:
-            marks.setdefault("first_check", time.perf_counter())
-            yield name
+    def _retry(self, log: Path) -> None:
+        from dnnkit.formats import convert_artifacts
 
-    thread = threading.Thread(target=conversions, name="dnnkit-conversions", daemon=True)
-    thread.start()
-    with _stage("verifications_s"):
-        verified = verify_artifacts(items, ref, recipe, log_path=out / "logs" / "verify.log",
-                                    names=in_order_converted(), latency=False,
-                                    stats=workers.setdefault("verifier", []), job=reference)
-    thread.join()
-    if failed:
-        raise failed[0]
-    if "first_check" in marks:  # how long checks ran while conversions still did
-        timings["overlap_s"] = round(timings.get("overlap_s", 0.0)
-                                     + max(0.0, marks["conversions_done"] - marks["first_check"]), 3)
-    return results, first_attempts, verified
+        retries, results, effective = self.retries, self.results, self.effective
+        if self.verbose:
+            print(f"retrying {len(retries)} failed conversions with their fallbacks ...", flush=True)
+        again = convert_artifacts(self.ref_model, list(retries.values()), self.out / "artifacts", self.rep,
+                                  timeouts={a.name: self.recipe.timeout(a) for a in retries.values()},
+                                  metadata=self.metadata, unsafe=self.unsafe, log_path=log, attempt=2,
+                                  stats=self.workers["converter"], cancelled=self.cancelled)
+        for name, alt in retries.items():
+            self.first_attempts[name] = {"reason": results[name]["reason"], "seconds": results[name].get("seconds"),
+                                         "retried_with": {k: v for k, v in alt.to_dict().items()
+                                                          if v != effective[name].to_dict().get(k)}}
+            results[name] = again.get(name, {"status": "failed", "reason": "not converted", "info": {}})
+            if results[name]["status"] == "done":
+                effective[name] = alt
+                self._ready(name)
+            else:
+                results[name]["reason"] = (f"{self.first_attempts[name]['reason']}; with the fallback "
+                                           f"({', '.join(self.first_attempts[name]['retried_with'])}): "
+                                           f"{results[name]['reason']}")
+
+    def cancel(self) -> None:
+        """No further conversion starts; returns when the one in progress has ended."""
+        self.cancelled.set()
+        self.thread.join()
+
+    def verify(self, ref: Any, recipe: Recipe, reference: dict[str, Any]
+               ) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        """Check each artifact as it is converted, against ``ref`` (written for the verifier as ``reference``).
+
+        Returns:
+            The conversion results and first attempts by name, and the verification results by name.
+        """
+        import time
+
+        from dnnkit.verification import verify_artifacts
+
+        def in_order_converted() -> Any:
+            held = []  # SavedModels are checked last: only their check needs TensorFlow, which the verifier
+            while (name := self.converted.get()) is not None:  # imports meanwhile
+                if self.effective[name].format == "saved_model":
+                    held.append(name)
+                    continue
+                self.marks.setdefault("first_check", time.perf_counter())
+                yield name
+            for name in held:
+                self.marks.setdefault("first_check", time.perf_counter())
+                yield name
+
+        with _stage("verifications_s"):
+            verified = verify_artifacts(self.items, ref, recipe, log_path=self.out / "logs" / "verify.log",
+                                        names=in_order_converted(), latency=False,
+                                        stats=self.workers.setdefault("verifier", []), job=reference)
+        self.thread.join()
+        if self.failed:
+            raise self.failed[0]
+        if "first_check" in self.marks:  # how long checks ran while conversions still did
+            self.timings["overlap_s"] = round(self.timings.get("overlap_s", 0.0)
+                                              + max(0.0, self.marks["conversions_done"] - self.marks["first_check"]),
+                                              3)
+        return self.results, self.first_attempts, verified
 
 
 def _time_artifacts(entries: list[dict[str, Any]], out: Path, ref: Any, recipe: Recipe, verbose: bool,

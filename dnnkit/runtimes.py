@@ -92,15 +92,16 @@ class Runner:
         return result
 
     def _throughput_batch(self, sample: Inputs) -> int:
-        return min(THROUGHPUT_BATCH, rows(sample), batch_for(sample)) if self.batch is None else self.batch
+        return (min(THROUGHPUT_BATCH, rows(sample), batch_for(sample, max_bytes=THROUGHPUT_BYTES))
+                if self.batch is None else self.batch)
 
     def _throughput(self, sample: Inputs, n: int, runs: int = 100) -> float:
-        """Samples per second of batch-``n`` inferences: up to 10 batches, at most ~1 s (a large model
-        is not timed for long), after one warm-up batch."""
+        """Samples per second of batch-``n`` inferences: up to 10 batches, at most ~THROUGHPUT_S (a
+        large model is not timed for long), after one warm-up batch."""
         batch = self._prepare(take(sample, np.arange(n) % rows(sample)))
         self._invoke(batch)
         start, reps = time.perf_counter(), 0
-        while reps < max(1, min(10, runs // 10)) and (reps == 0 or time.perf_counter() - start < 1.0):
+        while reps < max(1, min(10, runs // 10)) and (reps == 0 or time.perf_counter() - start < THROUGHPUT_S):
             self._invoke(batch)
             reps += 1
         return float(n * reps / (time.perf_counter() - start))
@@ -132,10 +133,12 @@ class Runner:
 
 
 THROUGHPUT_BATCH = 32  # the batch-N of the throughput figure (fewer when the checked split is smaller,
-# or when 32 samples' inputs pass 8 MB: a 224x224 image model is timed at batch 13)
+# or when 32 samples' inputs pass THROUGHPUT_BYTES: a 224x224x3 image model is timed at batch 3)
+THROUGHPUT_BYTES = 2 * 2**20
+THROUGHPUT_S = 0.5  # batches are timed until this many seconds have passed (at least one)
 # batch-1 timing: the recipe's latency_runs, cut short after LATENCY_BUDGET_S once MIN_LATENCY_RUNS are in
-# (a 224x224 ResNet50 took 18 s per artifact for 100 runs and the throughputs)
-LATENCY_BUDGET_S = 3.0
+# (a 224x224 ResNet50 took 18 s per artifact for 100 runs and the throughputs; 20 runs are 1.5 s of it)
+LATENCY_BUDGET_S = 2.0
 MIN_LATENCY_RUNS = 20
 
 

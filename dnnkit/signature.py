@@ -8,8 +8,9 @@ way ``keras.tree`` flattens it, by sorted key, and named by those keys.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -139,6 +140,29 @@ def call(model: Any, x: Any) -> list[Any]:
 BATCH_INPUT_BYTES = 8 * 2**20
 
 
+COMPILED_SAMPLE_BYTES = 64 * 2**10  # 128x128x1 float32 and larger samples are predicted by a tf.function
+_COMPILED: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
+
+
+def _sample_bytes(x: Inputs) -> int:
+    return sum(a[:1].nbytes for a in (x.values() if isinstance(x, dict) else [x]))
+
+
+def _compiled(model: Any) -> Callable[[Any], list[Any]] | None:
+    """:func:`call` as a ``tf.function`` (one per model, kept while the model lives), or ``None``
+    off the TensorFlow backend or for what is not a Keras model (a SavedModel's signature is a graph)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow" or not isinstance(model, keras.Model):
+        return None
+    if model not in _COMPILED:
+        import tensorflow as tf
+
+        held = weakref.ref(model)  # the function must not keep its model (the cache's key) alive
+        _COMPILED[model] = tf.function(lambda inputs: call(held(), inputs), reduce_retracing=True)
+    return _COMPILED[model]
+
+
 def batch_for(x: Inputs, batch_size: int = 256, max_bytes: int | None = None) -> int:
     """``batch_size``, or fewer samples so that one batch's inputs stay within ``max_bytes``
     (default :data:`BATCH_INPUT_BYTES`)."""
@@ -148,11 +172,20 @@ def batch_for(x: Inputs, batch_size: int = 256, max_bytes: int | None = None) ->
 
 
 def predict(model: Any, x: Inputs, batch_size: int = 256) -> list[np.ndarray]:
-    """Every output over all of ``x``, eagerly in batches (see :func:`batch_for`), as float32 NumPy arrays."""
+    """Every output over all of ``x``, in batches (see :func:`batch_for`), as float32 NumPy arrays.
+
+    Eagerly, except for large samples on TensorFlow (:data:`COMPILED_SAMPLE_BYTES`), which go through a
+    ``tf.function`` of the same call: eager execution keeps every layer's output of a batch alive until
+    the call returns (a 224x224 ResNet50 at batch 13: 2.9 GB resident against 1.1 GB, and slower), while
+    for small models tracing would cost more than it saves."""
     import keras
 
     batch_size = batch_for(x, batch_size)
-    parts = [[keras.ops.convert_to_numpy(o) for o in call(model, take(x, slice(i, i + batch_size)))]
+    run = _compiled(model) if _sample_bytes(x) >= COMPILED_SAMPLE_BYTES else None
+    if run is None:
+        def run(part: Any) -> list[Any]:
+            return call(model, part)
+    parts = [[keras.ops.convert_to_numpy(o) for o in run(take(x, slice(i, i + batch_size)))]
              for i in range(0, rows(x), batch_size)]
     return [np.concatenate([p[k] for p in parts], axis=0).astype(np.float32) for k in range(len(parts[0]))]
 

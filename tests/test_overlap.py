@@ -123,3 +123,75 @@ def test_int8_onnx_from_a_file_is_the_int8_onnx_from_the_model(trained_runs, tmp
         outputs.append(session.run(None, {session.get_inputs()[0].name: x})[0])
     assert ops[0] == ops[1] and ops[0]["QuantizeLinear"] > 0
     assert np.array_equal(outputs[0], outputs[1])
+
+
+def test_tflite_starts_from_the_jobs_saved_model(run_manifest):
+    # the SavedModel artifact is converted first and the TFLite conversions read it (no SavedModel of
+    # their own); reading it changes nothing in it: it is verified against the digest taken at export
+    _, manifest = run_manifest
+    by_name = {e["name"]: e for e in manifest["artifacts"]}
+    assert by_name["saved_model"]["status"] == "verified"
+    tflite = [e for e in manifest["artifacts"] if e["format"] == "tflite"]
+    assert tflite and all(e["conversion"]["converted_from"] == "saved_model" for e in tflite)
+    assert all(e["status"] == "verified" for e in tflite)
+
+
+def test_reference_failure_stops_the_conversions(tmp_path, monkeypatch):
+    # the reference outputs are computed while the first artifacts convert; when that fails, no further
+    # conversion starts and the error is raised once the one in progress has ended
+    import threading
+    import time
+
+    import dnnkit
+    import dnnkit.pipeline as pipeline
+    from conftest import digits_dense
+
+    model, x, y = digits_dense(epochs=1)
+
+    def failing(*args, **kwargs):
+        time.sleep(0.5)
+        raise RuntimeError("reference failed on purpose")
+
+    import dnnkit.formats as formats
+
+    settled = []
+    convert = formats.convert_artifacts
+
+    def recording(*args, **kwargs):
+        return convert(*args, **{**kwargs, "on_settled": lambda name, result: (settled.append(name),
+                                                                            kwargs["on_settled"](name, result))})
+
+    monkeypatch.setattr(pipeline, "_reference_outputs", failing)
+    monkeypatch.setattr(formats, "convert_artifacts", recording)
+    with pytest.raises(RuntimeError, match="on purpose"):
+        dnnkit.export(model, RECIPES / "all.toml", tmp_path / "out", data=(x, y))
+    assert not [t for t in threading.enumerate() if t.name == "dnnkit-conversions"]
+    assert 1 <= len(settled) <= 2  # the first had started (the converter was importing); none after the failure
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_large_samples_are_predicted_by_a_compiled_call():
+    import gc
+
+    import keras
+
+    from dnnkit import signature
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((128, 128, 3))
+    h = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(8, 3, activation="relu")(inp))
+    model = keras.Model(inp, keras.layers.Dense(4)(h))
+    x = np.random.default_rng(0).uniform(0, 1, (10, 128, 128, 3)).astype("float32")
+    assert x[:1].nbytes >= signature.COMPILED_SAMPLE_BYTES
+    got = signature.predict(model, x, batch_size=4)[0]
+    assert model in signature._COMPILED  # noqa: SLF001
+    want = np.concatenate([np.asarray(model(x[i:i + 4], training=False)) for i in range(0, 10, 4)])
+    assert got.shape == (10, 4) and np.allclose(got, want, rtol=1e-5, atol=1e-6)
+    digits = np.zeros((5, 64), "float32")  # small samples stay eager (tracing would cost more)
+    dense = keras.Sequential([keras.Input((64,)), keras.layers.Dense(3)])
+    signature.predict(dense, digits)
+    assert dense not in signature._COMPILED  # noqa: SLF001
+    count = len(signature._COMPILED)  # noqa: SLF001
+    del model
+    gc.collect()
+    assert len(signature._COMPILED) == count - 1  # the compiled call does not keep its model alive  # noqa: SLF001

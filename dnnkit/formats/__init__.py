@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Callable
 
@@ -39,7 +40,8 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
                       unsafe: bool = False, log_path: str | os.PathLike[str] | None = None,
                       attempt: int | str = 1, item_extra: dict[str, dict[str, Any]] | None = None,
                       on_settled: Callable[[str, dict[str, Any]], None] | None = None,
-                      stats: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+                      stats: list[dict[str, Any]] | None = None,
+                      cancelled: threading.Event | None = None) -> dict[str, dict[str, Any]]:
     """Convert ``artifacts`` of the model at ``model_path`` into ``out_dir``.
 
     Args:
@@ -57,6 +59,7 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
             ``out_dir``), ``task`` (``"rank"``: the per-layer quantization error instead of a file).
         on_settled: called with each artifact's name and result as soon as it is settled.
         stats: filled with the worker processes' start-up figures (see :func:`dnnkit.child.run_items`).
+        cancelled: once set, no further artifact is started (the rest are left out of the results).
 
     Returns:
         Per artifact name: ``{"status": "done"|"failed", "reason": str|None,
@@ -70,9 +73,12 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
         job = {"model": str(Path(model_path).resolve()), "representative": rep_path,
                "out_dir": str(Path(out_dir).resolve()), "metadata": metadata or {}, "unsafe": unsafe}
         fp32_onnx: dict[int, dict[str, Any]] = {}  # by opset: an fp32 ONNX file converted by this call
+        saved_model: list[str] = []  # a SavedModel artifact converted by this call
 
         def settled(name: str, result: dict[str, Any]) -> None:
             art, extra = by_name[name], (item_extra or {}).get(name, {})
+            if art.format == "saved_model" and result["status"] == "done" and not extra and not saved_model:
+                saved_model.append(str(Path(out_dir, art.filename).resolve()))
             if (art.format == "onnx" and art.precision == "fp32" and result["status"] == "done"
                     and not extra and result["info"].get("opset") == art.opset):
                 fp32_onnx.setdefault(art.opset, {"path": str(Path(out_dir, art.filename).resolve()),
@@ -87,8 +93,11 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
             if (art.format == "onnx" and art.precision == "int8" and art.opset in fp32_onnx and not extra
                     and not art.float_layers):  # node names are tf2onnx's per process: exclusions need their own
                 item["fp32_onnx"] = fp32_onnx[art.opset]  # quantized from it: tf2onnx does not run again
+            if art.format == "tflite" and saved_model and not extra:
+                item["saved_model"] = saved_model[0]  # converted from it where the batch is dynamic
             return item
 
-        return run_job(WORKER, list(by_name), timeouts, item_for, log_path=log_path,
+        names = (n for n in by_name if cancelled is None or not cancelled.is_set())
+        return run_job(WORKER, names, timeouts, item_for, log_path=log_path,
                        startup_timeout=STARTUP_TIMEOUT_S, action="layer ranking" if attempt == "rank" else "conversion",
                        process="converter process", on_settled=settled, stats=stats, recycle=True)

@@ -132,8 +132,18 @@ def _quantize_keeping_float(conv: Any, float_layers: tuple[str, ...] | list[str]
 # The SavedModel each TFLite conversion starts from, written once per model and batch and shared by the
 # recipe's TFLite artifacts (writing it took 0.34 s of a 0.58 s conversion of the digits CNN, most of it
 # Keras's gc.collect); dropped with the model, and removed by clear_saved_models when the worker ends.
-_SAVED_MODELS: "weakref.WeakKeyDictionary[Any, dict[int | None, tempfile.TemporaryDirectory]]" = \
+# A folder given by share_saved_model (the job's SavedModel artifact) is used as it is and never removed.
+_SAVED_MODELS: "weakref.WeakKeyDictionary[Any, dict[int | None, tempfile.TemporaryDirectory | str]]" = \
     weakref.WeakKeyDictionary()
+
+
+def share_saved_model(model: Any, folder: str) -> None:
+    """Let the TFLite conversions of ``model`` with a dynamic batch start from ``folder``, a SavedModel
+    that :func:`dnnkit.formats.saved_model.write_saved_model` wrote of this model with a dynamic batch
+    (the job's SavedModel artifact) instead of writing their own."""
+    per_model = _SAVED_MODELS.setdefault(model, {})
+    if None not in per_model:
+        per_model[None] = str(folder)
 
 
 def saved_model_for(model: Any, batch: int | None) -> str:
@@ -148,14 +158,16 @@ def saved_model_for(model: Any, batch: int | None) -> str:
             folder.cleanup()
             raise
         per_model[batch] = folder
-    return os.path.join(per_model[batch].name, "sm")
+    held = per_model[batch]
+    return held if isinstance(held, str) else os.path.join(held.name, "sm")
 
 
 def clear_saved_models() -> None:
     """Remove the SavedModels :func:`saved_model_for` wrote."""
     for per_model in list(_SAVED_MODELS.values()):
         for folder in per_model.values():
-            folder.cleanup()
+            if not isinstance(folder, str):
+                folder.cleanup()
     _SAVED_MODELS.clear()
 
 
@@ -220,7 +232,9 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         fallbacks.append("float_fallback")
     if precision == "int8" and float_layers:
         fallbacks.append("selective_float")
-    return {"batch": batch, "fallbacks": fallbacks}
+    shared = _SAVED_MODELS.get(model, {}).get(batch)
+    return {"batch": batch, "fallbacks": fallbacks,
+            **({"converted_from": os.path.basename(shared)} if isinstance(shared, str) else {})}
 
 
 def rank_layers(model: Any, *, representative: Inputs, io: str = "float", static_batch: int | None = None,

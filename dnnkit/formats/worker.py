@@ -42,6 +42,10 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
     if fmt == "saved_model":
         return export_saved_model(model, path)
     if fmt == "tflite":
+        if art.get("saved_model"):
+            from dnnkit.formats.tflite import share_saved_model
+
+            share_saved_model(model, art["saved_model"])
         return export_tflite(model, path, precision=precision, representative=samples,
                              io=art["io"], static_batch=art.get("static_batch"),
                              allow_flex=art["allow_flex"], float_fallback=art["float_fallback"],
