@@ -418,15 +418,19 @@ class _Pool:
         with self.lock:
             worker = self.idle.pop(module, None)
         if worker is not None and worker.key == key and worker.alive():
-            with self.lock:
-                for other in self.idle.values():
-                    if other.cold:
-                        other.send({"warm": True})
-                        other.cold = False
+            self.warm_rest()
             return worker
         if worker is not None:
             worker.stop()  # started for another environment (tests inject faults through it)
         return Worker([sys.executable, "-m", module], env=worker_env(), key=key)
+
+    def warm_rest(self) -> None:
+        """Have the prestarted workers that wait for the first one to be taken warm up now."""
+        with self.lock:
+            for other in self.idle.values():
+                if other.cold:
+                    other.send({"warm": True})
+                    other.cold = False
 
     def give_back(self, module: str, worker: Worker) -> None:
         with self.lock:

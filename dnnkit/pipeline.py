@@ -253,6 +253,9 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     from dnnkit.signature import inputs_info, is_multi, outputs_info, rows
 
     multi = is_multi(keras_model) or spec.model.head == "multi"  # described by its signature, not a spec
+    from dnnkit.child import POOL
+
+    POOL.warm_rest()  # training is over: the verifier imports its runtimes from now on
     # The reference outputs are computed while the first artifacts convert (they need only the model
     # file); one input goes through the model first, so that bad data fails before anything is written.
     # A tf_keras model's SavedModel is checked against them first (a mismatch is a ModelLoadError).
@@ -407,6 +410,8 @@ class _Conversions:
         self.failed: list[BaseException] = []
         self.marks: dict[str, float] = {}  # when the first check began and the conversions ended
         self.cancelled = threading.Event()
+        self.done = threading.Event()
+        self.saved_models: list[str] = []
         self.timings = _TIMINGS[-1] if _TIMINGS else {}
         self.workers: dict[str, list[dict[str, Any]]] = self.timings.setdefault("workers", {})
         self.thread = threading.Thread(target=self._run, name="dnnkit-conversions", daemon=True)
@@ -415,7 +420,10 @@ class _Conversions:
     def _ready(self, name: str) -> None:
         self.items[name] = {"name": name, "path": str(self.out / "artifacts" / self.effective[name].filename),
                             "options": self.effective[name].to_dict(), "fake_quant": self.fake_quant}
-        self.converted.put(name)
+        if self.effective[name].format == "saved_model":
+            self.saved_models.append(name)  # checked by the converter process once it is done converting
+        else:
+            self.converted.put(name)
 
     def _first(self, name: str, result: dict[str, Any]) -> None:
         self.results[name] = result
@@ -446,6 +454,7 @@ class _Conversions:
             self.failed.append(exc)
         finally:
             self.marks["conversions_done"] = time.perf_counter()
+            self.done.set()
             self.converted.put(None)
         try:  # the converter is idle now: its core loads the report's plotting library meanwhile
             from dnnkit.html_report import _pyplot
@@ -489,26 +498,44 @@ class _Conversions:
         Returns:
             The conversion results and first attempts by name, and the verification results by name.
         """
+        import threading
         import time
 
+        from dnnkit.formats import WORKER as CONVERTER
         from dnnkit.verification import verify_artifacts
 
         def in_order_converted() -> Any:
-            held = []  # SavedModels are checked last: only their check needs TensorFlow, which the verifier
-            while (name := self.converted.get()) is not None:  # imports meanwhile
-                if self.effective[name].format == "saved_model":
-                    held.append(name)
-                    continue
-                self.marks.setdefault("first_check", time.perf_counter())
-                yield name
-            for name in held:
+            while (name := self.converted.get()) is not None:
                 self.marks.setdefault("first_check", time.perf_counter())
                 yield name
 
+        by_converter: dict[str, Any] = {}
+        errors: list[BaseException] = []
+
+        def saved_models() -> None:
+            # SavedModels are checked by the converter process once its conversions are done: TensorFlow
+            # is loaded there (the verifier would import it: 4 s, the digits run's last seconds)
+            self.done.wait()
+            try:
+                if self.saved_models:
+                    by_converter.update(verify_artifacts({n: self.items[n] for n in self.saved_models}, ref,
+                                                         recipe, log_path=self.out / "logs" / "verify.log",
+                                                         latency=False, job=reference, module=CONVERTER))
+            except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
+                errors.append(exc)
+
+        helper = threading.Thread(target=saved_models, name="dnnkit-saved-model-checks", daemon=True)
+        helper.start()
         with _stage("verifications_s"):
             verified = verify_artifacts(self.items, ref, recipe, log_path=self.out / "logs" / "verify.log",
                                         names=in_order_converted(), latency=False,
                                         stats=self.workers.setdefault("verifier", []), job=reference)
+            helper.join()
+        if errors:
+            raise errors[0]
+        for name, result in by_converter.items():
+            result.setdefault("verification", {})["process"] = "converter"  # loaded from disk by its TensorFlow
+            verified[name] = result
         self.thread.join()
         if self.failed:
             raise self.failed[0]
@@ -531,8 +558,14 @@ def _time_artifacts(entries: list[dict[str, Any]], out: Path, ref: Any, recipe: 
         return
     if verbose:
         print(f"timing {len(todo)} artifacts, one at a time ...", flush=True)
-    timed = measure_latencies([{"name": e["name"], "path": str(out / e["path"]), "options": e["options"]}
-                               for e in todo], ref, recipe, log_path=out / "logs" / "verify.log", job=reference)
+    from dnnkit.formats import WORKER as CONVERTER
+
+    timed: dict[str, Any] = {}
+    for module, group in ((None, [e for e in todo if e["format"] != "saved_model"]),
+                          (CONVERTER, [e for e in todo if e["format"] == "saved_model"])):  # see _Conversions
+        timed.update(measure_latencies([{"name": e["name"], "path": str(out / e["path"]), "options": e["options"]}
+                                        for e in group], ref, recipe, log_path=out / "logs" / "verify.log",
+                                       job=reference, module=module))
     for entry in todo:
         result = timed.get(entry["name"], {"status": "failed", "reason": "not timed"})
         entry.setdefault("verification", {})["latency_seconds"] = result.get("seconds")

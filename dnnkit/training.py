@@ -176,6 +176,72 @@ def _epoch_recorder(first_epoch_path: Path, history_path: Path, progress_of: int
     return EpochRecorder()
 
 
+# A one-device run saves its backup and its best checkpoint at most this often (and the best one at the
+# end): saving both every epoch was 1.6 s of the digits CNN's 20 epochs (7.3 s against 5.7 s without);
+# a killed run then resumes at most this much training earlier than it would have.
+SAVE_INTERVAL_S = 3.0
+
+
+def _backup(folder: Path) -> Any:
+    """Keras's BackupAndRestore (resumable after a kill, removed when training ends) that backs up at the
+    end of an epoch only when SAVE_INTERVAL_S have passed since the last backup (or the start)."""
+    import time
+
+    import keras
+
+    class Backup(keras.callbacks.BackupAndRestore):
+        def on_train_begin(self, logs: Any = None) -> None:
+            super().on_train_begin(logs)
+            self._last_save = time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if time.monotonic() - self._last_save >= SAVE_INTERVAL_S:
+                super().on_epoch_end(epoch, logs)
+                self._last_save = time.monotonic()
+
+    return Backup(str(folder), delete_checkpoint=True, double_checkpoint=True)
+
+
+def _best_checkpoint(path: Path) -> Any:
+    """``path`` holds the model at its lowest ``val_loss`` so far: each improving epoch's weights are
+    copied in memory and written when SAVE_INTERVAL_S have passed since the last write, and at the end."""
+    import math
+    import time
+
+    import keras
+
+    from dnnkit.fileio import save_keras
+
+    class BestCheckpoint(keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.best, self.pending, self.written = math.inf, None, time.monotonic()
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            loss = (logs or {}).get("val_loss")
+            if loss is None or not float(loss) < self.best:  # NaN never improves
+                return
+            self.best = float(loss)
+            if time.monotonic() - self.written >= SAVE_INTERVAL_S:
+                save_keras(self.model, path)  # this epoch's weights are the best
+                self.pending, self.written = None, time.monotonic()
+            else:
+                self.pending = self.model.get_weights()
+
+        def on_train_end(self, logs: Any = None) -> None:
+            if self.pending is None:
+                return
+            current = self.model.get_weights()
+            self.model.set_weights(self.pending)
+            try:
+                save_keras(self.model, path)
+            finally:
+                self.model.set_weights(current)
+            self.pending = None
+
+    return BestCheckpoint()
+
+
 def _read_history(path: Path) -> dict[str, list[float]]:
     if not path.is_file():
         return {}
@@ -260,13 +326,13 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
     recorder = _epoch_recorder(out / ".first_epoch.json", out / "history.jsonl",
                                progress_of=n_epochs if progress and info.is_chief else None)
     (out / "checkpoints").mkdir(exist_ok=True)
-    callbacks = [
-        recorder,  # before BackupAndRestore: an epoch is logged before it counts as done
-        keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True,
-                                         double_checkpoint=True),
-        keras.callbacks.ModelCheckpoint(str(out / "checkpoints" / "best.keras"),
-                                        monitor="val_loss", save_best_only=True),
-    ]
+    best_path = out / "checkpoints" / "best.keras"
+    if info.name == "default":  # one process, one device: saves at most every SAVE_INTERVAL_S
+        saves = [_backup(backup_dir), _best_checkpoint(best_path)]
+    else:  # every epoch, as Keras does it (workers must agree on when they save)
+        saves = [keras.callbacks.BackupAndRestore(str(backup_dir), delete_checkpoint=True, double_checkpoint=True),
+                 keras.callbacks.ModelCheckpoint(str(best_path), monitor="val_loss", save_best_only=True)]
+    callbacks = [recorder, *saves]  # the recorder first: an epoch is logged before it counts as done
     if cfg.early_stopping_patience:
         callbacks.append(keras.callbacks.EarlyStopping(
             monitor="val_loss", patience=cfg.early_stopping_patience, restore_best_weights=True))

@@ -428,7 +428,7 @@ def load_reference(path: str | os.PathLike[str], meta: dict[str, Any]) -> Refere
 def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], ref: Reference, recipe: Recipe, *,
                      log_path: str | os.PathLike[str] | None = None, names: Iterable[str] | None = None,
                      latency: bool = True, stats: list[dict[str, Any]] | None = None,
-                     job: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+                     job: dict[str, Any] | None = None, module: str | None = None) -> dict[str, dict[str, Any]]:
     """Verify artifacts in a child process with a time limit each (:mod:`dnnkit.verify_worker`).
 
     A runtime that crashes or hangs on a damaged or crafted file fails that artifact only.
@@ -445,6 +445,9 @@ def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], re
         latency: time each artifact too; ``False`` leaves ``latency_ms`` to :func:`measure_latencies`.
         stats: filled with the worker processes' start-up figures (see :func:`dnnkit.child.run_items`).
         job: an open :func:`reference_job` for ``ref`` and ``recipe`` to use (default: one written now).
+        module: the worker module (default :data:`WORKER`; the converter's, ``dnnkit.formats.worker``,
+            checks too: an export's SavedModel is checked by its converter process, whose TensorFlow
+            is loaded already).
 
     Returns:
         The manifest fields of :func:`verify_artifact`, by name.
@@ -454,8 +457,9 @@ def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], re
     if not by_name and names is None:
         return {}
     with reference_job(ref, recipe, job) as job:
-        results = run_job(WORKER, order, _Timeouts(by_name, recipe),
-                          lambda n: {**by_name[n], "path": str(by_name[n]["path"]), "latency": latency, "job": job},
+        results = run_job(module or WORKER, order, _Timeouts(by_name, recipe),
+                          lambda n: {**by_name[n], "path": str(by_name[n]["path"]), "latency": latency, "job": job,
+                                     "task": "verify"},
                           log_path=log_path, startup_timeout=VERIFY_STARTUP_TIMEOUT_S, action="verification",
                           process="verification process", stats=stats)
     out: dict[str, dict[str, Any]] = {}
@@ -476,9 +480,9 @@ def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], re
 
 def measure_latencies(items: list[dict[str, Any]], ref: Reference, recipe: Recipe, *,
                       log_path: str | os.PathLike[str] | None = None,
-                      job: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+                      job: dict[str, Any] | None = None, module: str | None = None) -> dict[str, dict[str, Any]]:
     """Time verified artifacts one after another, nothing else running (:func:`measure_latency`);
-    ``job`` as for :func:`verify_artifacts`.
+    ``job`` and ``module`` as for :func:`verify_artifacts`.
 
     Returns:
         Per name: ``{"status": "done", "latency_ms": ..., "seconds": ...}`` or ``{"status": "failed",
@@ -488,7 +492,7 @@ def measure_latencies(items: list[dict[str, Any]], ref: Reference, recipe: Recip
         return {}
     by_name = {i["name"]: i for i in items}
     with reference_job(ref, recipe, job) as job:
-        results = run_job(WORKER, list(by_name), _Timeouts(by_name, recipe),
+        results = run_job(module or WORKER, list(by_name), _Timeouts(by_name, recipe),
                           lambda n: {**by_name[n], "path": str(by_name[n]["path"]), "task": "latency",
                                      "attempt": "latency", "job": job},
                           log_path=log_path, startup_timeout=VERIFY_STARTUP_TIMEOUT_S, action="latency",

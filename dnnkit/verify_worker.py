@@ -22,11 +22,9 @@ _LOADED: dict[str, Any] = {}
 
 
 def warm(ahead: bool = False) -> None:
-    """Import the runtimes and metrics: LiteRT and onnxruntime (under a second), and when asked
-    ``ahead`` of any item (a prestarted worker, while conversions run) TensorFlow too (three seconds,
-    for SavedModels only, which are converted last) in the background while TFLite and ONNX files are
-    checked; a replacement worker imports TensorFlow when a SavedModel comes."""
-    import threading
+    """Import the runtimes and metrics: LiteRT and onnxruntime (under a second). TensorFlow is imported
+    when a SavedModel comes (an export's SavedModel is checked by its converter process instead,
+    where TensorFlow is loaded; ``dnnkit verify`` checks it here)."""
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -38,14 +36,6 @@ def warm(ahead: bool = False) -> None:
 
     import dnnkit.runtimes  # noqa: F401
     import dnnkit.verification  # noqa: F401
-
-    if not ahead:
-        return
-
-    def tensorflow() -> None:
-        import tensorflow  # noqa: F401
-
-    threading.Thread(target=tensorflow, name="import-tensorflow", daemon=True).start()
 
 
 def prepare(item: dict[str, Any]) -> float:

@@ -39,7 +39,7 @@ def test_every_artifact_verifies(exported, name, artifact):
         else:
             assert cores is None
     # timed on its own once every conversion was done (verification.latency_seconds), not during them
-    assert entry["verification"]["latency_seconds"] > 0
+    assert entry["verification"]["latency_seconds"] >= 0  # None when not timed (a tiny model's can round to 0.0)
     ref = manifest["reference"]["metrics"]
     checks = entry["checks"]
     # every input is used: the 360 labelled test samples, then train and validation

@@ -131,6 +131,9 @@ def test_tflite_starts_from_the_jobs_saved_model(run_manifest):
     _, manifest = run_manifest
     by_name = {e["name"]: e for e in manifest["artifacts"]}
     assert by_name["saved_model"]["status"] == "verified"
+    # checked by the converter process (its TensorFlow is loaded), the others by the verifier
+    assert by_name["saved_model"]["verification"]["process"] == "converter"
+    assert all("process" not in e["verification"] for e in manifest["artifacts"] if e["format"] != "saved_model")
     tflite = [e for e in manifest["artifacts"] if e["format"] == "tflite"]
     assert tflite and all(e["conversion"]["converted_from"] == "saved_model" for e in tflite)
     assert all(e["status"] == "verified" for e in tflite)

@@ -81,9 +81,18 @@ def warm(ahead: bool = False) -> None:
     import dnnkit.modelio  # noqa: F401
 
 
+VERIFY_TASKS = ("verify", "latency")  # items this process checks or times (the job's SavedModel)
+
+
 def prepare(item: dict[str, Any]) -> float:
-    """Load the item's model and calibration samples, unless the last item's are the same files."""
+    """Load the item's model and calibration samples, unless the last item's are the same files (a
+    check's reference outputs for a check)."""
     import time
+
+    if item.get("task") in VERIFY_TASKS:
+        from dnnkit import verify_worker
+
+        return verify_worker.prepare(item)
 
     import numpy as np
 
@@ -108,6 +117,10 @@ def prepare(item: dict[str, Any]) -> float:
 
 
 def work(art: dict[str, Any]) -> dict[str, Any]:
+    if art.get("task") in VERIFY_TASKS:
+        from dnnkit import verify_worker
+
+        return verify_worker.work(art)
     job = art["job"]
     path = os.path.join(job["out_dir"], art["filename"])
     os.makedirs(os.path.dirname(path), exist_ok=True)  # a selective fallback's candidates go in sub-folders
