@@ -116,7 +116,7 @@ def serve(work: Callable[[dict[str, Any]], dict[str, Any]], *, fault_variable: s
             emit("error", name=name, reason=" ".join(str(exc).split())[:500] or type(exc).__name__)
             continue
         peak = peak_rss_mb()
-        _give_back_memory()
+        give_back_memory()
         emit("done", name=name, info=info, peak_rss_mb=peak, prepare_seconds=round(loaded, 3), rss_mb=rss_mb())
     if cleanup is not None:
         cleanup()
@@ -125,7 +125,7 @@ def serve(work: Callable[[dict[str, Any]], dict[str, Any]], *, fault_variable: s
     os._exit(0)  # no interpreter teardown: TensorFlow's takes a second and the parent does not wait for it
 
 
-def _give_back_memory() -> None:
+def give_back_memory() -> None:
     """Return the heap an item freed to the system (glibc ``malloc_trim``): a conversion of a large model
     frees gigabytes that would otherwise stay resident and add to the next item's peak."""
     try:
