@@ -56,7 +56,7 @@ def inject_fault(name: str, variable: str, what: str) -> None:
 
 
 def serve(work: Callable[[dict[str, Any]], dict[str, Any]], *, fault_variable: str, what: str,
-          warm: Callable[[bool], None] | None = None, prepare: Callable[[dict[str, Any]], float] | None = None,
+          warm: Callable[[], None] | None = None, prepare: Callable[[dict[str, Any]], float] | None = None,
           cleanup: Callable[[], None] | None = None) -> int:
     """The worker's side of the protocol: per item read from stdin (one JSON object a line, with a
     ``name``) ``start`` and ``done`` or ``error``; the end of stdin ends the worker. The first line (an
@@ -65,9 +65,8 @@ def serve(work: Callable[[dict[str, Any]], dict[str, Any]], *, fault_variable: s
     Args:
         work: does one item in this process and returns its ``info`` (JSON-serialisable).
         fault_variable, what: tests' fault injection (see :func:`inject_fault`).
-        warm: imports the libraries the items need, before ``ready``; called with ``True`` when the
-            pool asked ahead of any item (a prestarted worker, while the parent is still busy), which
-            may leave slow imports running in the background.
+        warm: imports the libraries the items need, before ``ready`` (a prestarted worker: ahead of
+            any item, while the parent is still busy).
         prepare: loads what the item shares with others (the model, the reference), before ``start``:
             it runs under the parent's start-up limit, not the item's; returns the seconds it spent
             loading (0 when cached), reported as the item's ``prepare_seconds``.
@@ -91,7 +90,7 @@ def serve(work: Callable[[dict[str, Any]], dict[str, Any]], *, fault_variable: s
         if not warmed:  # on the first line: a {"warm": true} from the pool, or the first item
             begin = time.perf_counter()
             if warm is not None:
-                warm(item.get("warm") is True)
+                warm()
             emit("ready", seconds=round(time.perf_counter() - begin, 3))
             warmed = True
         name = item.get("name")
@@ -452,7 +451,7 @@ class _Pool:
 POOL = _Pool()
 # Prestarted workers run at a lower priority, below the process that started them (measured: it does
 # not stop a worker importing during training from slowing the training, hence the verifier warms once
-# conversions begin; docs/field-notes.md).
+# training is over; docs/field-notes.md).
 PRESTART_NICE = int(os.environ.get("DNNKIT_PRESTART_NICE", "10"))
 
 

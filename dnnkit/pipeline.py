@@ -420,7 +420,7 @@ class _Conversions:
     def _ready(self, name: str) -> None:
         self.items[name] = {"name": name, "path": str(self.out / "artifacts" / self.effective[name].filename),
                             "options": self.effective[name].to_dict(), "fake_quant": self.fake_quant}
-        if self.effective[name].format == "saved_model":
+        if _checker(self.effective[name].format) is not None:
             self.saved_models.append(name)  # checked by the converter process once it is done converting
         else:
             self.converted.put(name)
@@ -501,7 +501,6 @@ class _Conversions:
         import threading
         import time
 
-        from dnnkit.formats import WORKER as CONVERTER
         from dnnkit.verification import verify_artifacts
 
         def in_order_converted() -> Any:
@@ -513,14 +512,13 @@ class _Conversions:
         errors: list[BaseException] = []
 
         def saved_models() -> None:
-            # SavedModels are checked by the converter process once its conversions are done: TensorFlow
-            # is loaded there (the verifier would import it: 4 s, the digits run's last seconds)
-            self.done.wait()
+            self.done.wait()  # the converter is free once its conversions are done
             try:
                 if self.saved_models:
                     by_converter.update(verify_artifacts({n: self.items[n] for n in self.saved_models}, ref,
                                                          recipe, log_path=self.out / "logs" / "verify.log",
-                                                         latency=False, job=reference, module=CONVERTER))
+                                                         latency=False, job=reference,
+                                                         module=_checker("saved_model")))
             except BaseException as exc:  # noqa: BLE001 - raised again in the calling thread
                 errors.append(exc)
 
@@ -546,6 +544,15 @@ class _Conversions:
         return self.results, self.first_attempts, verified
 
 
+def _checker(fmt: str) -> str | None:
+    """The worker module that checks and times an export's artifacts of format ``fmt``: the converter's for
+    SavedModels (TensorFlow is loaded there; the verifier would import it for them alone: 4 s, the digits
+    run's last seconds), ``None`` (the verifier) for the rest."""
+    from dnnkit.formats import WORKER as CONVERTER
+
+    return CONVERTER if fmt == "saved_model" else None
+
+
 def _time_artifacts(entries: list[dict[str, Any]], out: Path, ref: Any, recipe: Recipe, verbose: bool,
                     reference: dict[str, Any]) -> None:
     """Latency of every artifact verified without it, measured one at a time once no conversion runs
@@ -558,14 +565,11 @@ def _time_artifacts(entries: list[dict[str, Any]], out: Path, ref: Any, recipe: 
         return
     if verbose:
         print(f"timing {len(todo)} artifacts, one at a time ...", flush=True)
-    from dnnkit.formats import WORKER as CONVERTER
-
     timed: dict[str, Any] = {}
-    for module, group in ((None, [e for e in todo if e["format"] != "saved_model"]),
-                          (CONVERTER, [e for e in todo if e["format"] == "saved_model"])):  # see _Conversions
+    for module in (None, _checker("saved_model")):  # the verifier's artifacts, then the converter's
         timed.update(measure_latencies([{"name": e["name"], "path": str(out / e["path"]), "options": e["options"]}
-                                        for e in group], ref, recipe, log_path=out / "logs" / "verify.log",
-                                       job=reference, module=module))
+                                        for e in todo if _checker(e["format"]) == module], ref, recipe,
+                                       log_path=out / "logs" / "verify.log", job=reference, module=module))
     for entry in todo:
         result = timed.get(entry["name"], {"status": "failed", "reason": "not timed"})
         entry.setdefault("verification", {})["latency_seconds"] = result.get("seconds")

@@ -145,6 +145,7 @@ _COMPILED: "weakref.WeakKeyDictionary[Any, Any]" = weakref.WeakKeyDictionary()
 
 
 def _sample_bytes(x: Inputs) -> int:
+    """Input bytes of one sample (every input's first row)."""
     return sum(a[:1].nbytes for a in (x.values() if isinstance(x, dict) else [x]))
 
 
@@ -166,9 +167,7 @@ def _compiled(model: Any) -> Callable[[Any], list[Any]] | None:
 def batch_for(x: Inputs, batch_size: int = 256, max_bytes: int | None = None) -> int:
     """``batch_size``, or fewer samples so that one batch's inputs stay within ``max_bytes``
     (default :data:`BATCH_INPUT_BYTES`)."""
-    arrays = list(x.values()) if isinstance(x, dict) else [x]
-    per_sample = sum(a[:1].nbytes for a in arrays) or 1
-    return max(1, min(batch_size, (max_bytes or BATCH_INPUT_BYTES) // per_sample))
+    return max(1, min(batch_size, (max_bytes or BATCH_INPUT_BYTES) // (_sample_bytes(x) or 1)))
 
 
 def predict(model: Any, x: Inputs, batch_size: int = 256) -> list[np.ndarray]:

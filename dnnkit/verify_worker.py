@@ -21,7 +21,7 @@ from dnnkit.child import serve
 _LOADED: dict[str, Any] = {}
 
 
-def warm(ahead: bool = False) -> None:
+def warm() -> None:
     """Import the runtimes and metrics: LiteRT and onnxruntime (under a second). TensorFlow is imported
     when a SavedModel comes (an export's SavedModel is checked by its converter process instead,
     where TensorFlow is loaded; ``dnnkit verify`` checks it here)."""

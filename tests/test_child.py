@@ -173,7 +173,7 @@ MODULE = r'''
 import os, sys, time
 from dnnkit.child import serve
 
-def warm(ahead):
+def warm():
     time.sleep(float(os.environ.get("FAKE_WARM_S", "0")))
 
 KEPT = []

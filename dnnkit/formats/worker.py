@@ -62,7 +62,7 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
 _LOADED: dict[str, Any] = {}
 
 
-def warm(ahead: bool = False) -> None:
+def warm() -> None:
     """Import what conversions need before any job arrives (a prestarted worker does it during training)."""
     import warnings
 
