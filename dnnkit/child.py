@@ -107,6 +107,7 @@ def serve(work: Callable[[dict[str, Any]], dict[str, Any]], *, fault_variable: s
             continue
         emit("start", name=name, rss_mb=rss_mb())
         reset_peak_rss()
+        began = time.perf_counter()
         try:
             attempt = item.get("attempt", 1)
             inject_fault(name if attempt == 1 else f"{name}@{attempt}", fault_variable, what)
@@ -116,7 +117,8 @@ def serve(work: Callable[[dict[str, Any]], dict[str, Any]], *, fault_variable: s
             continue
         peak = peak_rss_mb()
         give_back_memory()
-        emit("done", name=name, info=info, peak_rss_mb=peak, prepare_seconds=round(loaded, 3), rss_mb=rss_mb())
+        emit("done", name=name, info=info, peak_rss_mb=peak, prepare_seconds=round(loaded, 3), rss_mb=rss_mb(),
+             seconds=time.perf_counter() - began)
     if cleanup is not None:
         cleanup()
     sys.stdout.flush()
@@ -598,7 +600,10 @@ def run_items(start: Callable[[], Worker], names: Iterable[str], timeouts: dict[
                 elif kind in ("done", "error") and event.get("name") == name and current == name:
                     worker.settled += 1
                     if kind == "done":
-                        settle(name, "done", None, time.monotonic() - started, event)
+                        # the worker's own figure: the parent may read "start" and "done" together when busy
+                        took = event.get("seconds")
+                        settle(name, "done", None,
+                               took if isinstance(took, (int, float)) else time.monotonic() - started, event)
                     else:
                         settle(name, "failed", str(event.get("reason") or f"{action} failed"),
                                time.monotonic() - started, event)
