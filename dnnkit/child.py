@@ -244,6 +244,29 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+_SPAWNER: dict[int, Any] = {}  # by process id (a forked copy needs its own): the executor whose thread
+# starts every worker process
+_SPAWNER_LOCK = threading.Lock()
+
+
+def _spawn(start: Callable[[], subprocess.Popen]) -> subprocess.Popen:
+    """Run ``start`` (a ``Popen``) in one thread kept for the life of this process.
+
+    PR_SET_PDEATHSIG (see :func:`_die_with_parent`) fires when the *thread* that started the worker
+    ends, not the process: a worker started by a job's own thread (the conversions run in one; a
+    replacement after a crash or a recycle is started there) died with that thread and could not be
+    kept for the next job, which then imported TensorFlow again (a 224x224 ResNet50 export started
+    four converter processes instead of two).
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with _SPAWNER_LOCK:
+        executor = _SPAWNER.get(os.getpid())
+        if executor is None:
+            executor = _SPAWNER.setdefault(os.getpid(), ThreadPoolExecutor(1, thread_name_prefix="dnnkit-spawner"))
+    return executor.submit(start).result()
+
+
 def _die_with_parent(nice: int = 0) -> None:  # pragma: no cover - runs in the child between fork and exec
     """Linux: the worker gets SIGKILL when dnnkit dies, so a killed run leaves no orphan writing files;
     ``nice`` lowers its priority (a prestarted worker imports on the cores training leaves idle)."""
@@ -301,13 +324,10 @@ class Worker:
         self.prestarted = False
         self.cold = False  # prestarted, not yet asked to warm up
         self.settled = 0
-        # PR_SET_PDEATHSIG fires when the spawning *thread* ends: only main-thread workers are kept for later jobs
-        self.main_thread = threading.current_thread() is threading.main_thread()
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, text=True, errors="replace",
-                                     env=env if env is not None else dict(os.environ), start_new_session=True,
-                                     preexec_fn=(functools.partial(_die_with_parent, nice)
-                                                 if sys.platform.startswith("linux") else None))
+        self.proc = _spawn(functools.partial(
+            subprocess.Popen, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            text=True, errors="replace", env=env if env is not None else dict(os.environ), start_new_session=True,
+            preexec_fn=functools.partial(_die_with_parent, nice) if sys.platform.startswith("linux") else None))
         self.lines: "queue.Queue[str | None]" = queue.Queue()
         threading.Thread(target=_reader, args=(self.proc.stdout, self.lines, self._ready), daemon=True).start()
 
@@ -435,7 +455,7 @@ class _Pool:
 
     def give_back(self, module: str, worker: Worker) -> None:
         with self.lock:
-            if self.active and worker.main_thread and worker.alive() and module not in self.idle:
+            if self.active and worker.alive() and module not in self.idle:
                 self.idle[module] = worker
                 return
         worker.close()

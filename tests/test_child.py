@@ -5,6 +5,8 @@ import collections
 import json
 import os
 import queue
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -258,3 +260,51 @@ def test_worker_that_keeps_memory_is_replaced(module, monkeypatch):
     assert stats[0]["recycled"]["after"] == "a" and stats[0]["recycled"]["rss_mb"] > stats[0]["recycled"][
         "at_first_item_mb"] + 100
     assert "recycled" not in stats[1]
+
+
+def test_worker_started_in_a_job_thread_is_kept_after_the_thread_ends(module, monkeypatch):
+    """The conversions run in a thread of their own; a worker that thread starts (here the replacement after a
+    recycle) goes back to the pool and serves the next job, from another thread, without a new start."""
+    monkeypatch.setattr(child, "RECYCLE_GROWTH_MB", 100)
+    monkeypatch.setattr(child, "RECYCLE_RATIO", 1.0)
+    first: dict = {}
+    with warm_workers(module):
+        job = threading.Thread(target=lambda: first.update(run_job(
+            module, ["a", "b"], collections.defaultdict(lambda: 20.0),
+            lambda n: {"name": n, "keep_mb": 200 if n == "a" else 0}, recycle=True)))
+        job.start()
+        job.join()
+        time.sleep(0.5)  # a worker tied to the ended thread would have been killed by now
+        later = run_job(module, ["c"], {"c": 5.0}, lambda n: {"name": n})
+    assert first["a"]["info"]["pid"] != first["b"]["info"]["pid"]  # recycled after "a"
+    assert later["c"]["info"]["pid"] == first["b"]["info"]["pid"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_workers_die_with_the_process_that_started_them():
+    """A worker started from a thread that has ended still gets SIGKILL when dnnkit's process is killed."""
+    script = (
+        "import sys, threading, time\n"
+        "from dnnkit import child\n"
+        "box = []\n"
+        "t = threading.Thread(target=lambda: box.append(child.Worker([sys.executable, '-c', "
+        "'import time; time.sleep(120)'])))\n"
+        "t.start(); t.join(); time.sleep(0.3)\n"
+        "print(box[0].proc.pid, box[0].alive(), flush=True)\n"
+        "time.sleep(120)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        pid, alive = parent.stdout.readline().split()
+        assert alive == "True"  # outlived the thread that started it
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and os.path.exists(f"/proc/{pid}"):
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    break  # killed, waiting to be reaped by init
+            time.sleep(0.05)
+        else:
+            assert not os.path.exists(f"/proc/{pid}"), "the worker outlived its parent"
+    finally:
+        parent.kill()
