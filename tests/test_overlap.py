@@ -123,6 +123,26 @@ def test_int8_onnx_from_a_file_is_the_int8_onnx_from_the_model(trained_runs, tmp
         outputs.append(session.run(None, {session.get_inputs()[0].name: x})[0])
     assert ops[0] == ops[1] and ops[0]["QuantizeLinear"] > 0
     assert np.array_equal(outputs[0], outputs[1])
+    # without the model at all (a converter started afresh does not load it for this item): names and
+    # dtypes from the file, the same file
+    alone = export_onnx_int8(None, tmp_path / "alone.onnx", calibration=x[:32].astype("float64"), fp32_source=source)
+    assert alone == reused
+    assert onnx.load(tmp_path / "alone.onnx") == onnx.load(tmp_path / "reused.onnx")
+
+
+def test_converter_loads_no_model_for_the_int8_onnx_from_a_file(tmp_path):
+    from dnnkit.formats import worker
+
+    (tmp_path / "model.keras").write_bytes(b"not a model")
+    np.savez(tmp_path / "rep.npz", x=np.zeros((2, 3), "float32"))
+    job = {"model": str(tmp_path / "model.keras"), "representative": str(tmp_path / "rep.npz")}
+    from_file = {"job": job, "format": "onnx", "precision": "int8", "fp32_onnx": {"path": "fp32.onnx"}}
+    assert worker.prepare(from_file) >= 0 and "model" not in worker._LOADED
+    for item in ({**from_file, "float_layers": ["conv"]}, {**from_file, "fp32_onnx": None},
+                 {**from_file, "task": "rank"}, {**from_file, "format": "tflite"}):
+        assert worker.needs_model(item)
+        with pytest.raises(Exception):
+            worker.prepare(item)
 
 
 def test_tflite_starts_from_the_jobs_saved_model(run_manifest):

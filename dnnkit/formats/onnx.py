@@ -182,12 +182,22 @@ def _place_external_data(tmp: Path, final: str | os.PathLike[str]) -> None:
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 
 
-def _reader(model: Any, samples: Inputs, count: int | None = None) -> Any:
+def _file_inputs(path: str) -> dict[str, Any]:
+    """An ONNX file's graph inputs (initializers left out), in order: name -> numpy dtype."""
+    import onnx
+    from onnx import helper
+
+    graph = onnx.load(path, load_external_data=False).graph
+    weights = {i.name for i in graph.initializer}
+    return {i.name: helper.tensor_dtype_to_np_dtype(i.type.tensor_type.elem_type)
+            for i in graph.input if i.name not in weights}
+
+
+def _reader(in_names: list[str], samples: Inputs, count: int | None = None) -> Any:
     """An onnxruntime ``CalibrationDataReader`` over the first ``count`` samples (all by default),
-    one at a time, feeding every input of the graph by name."""
+    one at a time, feeding every input of the graph by name (one array goes to ``in_names[0]``)."""
     from onnxruntime.quantization import CalibrationDataReader
 
-    in_names, _ = io_names(model)
     pieces = [take(samples, slice(i, i + 1)) for i in range(min(count or rows(samples), rows(samples)))]
 
     class Reader(CalibrationDataReader):
@@ -207,7 +217,7 @@ def _quantize(model: Any, tmp_dir: str, samples: Inputs, *, opset: int, metadata
 
     ``fp32_source`` (``{"path", "transforms", "external_data"}``): an fp32 ONNX file already converted
     from this model with this opset and metadata (the job's fp32 artifact), quantized instead of
-    converting the model again."""
+    converting the model again; ``model`` is then not used (``None`` will do)."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
     if fp32_source is not None:
@@ -219,7 +229,8 @@ def _quantize(model: Any, tmp_dir: str, samples: Inputs, *, opset: int, metadata
         written = write_onnx(model, fp32, opset=opset, metadata=metadata, check_inputs=samples,
                              external_data=external_data)
     q8 = os.path.join(tmp_dir, "int8.onnx")
-    quantize_static(fp32, q8, _reader(model, samples), quant_format=QuantFormat.QDQ,
+    names = list(_file_inputs(fp32)) if fp32_source is not None else io_names(model)[0]
+    quantize_static(fp32, q8, _reader(names, samples), quant_format=QuantFormat.QDQ,
                     per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS,
                     nodes_to_exclude=list(exclude), use_external_data_format=written["external_data"] is not None)
@@ -239,14 +250,22 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: I
     digits CNN: 0.975 with 8 bits, 0.992 (= fp32) with 7. ``float_layers`` names nodes kept float
     (onnxruntime's ``nodes_to_exclude``; see :func:`rank_layers`). ``fp32_source``: the fp32 ONNX
     file this job already converted from the same model (see :func:`_quantize`); tf2onnx then does
-    not run again (a 224x224 ResNet50: 13 s and 2 GB less).
+    not run again (a 224x224 ResNet50: 13 s and 2 GB less), and ``model`` may be ``None``: the
+    input names and dtypes come from that file (a converter started afresh need not load the model).
 
     Raises:
         ConversionError: if export or calibration fails.
     """
     import onnx
 
-    samples = cast(calibration, model)
+    if model is None:
+        if fp32_source is None:
+            raise ValueError("export_onnx_int8 needs the model or an fp32_source")
+        dtypes = _file_inputs(fp32_source["path"])
+        samples = ({k: np.asarray(v, dtype=dtypes.get(k, np.asarray(v).dtype)) for k, v in calibration.items()}
+                   if isinstance(calibration, dict) else np.asarray(calibration, dtype=next(iter(dtypes.values()))))
+    else:
+        samples = cast(calibration, model)
     try:
         with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
             _, q8, written = _quantize(model, tmp_dir, samples, opset=opset, metadata=metadata or {},
@@ -281,6 +300,7 @@ def rank_layers(model: Any, *, calibration: Inputs, opset: int = 17, external_da
     import onnx
 
     data = cast(calibration, model)
+    names = io_names(model)[0]
     try:
         with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
             fp32, q8, _ = _quantize(model, tmp_dir, data, opset=opset, metadata={}, external_data=external_data)
@@ -288,8 +308,8 @@ def rank_layers(model: Any, *, calibration: Inputs, opset: int = 17, external_da
             f_aug, q_aug = os.path.join(tmp_dir, "f_aug.onnx"), os.path.join(tmp_dir, "q_aug.onnx")
             debug.modify_model_output_intermediate_tensors(fp32, f_aug, save_as_external_data=big)
             debug.modify_model_output_intermediate_tensors(q8, q_aug, save_as_external_data=big)
-            matched = debug.create_activation_matching(debug.collect_activations(q_aug, _reader(model, data, samples)),
-                                                       debug.collect_activations(f_aug, _reader(model, data, samples)))
+            matched = debug.create_activation_matching(debug.collect_activations(q_aug, _reader(names, data, samples)),
+                                                       debug.collect_activations(f_aug, _reader(names, data, samples)))
             act = {name: e["qdq_err"] for name, e in debug.compute_activation_error(matched).items()
                    if "qdq_err" in e}
             weights = debug.compute_weight_error(debug.create_weight_matching(fp32, q8))
