@@ -138,6 +138,9 @@ def wall_times(repeats: int) -> None:
         for r in records:
             print(f"  {role} process: prestarted {r['prestarted']}, imports {r['import_s']} s, ready "
                   f"{r['ready_after_s']} s after its start, the job waited {r['waited_s']} s for it")
+    if timings.get("cpu_s"):
+        print("  CPU seconds (user + system) by process: "
+              + ", ".join(f"{k} {v:.1f}" for k, v in timings["cpu_s"].items()))
 
 
 def main() -> None:

@@ -96,7 +96,7 @@ def compare(args: argparse.Namespace) -> int:
         _, line = timed([sys.executable, hand, str(out / "hand_steps"), "--step", step, "--images", str(args.images)])
         steps[step] = json.loads(line.strip().splitlines()[-1])["peak_rss_mb"]
     biggest = max(steps, key=steps.get)
-    print(f"\nhand-written steps, each in its own process, peak RSS MB: "
+    print("\nhand-written steps, each in its own process, peak RSS MB: "
           + ", ".join(f"{k} {v}" for k, v in steps.items()))
     print(f"wall: dnnkit (build + export + verify) {ours_wall:.1f} s, hand-written (build + convert + run) "
           f"{hand_wall:.1f} s, ratio {ours_wall / hand_wall:.2f}x")
@@ -108,6 +108,8 @@ def compare(args: argparse.Namespace) -> int:
           f"wall), the hand-written script uses {cpu['hand'] / hand_wall:.2f} of its {cores} cores")
     print("dnnkit stages (s): " + ", ".join(f"{k[:-2]} {v:.1f}" for k, v in stages.items()
                                            if k.endswith("_s") and isinstance(v, (int, float))))
+    if stages.get("cpu_s"):  # the export's own processes (the benchmark's model building is outside it)
+        print("dnnkit export CPU by process (s): " + ", ".join(f"{k} {v:.1f}" for k, v in stages["cpu_s"].items()))
     print(f"peak RSS: dnnkit's largest process {peaks[worst]:.0f} MB ({worst}), hand-written's largest step "
           f"{steps[biggest]} MB ({biggest}), ratio {peaks[worst] / steps[biggest]:.2f}x")
     return 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import json
 import os
 import queue
@@ -113,12 +114,13 @@ def serve(work: Callable[[dict[str, Any]], dict[str, Any]], *, fault_variable: s
             inject_fault(name if attempt == 1 else f"{name}@{attempt}", fault_variable, what)
             info = work(item)
         except Exception as exc:  # noqa: BLE001 - reported per item, the rest go on
-            emit("error", name=name, reason=" ".join(str(exc).split())[:500] or type(exc).__name__)
+            emit("error", name=name, reason=" ".join(str(exc).split())[:500] or type(exc).__name__,
+                 cpu_s=round(time.process_time(), 3))
             continue
         peak = peak_rss_mb()
         give_back_memory()
         emit("done", name=name, info=info, peak_rss_mb=peak, prepare_seconds=round(loaded, 3), rss_mb=rss_mb(),
-             seconds=time.perf_counter() - began)
+             seconds=time.perf_counter() - began, cpu_s=round(time.process_time(), 3))
     if cleanup is not None:
         cleanup()
     sys.stdout.flush()
@@ -244,6 +246,7 @@ def _stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+_SERIALS = itertools.count()
 _SPAWNER: dict[int, Any] = {}  # by process id (a forked copy needs its own): the executor whose thread
 # starts every worker process
 _SPAWNER_LOCK = threading.Lock()
@@ -316,6 +319,8 @@ class Worker:
     def __init__(self, argv: list[str], *, env: dict[str, str] | None = None, key: Any = None,
                  nice: int = 0) -> None:
         self.key = key
+        self.role = key[0] if isinstance(key, tuple) and key else os.path.basename(argv[-1])
+        self.serial = next(_SERIALS)
         self.log_name: str | None = None  # the log of the item at hand and its size when it was sent
         self.log_start = 0
         self.spawned = time.monotonic()
@@ -513,6 +518,12 @@ def worker_env() -> dict[str, str]:
     return env
 
 
+# CPU seconds (user + system, all threads) each worker process had used at its last settled item, by
+# worker (its serial number in this process): ``(role, seconds)``, the role being its module; a job sums
+# what they used while it ran (pipeline timings)
+WORKER_CPU: dict[int, tuple[str, float]] = {}
+
+
 # A worker is replaced (with ``recycle``) when it keeps this much more memory than at its first item,
 # and RECYCLE_RATIO times as much: the digits models' converter grows by ~150 MB over a recipe and stays;
 # a 224x224 ResNet50's grew from 1.0 to over 2 GB, which its ONNX conversions' peaks then stood on.
@@ -619,6 +630,8 @@ def run_items(start: Callable[[], Worker], names: Iterable[str], timeouts: dict[
                                       import_s=worker.warm_seconds)
                 elif kind in ("done", "error") and event.get("name") == name and current == name:
                     worker.settled += 1
+                    if isinstance(event.get("cpu_s"), (int, float)):
+                        WORKER_CPU[worker.serial] = (worker.role, float(event["cpu_s"]))
                     if kind == "done":
                         # the worker's own figure: the parent may read "start" and "done" together when busy
                         took = event.get("seconds")

@@ -122,10 +122,13 @@ def _timings_section(manifest: dict[str, Any]) -> str:
         f"<li>{_e(role)}: {'prestarted' if r.get('prestarted') else 'started when needed'}, imports "
         f"{_num(r.get('import_s'), 2)} s, the job waited {_num(r.get('waited_s'), 2)} s for it</li>"
         for role, records in (timings.get("workers") or {}).items() for r in records)
+    cpu = timings.get("cpu_s") or {}
+    used = (f"<p id='cpu'>CPU seconds (user + system): {sum(cpu.values()):.1f} in all; "
+            + ", ".join(f"{_e(k)} {v:.1f}" for k, v in cpu.items()) + "</p>") if cpu else ""
     return ("<h2>Time</h2><p>Wall seconds per stage; conversions and their checks run side by side in two "
             "processes, so their rows overlap.</p>"
             f"<table id='timings'><tr><th>stage</th><th>seconds</th></tr>{rows}</table>"
-            + (f"<ul id='workers'>{workers}</ul>" if workers else ""))
+            + (f"<ul id='workers'>{workers}</ul>" if workers else "") + used)
 
 
 def _num(value: Any, digits: int = 4) -> str:

@@ -188,11 +188,21 @@ def _finish(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def _timings_record(timings: dict[str, Any]) -> dict[str, Any]:
-    """The manifest's ``timings``: wall seconds so far and per stage, and the worker processes' start-up."""
+    """The manifest's ``timings``: wall seconds so far and per stage, the worker processes' start-up, and
+    ``cpu_s``: the CPU seconds (user + system) of this process and of each worker role since the job
+    began (a worker's up to its last item; its imports count where it was started for the job)."""
     import time
 
-    record = {k: v for k, v in timings.items() if k != "started"}
-    return {"wall_s": round(time.perf_counter() - timings["started"], 3), **record}
+    from dnnkit.child import WORKER_CPU
+
+    record = {k: v for k, v in timings.items() if k not in ("started", "cpu_started", "workers_cpu_before")}
+    cpu: dict[str, float] = {"parent": round(time.process_time() - timings["cpu_started"], 1)}
+    before = timings["workers_cpu_before"]
+    for serial, (role, seconds) in sorted(WORKER_CPU.items()):
+        if seconds > before.get(serial, -1.0):  # a worker that settled an item of this job
+            role = {"dnnkit.formats.worker": "converter", "dnnkit.verify_worker": "verifier"}.get(role, role)
+            cpu[role] = round(cpu.get(role, 0.0) + seconds - before.get(serial, 0.0), 1)
+    return {"wall_s": round(time.perf_counter() - timings["started"], 3), **record, "cpu_s": cpu}
 
 
 def _export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
@@ -616,7 +626,10 @@ def _job(*, convert: bool = True) -> Any:
     if _TIMINGS:
         yield _TIMINGS[-1]
         return
-    timings: dict[str, Any] = {"started": time.perf_counter()}
+    from dnnkit.child import WORKER_CPU
+
+    timings: dict[str, Any] = {"started": time.perf_counter(), "cpu_started": time.process_time(),
+                               "workers_cpu_before": {n: seconds for n, (_, seconds) in WORKER_CPU.items()}}
     _TIMINGS.append(timings)
     try:
         with warm_workers(*((CONVERTER, VERIFIER) if convert else (VERIFIER,))):

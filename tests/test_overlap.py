@@ -32,10 +32,20 @@ def test_manifest_says_where_the_time_went(run_manifest):
     for worker in (converter, verifier):  # started before training, one process each for the whole job
         assert worker["prestarted"] is True and worker["import_s"] > 0 and worker["waited_s"] >= 0
     assert converter["ready_after_s"] < timings["import_s"] + timings["train_s"] + timings["data_s"] + 5
+    # CPU seconds per process: TensorFlow's import alone is seconds of CPU in the parent and the converter;
+    # together no more than the cores could give in the job's wall time
+    from dnnkit.runtimes import usable_cores
+
+    cpu = timings["cpu_s"]
+    assert set(cpu) == {"parent", "converter", "verifier"} and min(cpu.values()) > 0.2, cpu
+    assert sum(cpu.values()) <= timings["wall_s"] * usable_cores() + 0.5, cpu
+    from dnnkit.report import time_line
+
+    assert f"CPU {sum(cpu.values()):.1f} s (parent {cpu['parent']:.1f}, " in time_line(timings)[0]
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["timings"] == timings
     page = (out / "report.html").read_text()
-    assert "id='timings'" in page and "id='throughput'" in page
+    assert "id='timings'" in page and "id='throughput'" in page and "id='cpu'" in page
 
 
 def test_every_artifact_timed_after_its_checks(run_manifest):

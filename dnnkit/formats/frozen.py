@@ -134,7 +134,7 @@ def frozen_graph(model: Any, batch: int | None = None, check_inputs: Any = None
 
     from dnnkit.criteria import float_parity
     from dnnkit.formats.common import input_specs, serving_fn
-    from dnnkit.signature import batch_for, call, cast, input_names, rows, take
+    from dnnkit.signature import call, cast, input_names, rows, take
 
     specs = input_specs(model, batch)
     fn = tf.function(serving_fn(model)).get_concrete_function(*specs)
