@@ -194,13 +194,15 @@ def _timings_record(timings: dict[str, Any]) -> dict[str, Any]:
     import time
 
     from dnnkit.child import WORKER_CPU
+    from dnnkit.formats import WORKER as CONVERTER
+    from dnnkit.verification import WORKER as VERIFIER
 
     record = {k: v for k, v in timings.items() if k not in ("started", "cpu_started", "workers_cpu_before")}
     cpu: dict[str, float] = {"parent": round(time.process_time() - timings["cpu_started"], 1)}
     before = timings["workers_cpu_before"]
     for serial, (role, seconds) in sorted(WORKER_CPU.items()):
         if seconds > before.get(serial, -1.0):  # a worker that settled an item of this job
-            role = {"dnnkit.formats.worker": "converter", "dnnkit.verify_worker": "verifier"}.get(role, role)
+            role = {CONVERTER: "converter", VERIFIER: "verifier"}.get(role, role)
             cpu[role] = round(cpu.get(role, 0.0) + seconds - before.get(serial, 0.0), 1)
     return {"wall_s": round(time.perf_counter() - timings["started"], 3), **record, "cpu_s": cpu}
 
@@ -260,11 +262,10 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
             raise ModelLoadError(f"data: exporting {model} needs --data (\"digits\" or a .npz/.csv "
                                  "path) to verify against, got none")
         spec = spec_for_model(keras_model, task, data)
+    from dnnkit.child import POOL
     from dnnkit.signature import inputs_info, is_multi, outputs_info, rows
 
     multi = is_multi(keras_model) or spec.model.head == "multi"  # described by its signature, not a spec
-    from dnnkit.child import POOL
-
     POOL.warm_rest()  # training is over: the verifier imports its runtimes from now on
     # The reference outputs are computed while the first artifacts convert (they need only the model
     # file); one input goes through the model first, so that bad data fails before anything is written.

@@ -112,10 +112,15 @@ def concat(parts: list[Inputs]) -> Inputs:
 
 def cast(x: Inputs, model: Any) -> Inputs:
     """The data in the dtypes the model's inputs take."""
+    return cast_to(x, {i.name: i.dtype for i in inputs_info(model)})
+
+
+def cast_to(x: Inputs, dtypes: dict[str, Any]) -> Inputs:
+    """The data in ``dtypes`` (by input name, in input order): each named array in its own, one array in
+    the first input's."""
     if isinstance(x, dict):
-        dtypes = {i.name: i.dtype for i in inputs_info(model)}
         return {k: np.asarray(v, dtype=dtypes.get(k, v.dtype)) for k, v in x.items()}
-    return np.asarray(x, dtype=str(model.inputs[0].dtype))
+    return np.asarray(x, dtype=next(iter(dtypes.values())))
 
 
 def model_input(model: Any, x: Inputs) -> Any:

@@ -13,7 +13,7 @@ import numpy as np
 from dnnkit.formats.common import atomic_path, io_names
 from dnnkit.formats.metadata import set_onnx_metadata
 from dnnkit.formats.tflite import ConversionError
-from dnnkit.signature import Inputs, cast, rows, take
+from dnnkit.signature import Inputs, cast, cast_to, rows, take
 
 
 # protobuf cannot serialise a message over 2 GiB: above this many bytes of weights, tensors go to
@@ -210,10 +210,11 @@ def _reader(in_names: list[str], samples: Inputs, count: int | None = None) -> A
     return Reader()
 
 
-def _quantize(model: Any, tmp_dir: str, samples: Inputs, *, opset: int, metadata: dict[str, Any],
-              external_data: str, exclude: list[str] | tuple[str, ...] = (),
+def _quantize(model: Any, tmp_dir: str, samples: Inputs, *, in_names: list[str], opset: int,
+              metadata: dict[str, Any], external_data: str, exclude: list[str] | tuple[str, ...] = (),
               fp32_source: dict[str, Any] | None = None) -> tuple[str, str, dict[str, Any]]:
-    """fp32 ONNX and its static int8 QDQ twin in ``tmp_dir``: ``(fp32 path, int8 path, what write_onnx says)``.
+    """fp32 ONNX and its static int8 QDQ twin in ``tmp_dir``: ``(fp32 path, int8 path, what write_onnx says)``;
+    ``in_names``: the graph's input names (see :func:`_reader`).
 
     ``fp32_source`` (``{"path", "transforms", "external_data"}``): an fp32 ONNX file already converted
     from this model with this opset and metadata (the job's fp32 artifact), quantized instead of
@@ -229,8 +230,7 @@ def _quantize(model: Any, tmp_dir: str, samples: Inputs, *, opset: int, metadata
         written = write_onnx(model, fp32, opset=opset, metadata=metadata, check_inputs=samples,
                              external_data=external_data)
     q8 = os.path.join(tmp_dir, "int8.onnx")
-    names = list(_file_inputs(fp32)) if fp32_source is not None else io_names(model)[0]
-    quantize_static(fp32, q8, _reader(names, samples), quant_format=QuantFormat.QDQ,
+    quantize_static(fp32, q8, _reader(in_names, samples), quant_format=QuantFormat.QDQ,
                     per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
                     weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS,
                     nodes_to_exclude=list(exclude), use_external_data_format=written["external_data"] is not None)
@@ -262,14 +262,14 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: I
         if fp32_source is None:
             raise ValueError("export_onnx_int8 needs the model or an fp32_source")
         dtypes = _file_inputs(fp32_source["path"])
-        samples = ({k: np.asarray(v, dtype=dtypes.get(k, np.asarray(v).dtype)) for k, v in calibration.items()}
-                   if isinstance(calibration, dict) else np.asarray(calibration, dtype=next(iter(dtypes.values()))))
+        names, samples = list(dtypes), cast_to(calibration, dtypes)
     else:
-        samples = cast(calibration, model)
+        names, samples = io_names(model)[0], cast(calibration, model)
     try:
         with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
-            _, q8, written = _quantize(model, tmp_dir, samples, opset=opset, metadata=metadata or {},
-                                       external_data=external_data, exclude=float_layers, fp32_source=fp32_source)
+            _, q8, written = _quantize(model, tmp_dir, samples, in_names=names, opset=opset,
+                                       metadata=metadata or {}, external_data=external_data, exclude=float_layers,
+                                       fp32_source=fp32_source)
             proto = onnx.load(q8)
             set_onnx_metadata(proto, {**(metadata or {}), "precision": "int8"})
             with atomic_path(path) as tmp:
@@ -303,7 +303,8 @@ def rank_layers(model: Any, *, calibration: Inputs, opset: int = 17, external_da
     names = io_names(model)[0]
     try:
         with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
-            fp32, q8, _ = _quantize(model, tmp_dir, data, opset=opset, metadata={}, external_data=external_data)
+            fp32, q8, _ = _quantize(model, tmp_dir, data, in_names=names, opset=opset, metadata={},
+                                    external_data=external_data)
             big = external_data == "always" or os.path.isfile(fp32 + ".data")
             f_aug, q_aug = os.path.join(tmp_dir, "f_aug.onnx"), os.path.join(tmp_dir, "q_aug.onnx")
             debug.modify_model_output_intermediate_tensors(fp32, f_aug, save_as_external_data=big)
