@@ -42,8 +42,9 @@ def emit(event: str, **fields: Any) -> None:
 
 
 def inject_fault(name: str, variable: str, what: str) -> None:
-    """Tests' fault injection (worker side): ``VARIABLE=NAME:crash|hang|error,...`` in the environment
-    makes the item NAME die by SIGSEGV, sleep an hour, or raise; ``NAME@2`` targets its retry with fallbacks."""
+    """Tests' fault injection (worker side): ``VARIABLE=NAME:crash|hang|error|sleepS,...`` in the
+    environment makes the item NAME die by SIGSEGV, sleep an hour, raise, or take S seconds longer;
+    ``NAME@2`` targets its retry with fallbacks."""
     for item in filter(None, os.environ.get(variable, "").split(",")):
         target, _, mode = item.partition(":")
         if target != name:
@@ -54,6 +55,8 @@ def inject_fault(name: str, variable: str, what: str) -> None:
             time.sleep(3600)
         elif mode == "error":
             raise RuntimeError(f"injected {what} error")
+        elif mode.startswith("sleep"):
+            time.sleep(float(mode[len("sleep"):]))
 
 
 def serve(work: Callable[[dict[str, Any]], dict[str, Any]], *, fault_variable: str, what: str,

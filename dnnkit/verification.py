@@ -447,7 +447,7 @@ def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], re
         job: an open :func:`reference_job` for ``ref`` and ``recipe`` to use (default: one written now).
         module: the worker module (default :data:`WORKER`; the converter's, ``dnnkit.formats.worker``,
             checks too: an export's SavedModel is checked by its converter process, whose TensorFlow
-            is loaded already).
+            is loaded already, unless the verifier takes it first: ``pipeline.verifier_takes_saved_models``).
 
     Returns:
         The manifest fields of :func:`verify_artifact`, by name.

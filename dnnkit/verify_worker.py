@@ -23,8 +23,9 @@ _LOADED: dict[str, Any] = {}
 
 def warm() -> None:
     """Import the runtimes and metrics: LiteRT and onnxruntime (under a second). TensorFlow is imported
-    when a SavedModel comes (an export's SavedModel is checked by its converter process instead,
-    where TensorFlow is loaded; ``dnnkit verify`` checks it here)."""
+    when a SavedModel comes: ``dnnkit verify``'s, and an export's large one taken while the converter
+    still converts (``pipeline.verifier_takes_saved_models``; the others are checked by the converter,
+    where TensorFlow is loaded)."""
     import warnings
 
     warnings.filterwarnings("ignore")

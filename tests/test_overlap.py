@@ -169,6 +169,40 @@ def test_tflite_starts_from_the_jobs_saved_model(run_manifest):
     assert all(e["status"] == "verified" for e in tflite)
 
 
+def test_an_idle_verifier_checks_the_saved_model(tmp_path, monkeypatch):
+    # while a long conversion runs the verifier has nothing to check: it takes the SavedModel, which the
+    # converter would check only after its last conversion; checked the same, still timed by the converter
+    import dnnkit
+    import dnnkit.pipeline as pipeline
+    from conftest import digits_dense
+
+    model, x, y = digits_dense(epochs=1)
+    monkeypatch.setattr(pipeline, "verifier_takes_saved_models", lambda timings: True)
+    monkeypatch.setenv("DNNKIT_INJECT_FAULT", "tflite_fp32:sleep6")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "two"\n[[artifacts]]\nname = "saved_model"\nformat = "saved_model"\n'
+                      '[[artifacts]]\nname = "tflite_fp32"\nformat = "tflite"\n')
+    manifest = dnnkit.export(model, recipe, tmp_path / "out", data=(x, y))
+    saved_model, tflite = manifest["artifacts"]
+    assert manifest["status"] == "verified" and saved_model["status"] == tflite["status"] == "verified"
+    assert saved_model["verification"]["process"] == "verifier" and "process" not in tflite["verification"]
+    assert saved_model["parity"]["max_abs_diff"] <= 1e-4 and saved_model["latency_ms"]["p50"] > 0
+    # it was checked before the sleeping conversion ended: the checks overlapped the conversions
+    assert manifest["timings"]["overlap_s"] >= 3
+
+
+def test_verifier_takes_saved_models_where_the_check_outlasts_the_import():
+    from dnnkit.pipeline import TF_IMPORT_S, verifier_takes_saved_models
+
+    converter = {"workers": {"converter": [{"import_s": 3.4}]}}
+    assert verifier_takes_saved_models({**converter, "reference_s": 18.0})  # 224x224 ResNet50
+    assert not verifier_takes_saved_models({**converter, "reference_s": 0.3})  # digits
+    assert not verifier_takes_saved_models({**converter, "reference_s": 3.0})
+    assert verifier_takes_saved_models({"reference_s": TF_IMPORT_S + 0.1})  # no import measured yet
+    assert not verifier_takes_saved_models({"reference_s": TF_IMPORT_S - 0.1})
+    assert not verifier_takes_saved_models({})
+
+
 def test_reference_failure_stops_the_conversions(tmp_path, monkeypatch):
     # the reference outputs are computed while the first artifacts convert; when that fails, no further
     # conversion starts and the error is raised once the one in progress has ended
