@@ -21,7 +21,7 @@ import sys
 from dataclasses import asdict
 from importlib import metadata as _metadata
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -500,13 +500,12 @@ class _Conversions:
                                            f"({', '.join(self.first_attempts[name]['retried_with'])}): "
                                            f"{results[name]['reason']}")
 
-    def _claim(self, allowed: Callable[[], bool]) -> str | None:
-        """A converted SavedModel no process has taken yet, now taken (``None``: none, or not ``allowed``)."""
+    def _claim(self) -> str | None:
+        """A converted SavedModel no process has taken yet, now taken (``None``: none left)."""
         with self.claim_lock:
             name = next((n for n in self.saved_models if n not in self.claimed), None)
-            if name is None or not allowed():
-                return None
-            self.claimed.add(name)
+            if name is not None:
+                self.claimed.add(name)
             return name
 
     def cancel(self) -> None:
@@ -534,10 +533,10 @@ class _Conversions:
                 try:
                     name = self.converted.get_nowait()
                 except queue.Empty:
-                    name = self._claim(lambda: steal and not self.done.is_set())
+                    name = self._claim() if steal and not self.done.is_set() else None
                     if name is None:
-                        try:
-                            name = self.converted.get(timeout=CLAIM_POLL_S)
+                        try:  # stealing: look again for a SavedModel now and then
+                            name = self.converted.get(timeout=CLAIM_POLL_S if steal else None)
                         except queue.Empty:
                             continue
                 if name is None:
@@ -551,7 +550,7 @@ class _Conversions:
         def saved_models() -> None:
             self.done.wait()  # the converter is free once its conversions are done
             try:
-                left = list(iter(lambda: self._claim(lambda: True), None))
+                left = list(iter(self._claim, None))
                 if left:
                     by_converter.update(verify_artifacts({n: self.items[n] for n in left}, ref,
                                                          recipe, log_path=self.out / "logs" / "verify.log",
