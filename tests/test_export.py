@@ -35,7 +35,9 @@ def test_every_artifact_verifies(exported, name, artifact):
         if usable_cores() > 1:
             assert cores["batch"] == 32 and cores["cores"] == usable_cores()
             assert cores["one_core_per_s"] > 0 and cores["all_cores_per_s"] > 0
-            assert cores["speedup"] == pytest.approx(cores["all_cores_per_s"] / cores["one_core_per_s"], rel=1e-2)
+            # the ratio of the two figures, to 3 decimals (a relative bound failed on a run where the
+            # all-core figure was 0.032 of the one-core one: rounding alone is 1.4 % of that)
+            assert cores["speedup"] == round(cores["all_cores_per_s"] / cores["one_core_per_s"], 3)
         else:
             assert cores is None
     # timed on its own once every conversion was done (verification.latency_seconds), not during them
