@@ -1,7 +1,7 @@
 """Custom layers of the bring-your-own matrix's keras-io-style models (benchmarks/byo_matrix.py).
 
 They are given to dnnkit the way a user gives theirs: ``--custom-objects benchmarks/byo_layers.py``
-(here ``dnnkit.modelio.use_custom_objects``), so the conversion workers import them too.
+(here ``dnnkit.sources.keras_file.use_custom_objects``), so the conversion workers import them too.
 """
 
 import keras

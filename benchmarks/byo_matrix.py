@@ -209,7 +209,7 @@ def build(name, epochs):
         model = keras.Model(inp, keras.layers.Dense(4, name="logits")(h))
         return _fit(model, x, y, epochs * 4)
     if name == "io_text_transformer":  # keras-io "Text classification with Transformer"
-        from dnnkit.modelio import use_custom_objects
+        from dnnkit.sources.keras_file import use_custom_objects
 
         layers = use_custom_objects(HERE / "byo_layers.py")
         ids, _, y = token_task(3000 + HELD_OUT)

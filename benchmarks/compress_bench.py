@@ -25,7 +25,7 @@ ARTIFACTS = [{"name": "tflite_fp32", "format": "tflite", "precision": "fp32"},
 
 
 def _recipe(name: str, passes: list[dict[str, Any]]) -> Any:
-    from dnnkit.recipe import recipe_from_dict
+    from dnnkit.config.recipe import recipe_from_dict
 
     return recipe_from_dict({"name": name, "passes": passes, "artifacts": ARTIFACTS})
 
@@ -35,7 +35,8 @@ def _art(manifest: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def pruning_levels(run: Any, out: Path) -> dict[str, Any]:
-    from dnnkit.pipeline import compress, export
+    from dnnkit.jobs.compress import compress
+    from dnnkit.jobs.export import export
 
     print("a. dense vs pruned (digits CNN; 15 fine-tune epochs, polynomial schedule, first conv kept dense)")
     print(f"{'sparsity':>8} {'keras acc':>9} {'fp32 acc':>8} {'fp32 gzip KB':>12} {'int8 acc':>8} "
@@ -61,10 +62,11 @@ def pruning_levels(run: Any, out: Path) -> dict[str, Any]:
 
 
 def native_vs_tfmot(run: Any, repeats: int) -> None:
-    from dnnkit.passes import PassConfig, PruneOptions, run_pass
+    from dnnkit.passes.registry import run_pass
+    from dnnkit.config.passes import PassConfig, PruneOptions
     from dnnkit.passes.context import PassContext
-    from dnnkit.data import load_data
-    from dnnkit.modelio import load_model
+    from dnnkit.data.load import load_data
+    from dnnkit.sources.keras_file import load_model
 
     print("\nb. native Keras 3 pruning vs tfmot (80 %, same schedule/epochs/data; tfmot on the tf_keras rebuild)")
     spec = run.spec
@@ -87,7 +89,7 @@ def native_vs_tfmot(run: Any, repeats: int) -> None:
 
 
 def ptq_vs_qat(run: Any, dense: dict[str, Any], out: Path) -> None:
-    from dnnkit.pipeline import compress
+    from dnnkit.jobs.compress import compress
 
     print("\nc. post-training int8 vs QAT int8 (TFLite, digits CNN)")
     qat = compress(run.out_dir, _recipe("qat", [{"type": "qat", "epochs": 5, "learning_rate": 1e-4}]), out / "qat")
@@ -118,7 +120,7 @@ def ptq_vs_qat(run: Any, dense: dict[str, Any], out: Path) -> None:
 
 def distillation(run: Any, out: Path) -> None:
     import dnnkit
-    from dnnkit.pipeline import compress
+    from dnnkit.jobs.compress import compress
 
     print("\nd. distillation: teacher digits_cnn, student digits_cnn_small (30 epochs each)")
     student_spec = ROOT / "models" / "digits_cnn_small.toml"

@@ -81,7 +81,7 @@ HAND_WRITTEN = textwrap.dedent('''
 
 
 def artifact_table(specs: list[str], out: Path) -> None:
-    from dnnkit.pipeline import run
+    from dnnkit.jobs.run import run
 
     header = (f"{'spec':<19} {'artifact':<20} {'size KB':>8} {'size/fp32':>9} {'parity':>14} "
               f"{'acc':>6} {'d acc':>7} {'p50 us':>8} {'lat/fp32':>8} {'status':>9}")

@@ -43,10 +43,10 @@ def main() -> int:
     import onnxruntime as ort
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    from dnnkit.config import load_spec
-    from dnnkit.data import load_data
+    from dnnkit.config.model import load_spec
+    from dnnkit.data.load import load_data
     from dnnkit.formats.onnx import QUANTIZED_OPS, _reader, write_onnx
-    from dnnkit.training import train
+    from dnnkit.training.run import train
 
     print(f"onnxruntime {ort.__version__}, batch 1, 1 thread, p50 of {args.runs} runs (microseconds)")
     print(f"{'spec':14s} {'graph level':22s} {'fp32':>7s} {'QDQ':>7s} {'QDQ/fp32':>8s} {'QOperator':>9s} "

@@ -36,9 +36,9 @@ def main() -> None:
     from dnnkit.passes.pruning import PruneConfig, prune_low_magnitude, strip_pruning
     from dnnkit.passes.qat import quantize_model
     from dnnkit.passes.schedules import PolynomialDecay
-    from dnnkit.config import load_spec, spec_from_dict, spec_to_dict
-    from dnnkit.data import load_data
-    from dnnkit.training import make_loss, make_optimizer
+    from dnnkit.config.model import load_spec, spec_from_dict, spec_to_dict
+    from dnnkit.data.load import load_data
+    from dnnkit.training.fit import make_loss, make_optimizer
 
     backend = keras.backend.backend()
     try:

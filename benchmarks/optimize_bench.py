@@ -27,7 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the masked-attention model of test_selective_fallback
+sys.path.insert(0, str(ROOT / "tests"))  # the masked-attention model of test_jobs_fallback_selective
 MODELS = ("masked_attention", "raw_features")
 
 
@@ -54,9 +54,9 @@ def raw_features():
 
 
 def masked_attention():
-    """(model, data): tests/test_selective_fallback.py's model with a 2000-token vocabulary, so that
+    """(model, data): tests/test_jobs_fallback_selective.py's model with a 2000-token vocabulary, so that
     the weights (the embedding) dominate the file as in a real text model."""
-    from test_selective_fallback import _masked_attention
+    from test_jobs_fallback_selective import _masked_attention
 
     return _masked_attention(vocabulary=2000, n=3600, train=2000)
 

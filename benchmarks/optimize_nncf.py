@@ -93,8 +93,8 @@ def main() -> int:
 
     import dnnkit
     from byo_matrix import build
-    from dnnkit.criteria import agreement_check, degradation_check
-    from dnnkit.recipe import recipe_from_dict
+    from dnnkit.verification.criteria import agreement_check, degradation_check
+    from dnnkit.config.recipe import recipe_from_dict
 
     base = Path(args.out or tempfile.mkdtemp(prefix="optimize-nncf-"))
     results = {}

@@ -22,11 +22,11 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import dnnkit
-    from dnnkit.passes import QATOptions
+    from dnnkit.config.passes import QATOptions
     from dnnkit.passes.context import PassContext
     from dnnkit.passes.qat_pass import run_qat
     from dnnkit.passes.tfmot_engine import quantize_with_tfmot
-    from dnnkit.data import load_data
+    from dnnkit.data.load import load_data
 
     with tempfile.TemporaryDirectory() as tmp:
         run = dnnkit.train(ROOT / "models" / "digits_cnn.toml", Path(tmp) / "teacher")

@@ -33,10 +33,10 @@ def main() -> None:
     import numpy as np
 
     import dnnkit
-    from dnnkit.data import load_data
-    from dnnkit.fp16 import fp16_outputs, fp16_weight_error
-    from dnnkit.recipe import ArtifactConfig, load_recipe
-    from dnnkit.training import predict
+    from dnnkit.data.load import load_data
+    from dnnkit.verification.fp16 import fp16_outputs, fp16_weight_error
+    from dnnkit.config.recipe import ArtifactConfig, load_recipe
+    from dnnkit.training.fit import predict
 
     recipe = load_recipe(ROOT / "export" / "all.toml")
     art = ArtifactConfig(name="f", format="tflite", precision="fp16")

@@ -1,7 +1,8 @@
 """dnnkit: from a model spec to verified SavedModel, TFLite and ONNX artifacts.
 
-``import dnnkit`` stays light: TensorFlow and Keras load only when a function that needs
-them is called.
+The public face: every name in :data:`_LAZY` is taken from the module that defines it when it is first
+used, so the modules behind it can move without breaking a user (``docs/architecture.md`` maps them), and
+``import dnnkit`` stays light: TensorFlow and Keras load only when a function that needs them is called.
 """
 
 from __future__ import annotations
@@ -12,19 +13,20 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "build": ("dnnkit.builders", "build"),
-    "train": ("dnnkit.training", "train"),
-    "Run": ("dnnkit.training", "Run"),
-    "load_spec": ("dnnkit.config", "load_spec"),
-    "Spec": ("dnnkit.config", "Spec"),
-    "load_data": ("dnnkit.data", "load_data"),
-    "evaluate": ("dnnkit.evaluation", "evaluate"),
-    "load_model": ("dnnkit.modelio", "load_model"),
-    "run": ("dnnkit.pipeline", "run"),
+    "train": ("dnnkit.training.run", "train"),
+    "Run": ("dnnkit.training.run", "Run"),
+    "load_spec": ("dnnkit.config.model", "load_spec"),
+    "Spec": ("dnnkit.config.model", "Spec"),
+    "load_data": ("dnnkit.data.load", "load_data"),
+    "evaluate": ("dnnkit.jobs.evaluate", "evaluate"),
+    "load_model": ("dnnkit.sources.keras_file", "load_model"),
+    "run": ("dnnkit.jobs.run", "run"),
     "export": ("dnnkit.api", "export"),
     "compress": ("dnnkit.api", "compress"),
     "optimize": ("dnnkit.api", "optimize"),
     "verify": ("dnnkit.api", "verify"),
-    "load_recipe": ("dnnkit.recipe", "load_recipe"),
+    "package": ("dnnkit.jobs.package", "package"),
+    "load_recipe": ("dnnkit.config.recipe", "load_recipe"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -22,7 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.errors import DataError
+from dnnkit.core.tensors import to_arrays
+from dnnkit.errors import DataError, ModelLoadError
+from dnnkit.jobs import compress as compress_job, export as export_job, optimize as optimize_job
+from dnnkit.jobs.reverify import verify_dir
+from dnnkit.config.goals import goals_from
+from dnnkit.config.recipe import as_recipe
 
 ModelLike = Any  # a keras.Model or a path to a .keras file (run directory for compress)
 DataLike = Any  # "digits", a .npz/.csv path, (x, y), or a dict of x_train/y_train[/x_val/y_val/x_test/y_test]
@@ -32,8 +37,6 @@ _SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
 
 def _split_arrays(split: str, x: Any, y: Any) -> dict[str, np.ndarray]:
     """``.npz`` members of one split: ``x_SPLIT``/``y_SPLIT``, or per name for dicts of arrays."""
-    from dnnkit.signature import to_arrays
-
     out = to_arrays(f"x_{split}", {k: np.asarray(v) for k, v in x.items()} if isinstance(x, dict) else np.asarray(x))
     if y is not None:
         out.update(to_arrays(f"y_{split}", {k: np.asarray(v) for k, v in y.items()} if isinstance(y, dict)
@@ -72,8 +75,6 @@ def _model_file(model: ModelLike, tmp: Path) -> str:
     if isinstance(model, (str, os.PathLike)):
         return str(model)
     if not hasattr(model, "save") or not hasattr(model, "inputs"):
-        from dnnkit.errors import ModelLoadError
-
         raise ModelLoadError(f"model: expected a keras.Model or a .keras path, got {type(model).__name__}")
     path = tmp / "model.keras"
     model.save(path)
@@ -86,7 +87,7 @@ def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, da
 
     Args:
         model: a ``keras.Model`` or a ``.keras`` file.
-        recipe: a :class:`~dnnkit.recipe.Recipe` or a recipe path.
+        recipe: a :class:`~dnnkit.config.recipe.Recipe` or a recipe path.
         out_dir: the output folder.
         data: ``"digits"``, a ``.npz``/``.csv`` path, ``(x, y)`` arrays, or a dict of splits
             (``x_train``/``y_train``, optionally ``x_val``/``y_val``, ``x_test``/``y_test``);
@@ -123,8 +124,6 @@ def verify(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict[str
     Returns:
         The updated manifest; its ``status`` is the verdict.
     """
-    from dnnkit.pipeline import verify_dir
-
     return verify_dir(out_dir, unsafe=unsafe)
 
 
@@ -155,9 +154,6 @@ def optimize(model: ModelLike, out_dir: str | os.PathLike[str], *, data: DataLik
     Raises:
         DnnkitError: on bad goals or input, with nothing written.
     """
-    from dnnkit.optimization import goals_from
-    from dnnkit.pipeline import as_recipe
-
     base = as_recipe(recipe) if recipe is not None else None
     goals = goals_from({"target": target, "max_degradation": max_degradation, "max_size_kb": max_size_kb,
                         "max_latency_ms": max_latency_ms, "objective": objective},
@@ -168,8 +164,6 @@ def optimize(model: ModelLike, out_dir: str | os.PathLike[str], *, data: DataLik
 
 def _run(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike,
          **kw: Any) -> dict[str, Any]:
-    from dnnkit import pipeline
-
     out = Path(out_dir)
     arrays = _arrays(data)  # a bad data object fails before anything is written
     existed = out.exists()
@@ -183,10 +177,8 @@ def _run(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[st
             np.savez(data, **arrays)
         data = None if data is None else str(data)
         if kind == "optimize":
-            from dnnkit.optimization import optimize as search
-
-            return search(path, out, recipe=recipe, data=data, **kw)
-        function = pipeline.compress if kind == "compress" else pipeline.export
+            return optimize_job.optimize(path, out, recipe=recipe, data=data, **kw)
+        function = compress_job.compress if kind == "compress" else export_job.export
         return function(path, recipe, out, data=data, **kw)
     except Exception:
         if not existed:

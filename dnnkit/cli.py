@@ -13,7 +13,7 @@ import sys
 from typing import Any, Callable, Sequence
 
 from dnnkit import __version__
-from dnnkit.errors import DnnkitError
+from dnnkit.errors import DnnkitError, one_line
 
 
 def _quiet_tensorflow() -> None:
@@ -33,8 +33,10 @@ def _positive(text: str) -> int:
     return value
 
 
+# Each command imports what it runs when it runs (the stages import NumPy, the jobs start TensorFlow workers):
+# ``dnnkit --help`` imports argparse only.
 def cmd_build(args: argparse.Namespace) -> int:
-    from dnnkit.config import load_spec
+    from dnnkit.config.model import load_spec
 
     spec = load_spec(args.spec)
     _quiet_tensorflow()
@@ -47,11 +49,11 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from dnnkit.config import load_spec
+    from dnnkit.config.model import load_spec
 
     spec = load_spec(args.spec)
     _quiet_tensorflow()
-    from dnnkit.training import train
+    from dnnkit.training.run import train
 
     run = train(spec, args.out, strategy=args.strategy, epochs=args.epochs,
                 cpu_devices=args.cpu_devices, data=args.data, verbose=0 if args.quiet else 2)
@@ -65,7 +67,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from dnnkit.evaluation import evaluate
+    from dnnkit.jobs.evaluate import evaluate
 
     metrics = evaluate(args.target, args.data, split=args.split, task=args.task,
                        unsafe=args.unsafe)
@@ -76,10 +78,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finish(manifest: dict, args: argparse.Namespace, out: Any) -> int:
+def _print_result(manifest: dict, args: argparse.Namespace, out: Any) -> int:
+    """The manifest (``--json``) or its table, and the exit code its status gives."""
     from pathlib import Path
 
-    from dnnkit.report import table
+    from dnnkit.manifest.table import table
 
     if args.json:
         print(json.dumps(manifest, indent=2))
@@ -93,36 +96,38 @@ def _finish(manifest: dict, args: argparse.Namespace, out: Any) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from dnnkit.config import load_spec
-    from dnnkit.pipeline import DEFAULT_RECIPE, DEFAULT_SPEC, default_path, run
-    from dnnkit.recipe import load_recipe
+    from dnnkit.jobs.run import DEFAULT_RECIPE, DEFAULT_SPEC, default_path, run
+    from dnnkit.config.model import load_spec
+    from dnnkit.config.recipe import load_recipe
 
     spec = load_spec(args.spec or default_path(DEFAULT_SPEC))
     recipe = load_recipe(args.recipe or default_path(DEFAULT_RECIPE))
     args.out_folder = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{recipe.name}"
     _quiet_tensorflow()
     manifest = run(spec, recipe, args.out_folder, verbose=True, epochs=args.epochs)
-    return _finish(manifest, args, args.out_folder)
+    return _print_result(manifest, args, args.out_folder)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """``export`` and ``compress``: a model (and the recipe's passes, if any) into verified artifacts."""
-    from dnnkit import pipeline
-    from dnnkit.recipe import load_recipe
+    from dnnkit.jobs.compress import compress
+    from dnnkit.jobs.export import export
+    from dnnkit.config.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
     args.out_folder = args.out
     _quiet_tensorflow()
-    convert = pipeline.compress if args.command == "compress" else pipeline.export
+    convert = compress if args.command == "compress" else export
     manifest = convert(args.model, recipe, args.out, data=args.data, task=args.task,
                        unsafe=args.unsafe, verbose=True)
-    return _finish(manifest, args, args.out)
+    return _print_result(manifest, args, args.out)
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
     """``optimize``: goals from the recipe's [optimize] table, overridden by the flags."""
-    from dnnkit.optimization import goals_from, optimize
-    from dnnkit.recipe import load_recipe
+    from dnnkit.jobs.optimize import optimize
+    from dnnkit.config.goals import goals_from
+    from dnnkit.config.recipe import load_recipe
 
     recipe = load_recipe(args.recipe) if args.recipe else None
     goals = goals_from({"target": args.runtime, "max_degradation": args.max_degradation,
@@ -133,26 +138,26 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     manifest = optimize(args.model, args.out, goals=goals, recipe=recipe, data=args.data, task=args.task,
                         unsafe=args.unsafe, verbose=True)
-    return _finish(manifest, args, args.out)
+    return _print_result(manifest, args, args.out)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
-    from dnnkit.pipeline import verify_dir
+    from dnnkit.jobs.reverify import verify_dir
 
     args.out_folder = args.out_dir
-    return _finish(verify_dir(args.out_dir, unsafe=args.unsafe), args, args.out_dir)
+    return _print_result(verify_dir(args.out_dir, unsafe=args.unsafe), args, args.out_dir)
 
 
 def cmd_package(args: argparse.Namespace) -> int:
     """``package``: serving layouts of a verified artifact, verified again where they lie."""
     _quiet_tensorflow()
-    from dnnkit.packaging import package
+    from dnnkit.jobs.package import package
 
     args.out_folder = args.out_dir
     manifest = package(args.out_dir, args.layout, dest=args.dest, model_name=args.model_name, version=args.version,
                        max_batch_size=args.max_batch_size, artifact=args.artifact, unsafe=args.unsafe)
-    return _finish(manifest, args, args.out_dir)
+    return _print_result(manifest, args, args.out_dir)
 
 
 def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required: bool = False,
@@ -301,7 +306,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
-    from dnnkit.quiet import ThirdPartyLog
+    from dnnkit.core.quiet import ThirdPartyLog
 
     args = parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
@@ -310,11 +315,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with capture:
         try:
             if hasattr(args, "verbose") and not getattr(args, "json", False):  # a line per item, with its time
-                from dnnkit import child
+                from dnnkit.child import items
 
-                child.PROGRESS = child.print_progress
+                items.PROGRESS = items.print_progress
             if getattr(args, "custom_objects", None):
-                from dnnkit.modelio import use_custom_objects
+                from dnnkit.sources.keras_file import use_custom_objects
 
                 use_custom_objects(args.custom_objects)
             code = func(args)
@@ -333,7 +338,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         capture.keep_in(out if code != 2 else None)
         return code
     log = capture.keep_in(out)
-    text = " ".join(str(crash).split())[:400]
+    text = one_line(crash, 400)
     where = f"; log: {log}" if log else ""
     print(f"dnnkit: failed: {type(crash).__name__}: {text} (set DNNKIT_DEBUG=1 for a traceback{where})",
           file=capture.terminal, flush=True)

@@ -8,6 +8,12 @@ and exits with that code, without a traceback.
 from __future__ import annotations
 
 
+def one_line(value: object, limit: int | None = 300) -> str:
+    """``value`` (an exception, usually) as one line of text, runs of whitespace as one space, cut at
+    ``limit`` characters: how an exception's message goes into a manifest, a log line or an error."""
+    return " ".join(str(value).split())[:limit]
+
+
 class DnnkitError(ValueError):
     """Base class of dnnkit's user-facing errors (exit code 2)."""
 
@@ -15,7 +21,7 @@ class DnnkitError(ValueError):
 
     def __str__(self) -> str:
         # Always one line: a multi-line message would break the CLI contract.
-        return " ".join(super().__str__().split())
+        return one_line(super().__str__(), None)
 
 
 class SpecError(DnnkitError):
@@ -37,3 +43,9 @@ class StrategyError(DnnkitError):
 class CompressionError(DnnkitError):
     """A compression pass cannot process this model with these options (e.g. the tfmot
     engine and a layer tf_keras does not have)."""
+
+
+class ConversionError(DnnkitError):
+    """A converter refused the model (reported as a failed artifact, exit 1)."""
+
+    exit_code = 1

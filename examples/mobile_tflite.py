@@ -20,7 +20,7 @@ def classify(tflite_path: Path, raw_pixels: np.ndarray) -> list[str]:
     """What an app does with nothing but the .tflite file and raw 0..16 digit pixels."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from dnnkit.formats.metadata import read_tflite_metadata  # a JSON buffer: any flatbuffer reader works
+    from dnnkit.artifacts.metadata import read_tflite_metadata  # a JSON buffer: any flatbuffer reader works
 
     meta = read_tflite_metadata(tflite_path)
     scale = meta["input_normalization"]["pipeline"]["scale"]  # model input = raw * scale + offset

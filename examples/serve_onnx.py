@@ -30,10 +30,9 @@ def main() -> int:
     from tritonclient.grpc import model_config_pb2
 
     import dnnkit
-    from dnnkit.packaging import package
 
     manifest = dnnkit.run(ROOT / "models" / "digits_mlp.toml", ROOT / "export" / "server-onnx.toml", out, epochs=5)
-    manifest = package(out, "triton", model_name="digits", max_batch_size=32)
+    manifest = dnnkit.package(out, "triton", model_name="digits", max_batch_size=32)
     record = manifest["package"]["triton"]
     repo = out / record["path"]
     print(f"Triton repository {repo}: {', '.join(record['files'])} ({record['artifact']}, {record['status']})")

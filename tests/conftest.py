@@ -62,7 +62,7 @@ def digits_dense(epochs: int, seed: int = 0, train: int | None = None) -> tuple:
 @pytest.fixture(scope="session")
 def exported(trained_runs, tmp_path_factory) -> dict:
     """Each trained run exported with export/all.toml (every artifact), for the whole session."""
-    from dnnkit.pipeline import export
+    from dnnkit.jobs.export import export
 
     base = tmp_path_factory.mktemp("exports")
     return {name: (base / name, export(run.model_path, RECIPES / "all.toml", base / name, spec=run.spec))
@@ -98,3 +98,17 @@ def open_in_chromium(page_path, screenshot) -> dict:
         finally:
             browser.close()
     return {"errors": errors, "requests": requests, "charts": charts, "text": text}
+
+
+@pytest.fixture(scope="session")
+def small_export(trained_runs, tmp_path_factory):
+    """The MLP exported to two cheap artifacts, for the containment tests."""
+    from dnnkit.jobs.export import export
+
+    out = tmp_path_factory.mktemp("small")
+    recipe = out.parent / "small.toml"
+    recipe.write_text('name = "small"\n[[artifacts]]\nname = "tflite_fp32"\nformat = "tflite"\n'
+                      '[[artifacts]]\nname = "onnx_fp32"\nformat = "onnx"\n')
+    manifest = export(trained_runs["digits_mlp"].model_path, recipe, out / "x", spec=trained_runs["digits_mlp"].spec)
+    assert manifest["status"] == "verified"
+    return out / "x"

@@ -32,7 +32,7 @@ def test_export_a_model_object_with_arrays(model_and_data, tmp_path):
 
 def test_export_with_explicit_splits_and_a_recipe_object(model_and_data, tmp_path):
     import dnnkit
-    from dnnkit.recipe import recipe_from_dict
+    from dnnkit.config.recipe import recipe_from_dict
 
     model, x, y = model_and_data
     recipe = recipe_from_dict({"name": "r", "artifacts": [{"name": "tflite_fp32", "format": "tflite"}]})
@@ -67,7 +67,7 @@ def test_mismatched_arrays_leave_nothing(model_and_data, tmp_path):
 
 def test_compress_a_model_object(model_and_data, tmp_path):
     import dnnkit
-    from dnnkit.recipe import recipe_from_dict
+    from dnnkit.config.recipe import recipe_from_dict
 
     model, x, y = model_and_data
     recipe = recipe_from_dict({"name": "p", "passes": [{"type": "prune", "final_sparsity": 0.5, "epochs": 1}],

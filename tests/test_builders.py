@@ -5,7 +5,7 @@ import pytest
 
 import dnnkit
 from conftest import MODELS, SPECS
-from dnnkit.config import load_spec, spec_from_dict
+from dnnkit.config.model import load_spec, spec_from_dict
 
 
 def head_params(width, cfg):

@@ -13,8 +13,10 @@ import time
 
 import pytest
 
-from dnnkit import child
-from dnnkit.child import Worker, run_items, run_job, warm_workers
+from dnnkit.child import items as child
+from dnnkit.child.items import run_items, run_job
+from dnnkit.child.pool import POOL, warm_workers
+from dnnkit.child.process import Worker
 
 FAKE = r"""
 import json, os, signal, sys, time
@@ -152,7 +154,7 @@ def test_items_handed_over_as_they_arrive(fake):
 
 SERVED = r'''
 import sys
-from dnnkit.child import serve
+from dnnkit.child.serve import serve
 sys.exit(serve(lambda item: {"twice": item["name"] * 2}, fault_variable="FAKE_FAULT", what="fake"))
 '''
 
@@ -173,7 +175,7 @@ def test_serve_with_injected_faults(tmp_path, monkeypatch):
 
 MODULE = r'''
 import os, sys, time
-from dnnkit.child import serve
+from dnnkit.child.serve import serve
 
 def warm():
     time.sleep(float(os.environ.get("FAKE_WARM_S", "0")))
@@ -239,14 +241,14 @@ def test_killed_worker_leaves_nothing_behind(module):
         result = run_job(module, ["a"], {"a": 5.0}, lambda n: {"name": n, "leave": "junk"}, stats=stats)
         tmpdir = result["a"]["info"]["tmpdir"]
         assert os.path.isfile(os.path.join(tmpdir, "junk"))
-        child.POOL.idle[module].stop()  # as a hang or crash would end it
+        POOL.idle[module].stop()  # as a hang or crash would end it
     assert not os.path.exists(tmpdir)
 
 
 def test_prestart_can_be_switched_off(module, monkeypatch):
     monkeypatch.setenv("DNNKIT_PRESTART", "0")
     with warm_workers(module):
-        assert module not in child.POOL.idle
+        assert module not in POOL.idle
 
 
 def test_worker_that_keeps_memory_is_replaced(module, monkeypatch):
@@ -285,9 +287,9 @@ def test_workers_die_with_the_process_that_started_them():
     """A worker started from a thread that has ended still gets SIGKILL when dnnkit's process is killed."""
     script = (
         "import sys, threading, time\n"
-        "from dnnkit import child\n"
+        "from dnnkit.child.process import Worker\n"
         "box = []\n"
-        "t = threading.Thread(target=lambda: box.append(child.Worker([sys.executable, '-c', "
+        "t = threading.Thread(target=lambda: box.append(Worker([sys.executable, '-c', "
         "'import time; time.sleep(120)'])))\n"
         "t.start(); t.join(); time.sleep(0.3)\n"
         "print(box[0].proc.pid, box[0].alive(), flush=True)\n"

@@ -1,7 +1,9 @@
 """Builders: one per model family, each turning a spec into a built ``keras.Model``.
 
 Pure Keras 3 (Keras ops only, no TensorFlow import) so the same spec builds on the JAX
-backend too.
+backend too. Builders never fit: training is :mod:`dnnkit.training`'s.
+
+May import: :mod:`dnnkit.config`.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dnnkit.config import Spec, as_spec
+from dnnkit.config.model import Spec, as_spec
 
 
 def build(spec: Spec | str | os.PathLike[str] | dict[str, Any]) -> "keras.Model":  # noqa: F821
     """Build the model a spec describes.
 
     Args:
-        spec: a :class:`~dnnkit.config.Spec`, a path to a spec file, or a spec dict.
+        spec: a :class:`~dnnkit.config.model.Spec`, a path to a spec file, or a spec dict.
 
     Returns:
         A built ``keras.Model`` named after the spec.

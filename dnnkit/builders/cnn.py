@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from dnnkit.builders.common import activation, dense_stack, head, input_layer, policy
-from dnnkit.config import CNNConfig, Spec
+from dnnkit.config.model import CNNConfig, Spec
 
 
 def build_cnn(spec: Spec) -> keras.Model:

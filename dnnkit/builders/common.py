@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from dnnkit.config import ModelConfig, Spec
+from dnnkit.config.model import ModelConfig, Spec
 
 _ACTIVATIONS: dict[str, Any] = {
     "linear": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",

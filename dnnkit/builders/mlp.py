@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from dnnkit.builders.common import dense_stack, head, input_layer, policy
-from dnnkit.config import MLPConfig, Spec
+from dnnkit.config.model import MLPConfig, Spec
 
 
 def build_mlp(spec: Spec) -> keras.Model:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from dnnkit.builders.common import dense_stack, head, input_layer, policy
-from dnnkit.config import RNNConfig, Spec
+from dnnkit.config.model import RNNConfig, Spec
 
 
 def build_rnn(spec: Spec) -> keras.Model:

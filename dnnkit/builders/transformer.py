@@ -8,7 +8,7 @@ import keras
 
 from dnnkit.builders.common import activation, dense_stack, head, input_layer, policy
 from dnnkit.builders.layers import ClassToken, PositionEmbedding, SinePositionEncoding
-from dnnkit.config import ModelConfig, Spec, TransformerConfig
+from dnnkit.config.model import ModelConfig, Spec, TransformerConfig
 
 
 def _block(x: Any, i: int, cfg: ModelConfig, opts: TransformerConfig, dtype: str) -> Any:

@@ -1,103 +1,14 @@
-"""Artifact conversion, each run in a child process with a time limit.
+"""Converters: a loaded model in, an artifact file out, in this process (the converter worker,
+:mod:`dnnkit.workers.converter`, runs them one item at a time).
 
-:func:`convert_artifacts` hands the job to ``python -m dnnkit.formats.worker`` (a prestarted one
-inside :func:`dnnkit.child.warm_workers`). A converter
-that crashes the process (the TFLite converter has died with SIGSEGV), hangs past its time
-limit or raises marks only that artifact failed; a fresh child converts the rest.
+- :mod:`~dnnkit.formats.convert`: the one dispatch point, listing the formats and what each writes.
+- :mod:`~dnnkit.formats.saved_model`, :mod:`~dnnkit.formats.tflite`, :mod:`~dnnkit.formats.onnx`: one
+  module per format, each with its per-layer quantization error for the selective fallback (``rank_layers``).
+- :mod:`~dnnkit.formats.frozen`: a Keras model as one frozen TensorFlow graph (what tf2onnx converts).
+- :mod:`~dnnkit.formats.common`: the signature every artifact shares.
+
+Converters never judge their artifacts (:mod:`dnnkit.verification` does, in another process).
+
+May import: :mod:`dnnkit.artifacts`, :mod:`dnnkit.core`, :mod:`dnnkit.child` (memory), :mod:`dnnkit.errors`;
+never :mod:`dnnkit.verification`.
 """
-
-from __future__ import annotations
-
-import os
-import tempfile
-import threading
-from pathlib import Path
-from typing import Any, Callable
-
-import numpy as np
-
-from dnnkit.child import run_job
-from dnnkit.recipe import ArtifactConfig
-from dnnkit.signature import Inputs, to_arrays
-
-# Whether two identical runs (same spec, seed, versions and machine) write byte-identical files,
-# and why not where they do not (measured; tests/test_kill_and_reproduce.py checks it).
-REPRODUCIBLE: dict[str, tuple[bool, str | None]] = {
-    "tflite": (True, None),
-    "onnx": (True, None),
-    "saved_model": (False, "saved_model.pb names traced functions with a per-process counter "
-                           "(assignvariableop_10_... vs _12_...) and the variables file's layout follows it; "
-                           "the weights are the same, as dnnkit verify checks"),
-}
-
-STARTUP_TIMEOUT_S = 240.0  # importing TensorFlow and loading the model in the child
-WORKER = "dnnkit.formats.worker"
-
-
-def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[ArtifactConfig],
-                      out_dir: str | os.PathLike[str], representative: Inputs, *,
-                      timeouts: dict[str, float], metadata: dict[str, Any] | None = None,
-                      unsafe: bool = False, log_path: str | os.PathLike[str] | None = None,
-                      attempt: int | str = 1, item_extra: dict[str, dict[str, Any]] | None = None,
-                      on_settled: Callable[[str, dict[str, Any]], None] | None = None,
-                      stats: list[dict[str, Any]] | None = None,
-                      cancelled: threading.Event | None = None) -> dict[str, dict[str, Any]]:
-    """Convert ``artifacts`` of the model at ``model_path`` into ``out_dir``.
-
-    Args:
-        model_path: the ``.keras`` model to convert.
-        artifacts: what to produce, in order.
-        out_dir: folder for the artifact files.
-        representative: calibration samples (training split) for int8 artifacts.
-        timeouts: seconds allowed per artifact, by name.
-        metadata: stored in ONNX metadata_props.
-        unsafe: load the model without Keras safe mode.
-        log_path: where the children's stderr goes (default: discarded).
-        attempt: 2 for a retry with fallbacks, ``rank`` for a selective fallback's ranking (tests
-            inject faults per attempt: ``NAME@2``).
-        item_extra: per artifact name, fields that change its job item: ``filename`` (a path under
-            ``out_dir``), ``task`` (``"rank"``: the per-layer quantization error instead of a file).
-        on_settled: called with each artifact's name and result as soon as it is settled.
-        stats: filled with the worker processes' start-up figures (see :func:`dnnkit.child.run_items`).
-        cancelled: once set, no further artifact is started (the rest are left out of the results).
-
-    Returns:
-        Per artifact name: ``{"status": "done"|"failed", "reason": str|None,
-        "info": dict, "seconds": float, "peak_rss_mb": float|None, "prepare_seconds": float|None}``.
-    """
-    by_name = {a.name: a for a in artifacts}
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="dnnkit-job-") as tmp:
-        rep_path = os.path.join(tmp, "representative.npz")
-        np.savez(rep_path, **to_arrays("x", representative))
-        job = {"model": str(Path(model_path).resolve()), "representative": rep_path,
-               "out_dir": str(Path(out_dir).resolve()), "metadata": metadata or {}, "unsafe": unsafe}
-        fp32_onnx: dict[int, dict[str, Any]] = {}  # by opset: an fp32 ONNX file converted by this call
-        saved_model: list[str] = []  # a SavedModel artifact converted by this call
-
-        def settled(name: str, result: dict[str, Any]) -> None:
-            art, extra = by_name[name], (item_extra or {}).get(name, {})
-            if art.format == "saved_model" and result["status"] == "done" and not extra and not saved_model:
-                saved_model.append(str(Path(out_dir, art.filename).resolve()))
-            if (art.format == "onnx" and art.precision == "fp32" and result["status"] == "done"
-                    and not extra and result["info"].get("opset") == art.opset):
-                fp32_onnx.setdefault(art.opset, {"path": str(Path(out_dir, art.filename).resolve()),
-                                                 "transforms": result["info"].get("transforms"),
-                                                 "external_data": result["info"].get("external_data")})
-            if on_settled is not None:
-                on_settled(name, result)
-
-        def item_for(name: str) -> dict[str, Any]:
-            art, extra = by_name[name], (item_extra or {}).get(name, {})
-            item = {**art.to_dict(), "name": name, "filename": art.filename, "attempt": attempt, **extra, "job": job}
-            if (art.format == "onnx" and art.precision == "int8" and art.opset in fp32_onnx and not extra
-                    and not art.float_layers):  # node names are tf2onnx's per process: exclusions need their own
-                item["fp32_onnx"] = fp32_onnx[art.opset]  # quantized from it: tf2onnx does not run again
-            if art.format == "tflite" and saved_model and not extra:
-                item["saved_model"] = saved_model[0]  # converted from it where the batch is dynamic
-            return item
-
-        names = (n for n in by_name if cancelled is None or not cancelled.is_set())
-        return run_job(WORKER, names, timeouts, item_for, log_path=log_path,
-                       startup_timeout=STARTUP_TIMEOUT_S, action="layer ranking" if attempt == "rank" else "conversion",
-                       process="converter process", on_settled=settled, stats=stats, recycle=True)

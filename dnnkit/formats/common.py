@@ -1,11 +1,11 @@
-"""Helpers shared by the format exporters: the model's signature, and atomic writes."""
+"""What every format's exporter shares: the model's signature (names, inputs, a serving function), and
+whether it holds recurrent layers."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dnnkit.fileio import atomic_path  # noqa: F401  (the exporters import it from here)
-from dnnkit.signature import input_names, inputs_info, output_names
+from dnnkit.core.tensors import call, input_names, output_names
 
 
 def io_names(model: Any) -> tuple[list[str], list[str]]:
@@ -13,18 +13,8 @@ def io_names(model: Any) -> tuple[list[str], list[str]]:
     return input_names(model), output_names(model)
 
 
-def input_specs(model: Any, batch: int | None) -> list[Any]:
-    """One ``tf.TensorSpec`` per model input, named as the input, with the given batch size."""
-    import tensorflow as tf
-
-    return [tf.TensorSpec((batch, *info.shape), tf.as_dtype(info.dtype), name=info.name)
-            for info in inputs_info(model)]
-
-
 def serving_fn(model: Any) -> Any:
     """``f(*inputs) -> [outputs]``: the model in inference mode, inputs in :func:`input_names` order."""
-    from dnnkit.signature import call
-
     names = input_names(model)
 
     def fn(*args: Any) -> list[Any]:

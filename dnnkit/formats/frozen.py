@@ -23,6 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from dnnkit.child.memory import give_back_memory
+from dnnkit.core.parity import float_parity
+from dnnkit.core.tensors import batch_for, call, cast, input_names, input_specs, rows, take
+from dnnkit.formats.common import serving_fn
+
 INFERENCE_IDENTITIES = ("Dropout", "SpatialDropout1D", "SpatialDropout2D", "SpatialDropout3D", "GaussianNoise",
                         "GaussianDropout", "AlphaDropout", "RandomFlip", "RandomRotation", "RandomZoom",
                         "RandomTranslation", "RandomContrast", "RandomBrightness", "RandomCrop", "RandomHeight",
@@ -107,8 +112,6 @@ CHECK_INPUT_BYTES = 1 * 2**20
 def _check_rows(x: Any) -> int:
     """How many samples the frozen graph is checked on: at most 64 and 1 MB of inputs (a 224x224 image
     model: 1; its activations, not its inputs, are what a larger batch adds to the converter's peak)."""
-    from dnnkit.signature import batch_for
-
     return batch_for(x, 64, CHECK_INPUT_BYTES)
 
 
@@ -131,10 +134,6 @@ def frozen_graph(model: Any, batch: int | None = None, check_inputs: Any = None
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    from dnnkit.criteria import float_parity
-    from dnnkit.formats.common import input_specs, serving_fn
-    from dnnkit.signature import call, cast, input_names, rows, take
 
     specs = input_specs(model, batch)
     fn = tf.function(serving_fn(model)).get_concrete_function(*specs)
@@ -184,8 +183,6 @@ def _release() -> None:
     """Collect what was freed and give the heap back to the system (ResNet50's ONNX export peaked at
     3.11 GB with what the freeze and its check had freed still resident, 2.54 GB without)."""
     import gc
-
-    from dnnkit.child import give_back_memory
 
     gc.collect()
     give_back_memory()

@@ -10,10 +10,12 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from dnnkit.formats.common import atomic_path, io_names
-from dnnkit.formats.metadata import set_onnx_metadata
-from dnnkit.formats.tflite import ConversionError
-from dnnkit.signature import Inputs, cast, cast_to, rows, take
+from dnnkit.artifacts.metadata import set_onnx_metadata
+from dnnkit.core.fileio import atomic_path
+from dnnkit.core.tensors import Inputs, cast, cast_to, rows, take
+from dnnkit.errors import ConversionError, one_line
+from dnnkit.formats.common import io_names
+from dnnkit.formats.frozen import frozen_graph
 
 
 # protobuf cannot serialise a message over 2 GiB: above this many bytes of weights, tensors go to
@@ -83,8 +85,6 @@ def write_onnx(model: Any, path: str, *, opset: int, metadata: dict[str, Any],
         the external data file's name (``external_data``, ``None`` when the tensors are inside).
     """
     import tf2onnx
-
-    from dnnkit.formats.frozen import frozen_graph
 
     try:  # Keras's tf2onnx shim for NumPy 2 (np.object, np.cast)
         from keras.src.export.tf2onnx_lib import patch_tf2onnx
@@ -164,7 +164,7 @@ def export_onnx(model: Any, path: str | os.PathLike[str], *, opset: int = 17,
     except ConversionError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise ConversionError(f"ONNX export failed: {' '.join(str(exc).split())[:400]}") from None
+        raise ConversionError(f"ONNX export failed: {one_line(exc, 400)}") from None
     return {"opset": opset, **written}
 
 
@@ -276,7 +276,7 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: I
                 written["external_data"] = save_onnx(proto, tmp, external_data)
                 _place_external_data(tmp, path)
     except Exception as exc:  # noqa: BLE001
-        raise ConversionError(f"ONNX int8 quantization failed: {' '.join(str(exc).split())[:400]}") from None
+        raise ConversionError(f"ONNX int8 quantization failed: {one_line(exc, 400)}") from None
     return {"opset": opset, **written, "calibration_samples": int(rows(samples)),
             "quantized_ops": QUANTIZED_OPS, "weight_bits": 7,
             "fallbacks": ["selective_float"] if float_layers else []}
@@ -316,7 +316,7 @@ def rank_layers(model: Any, *, calibration: Inputs, opset: int = 17, external_da
             weights = debug.compute_weight_error(debug.create_weight_matching(fp32, q8))
             graph = onnx.load(fp32, load_external_data=False).graph
     except Exception as exc:  # noqa: BLE001
-        raise ConversionError(f"onnxruntime qdq_loss_debug failed: {' '.join(str(exc).split())[:300]}") from None
+        raise ConversionError(f"onnxruntime qdq_loss_debug failed: {one_line(exc)}") from None
     ranked = []
     for node in graph.node:
         if node.op_type not in QUANTIZED_OPS:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from dnnkit.formats.common import atomic_path, input_specs, io_names, serving_fn
+from dnnkit.core.fileio import atomic_path
+from dnnkit.core.tensors import input_specs
+from dnnkit.formats.common import io_names, serving_fn
 
 
 def write_saved_model(model: Any, path: str | os.PathLike[str], *, batch: int | None = None) -> None:
@@ -16,7 +18,8 @@ def write_saved_model(model: Any, path: str | os.PathLike[str], *, batch: int | 
     """
     import keras
 
-    if hasattr(model, "save_as"):  # a SavedModel's signature (dnnkit.tfmodel): re-signed, not re-traced by Keras
+    # a SavedModel's signature (dnnkit.sources.saved_model.SignatureModel): re-signed, not re-traced by Keras
+    if hasattr(model, "save_as"):
         model.save_as(path, batch)
         return
     _, out_names = io_names(model)

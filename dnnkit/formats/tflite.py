@@ -10,17 +10,12 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.errors import DnnkitError
-from dnnkit.formats.common import atomic_path, has_recurrent_layers
-from dnnkit.formats.metadata import add_tflite_metadata
+from dnnkit.artifacts.metadata import add_tflite_metadata
+from dnnkit.core.fileio import atomic_path
+from dnnkit.core.tensors import Inputs, cast, rows, take
+from dnnkit.errors import ConversionError, one_line
+from dnnkit.formats.common import has_recurrent_layers
 from dnnkit.formats.saved_model import write_saved_model
-from dnnkit.signature import Inputs, cast, rows, take
-
-
-class ConversionError(DnnkitError):
-    """A converter refused the model (reported as a failed artifact, exit 1)."""
-
-    exit_code = 1
 
 
 def unroll_recurrent(model: Any) -> Any:
@@ -104,7 +99,7 @@ def _convert(conv: Any) -> bytes:
     try:
         return conv.convert()
     except Exception as exc:  # noqa: BLE001 - converter errors come in many types
-        text = " ".join(str(exc).split())
+        text = one_line(exc, None)
         if "Flex" in text or "SELECT_TF_OPS" in text or "select TensorFlow op" in text.lower():
             raise ConversionError("needs Flex (SELECT_TF_OPS) kernels; set allow_flex = true "
                                   f"in the recipe to permit them ({text[:200]})") from None
@@ -126,7 +121,7 @@ def _quantize_keeping_float(conv: Any, float_layers: tuple[str, ...] | list[str]
                                      output_data_type=io_type, denylisted_nodes=list(float_layers))
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"TFLite quantizer failed with {len(float_layers)} float layers: "
-                              f"{' '.join(str(exc).split())[:300]}") from None
+                              f"{one_line(exc)}") from None
 
 
 # The SavedModel each TFLite conversion starts from, written once per model and batch and shared by the
@@ -206,7 +201,7 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         float_fallback: for ``int8``, let ops without an int8 kernel stay float.
         unroll: for ``int8``, unroll LSTM/GRU layers first (see :func:`unroll_recurrent`).
         float_layers: for ``int8``, output tensor names whose ops stay float (selective fallback).
-        metadata: fields stored as the file's JSON metadata (:mod:`dnnkit.formats.metadata`), with
+        metadata: fields stored as the file's JSON metadata (:mod:`dnnkit.artifacts.metadata`), with
             ``precision`` added.
 
     Returns:
@@ -288,7 +283,7 @@ def rank_layers(model: Any, *, representative: Inputs, io: str = "float", static
     except ConversionError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise ConversionError(f"TFLite QuantizationDebugger failed: {' '.join(str(exc).split())[:300]}") from None
+        raise ConversionError(f"TFLite QuantizationDebugger failed: {one_line(exc)}") from None
     consumers = _consumers(tf.lite.Interpreter(model_content=debugger.calibrated_model))
     details = debugger._numeric_verify_op_details  # noqa: SLF001 - its op per verified tensor
     ranked = []

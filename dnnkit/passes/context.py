@@ -8,13 +8,20 @@ from typing import Any
 
 import numpy as np
 
+from dnnkit.core.metrics import reference_metrics, task_metrics
+from dnnkit.core.tensors import output_activation, output_names, predict as predict_all, rows
+from dnnkit.data.dataset import Dataset
+from dnnkit.data.named import load_model_data
+from dnnkit.config.model import Spec
+from dnnkit.training.fit import fit, make_loss, make_tf_dataset, predict, prepare_targets
+
 
 @dataclass
 class PassContext:
     """Shared inputs of the passes of one pipeline run."""
 
-    spec: Any  # dnnkit.config.Spec
-    dataset: Any  # dnnkit.data.Dataset
+    spec: Spec
+    dataset: Dataset
     base_dir: Path  # relative paths in a recipe resolve against its folder
     seed: int = 0
     verbose: bool = False
@@ -27,8 +34,6 @@ class PassContext:
                   callbacks: list[Any] | None = None) -> dict[str, list[float]]:
         """Compile ``model`` with Adam and the spec's loss, and fit it on the training split."""
         import keras
-
-        from dnnkit.training import prepare_targets, fit, make_loss, make_tf_dataset
 
         keras.utils.set_random_seed(self.seed)
         ds = self.dataset
@@ -46,13 +51,7 @@ class PassContext:
 
     def score(self, model: Any) -> dict[str, float]:
         """Task metrics of ``model`` on the test split."""
-        from dnnkit.metrics import task_metrics
-        from dnnkit.training import predict
-
         if self.heads is not None:
-            from dnnkit.signature import output_names, predict as predict_all, rows
-            from dnnkit.verification import reference_metrics
-
             names = output_names(model)
             outputs = predict_all(model, self.dataset.x_test)
             labels = [self.dataset.y_test.get(n) for n in names]
@@ -60,8 +59,6 @@ class PassContext:
         return task_metrics(self.spec.model.head, self.dataset.y_test, predict(model, self.dataset.x_test))
 
     def steps_per_epoch(self, batch_size: int) -> int:
-        from dnnkit.signature import rows
-
         return int(np.ceil(rows(self.dataset.x_train) / batch_size))
 
 
@@ -73,14 +70,11 @@ def multi_output_context(model: Any, spec: Any, data: str | None, task: str | No
     """
     import keras
 
-    from dnnkit.data import load_model_data
-    from dnnkit.signature import output_activation, output_names, predict
-
     dataset, heads = load_model_data(model, data or spec.data.source, spec.data, task=task)
     names = output_names(model)
     losses: dict[str, Any] = {}
     targets: dict[str, dict[str, np.ndarray]] = {"train": {}, "val": {}}
-    own = {split: predict(model, getattr(dataset, f"x_{split}")) for split in ("train", "val")}
+    own = {split: predict_all(model, getattr(dataset, f"x_{split}")) for split in ("train", "val")}
     for k, (name, head) in enumerate(zip(names, heads)):
         labelled = name in dataset.y_train
         if head == "multiclass" and labelled:

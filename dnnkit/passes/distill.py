@@ -7,9 +7,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dnnkit.passes import DistillOptions, PassResult
-from dnnkit.passes.context import PassContext
+from dnnkit.builders import build
 from dnnkit.errors import SpecError
+from dnnkit.passes.context import PassContext
+from dnnkit.passes.registry import PassResult
+from dnnkit.config.model import load_spec
+from dnnkit.config.passes import DistillOptions
+from dnnkit.training.fit import fit, make_loss, make_tf_dataset, prepare_targets
 
 
 def run_distill(teacher: Any, opts: DistillOptions, ctx: PassContext) -> PassResult:
@@ -24,10 +28,6 @@ def run_distill(teacher: Any, opts: DistillOptions, ctx: PassContext) -> PassRes
         SpecError: if the student spec is missing, invalid or does not fit the teacher's data.
     """
     import keras
-
-    from dnnkit.builders import build
-    from dnnkit.config import load_spec
-    from dnnkit.training import prepare_targets, fit, make_loss, make_tf_dataset
 
     path = Path(opts.student)
     if not path.is_absolute():

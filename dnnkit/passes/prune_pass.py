@@ -1,13 +1,16 @@
 """The native ``prune`` pass: magnitude pruning during fine-tuning, then strip (the tfmot engine's is
-:func:`dnnkit.passes.tfmot_engine.prune_with_tfmot`; :data:`dnnkit.passes.PASSES` picks one)."""
+:func:`dnnkit.passes.tfmot_engine.prune_with_tfmot`; :data:`dnnkit.passes.registry.PASSES` picks one)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from dnnkit.passes import PassResult, PruneOptions
 from dnnkit.passes.context import PassContext
+from dnnkit.passes.pruning import PruneConfig, prune_low_magnitude, strip_pruning
+from dnnkit.passes.registry import PassResult
+from dnnkit.passes.schedules import schedule_for, serialize
+from dnnkit.config.passes import PruneOptions
 
 
 def run_prune(model: Any, opts: PruneOptions, ctx: PassContext) -> PassResult:
@@ -22,9 +25,6 @@ def run_prune(model: Any, opts: PruneOptions, ctx: PassContext) -> PassResult:
         The pruned model and a report: per-weight sparsity, schedule, time.
     """
     import keras
-
-    from dnnkit.passes.pruning import PruneConfig, prune_low_magnitude, strip_pruning
-    from dnnkit.passes.schedules import schedule_for, serialize
 
     work = keras.models.clone_model(model)
     work.set_weights(model.get_weights())

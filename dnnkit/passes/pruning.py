@@ -22,24 +22,8 @@ from typing import Any
 import numpy as np
 
 from dnnkit.passes.schedules import ConstantSparsity, PruningSchedule
+from dnnkit.config.passes import PRUNABLE
 
-# layer class -> the weights magnitude pruning applies to (attribute paths).
-PRUNABLE: dict[str, tuple[str, ...]] = {
-    "Dense": ("kernel",),
-    "EinsumDense": ("kernel",),
-    "Conv1D": ("kernel",),
-    "Conv2D": ("kernel",),
-    "Conv3D": ("kernel",),
-    "DepthwiseConv1D": ("depthwise_kernel",),
-    "DepthwiseConv2D": ("depthwise_kernel",),
-    "Embedding": ("embeddings",),
-    "LSTM": ("cell.kernel", "cell.recurrent_kernel"),
-    "GRU": ("cell.kernel", "cell.recurrent_kernel"),
-    "MultiHeadAttention": ("_query_dense.kernel", "_key_dense.kernel", "_value_dense.kernel",
-                           "_output_dense.kernel"),
-    "Bidirectional": ("forward_layer.cell.kernel", "forward_layer.cell.recurrent_kernel",
-                      "backward_layer.cell.kernel", "backward_layer.cell.recurrent_kernel"),
-}
 # Convolution kernels keep their input channels on axis -2; everything else on axis 0.
 _INPUT_AXIS_M2 = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D")
 

@@ -143,7 +143,8 @@ class FoldedBatchNorm(keras.layers.Layer):
         return inputs
 
 
-_QUANT = {"Dense": QuantDense, "Conv1D": QuantConv1D, "Conv2D": QuantConv2D}
+# layer class -> its fake-quantized twin (the tfmot engine maps tfmot's QAT layers onto these too)
+QUANT_LAYERS = {"Dense": QuantDense, "Conv1D": QuantConv1D, "Conv2D": QuantConv2D}
 
 
 def _parent(layer: Any) -> Any:
@@ -231,9 +232,9 @@ def quantize_model(model: keras.Model) -> tuple[keras.Model, dict[str, Any]]:
     def clone(layer: Any) -> Any:
         kind = type(layer).__name__
         cfg = layer.get_config()
-        if kind in _QUANT:
+        if kind in QUANT_LAYERS:
             quantized.append(layer.name)
-            return _QUANT[kind].from_config({**cfg, "quantize_input": layer.name in first,
+            return QUANT_LAYERS[kind].from_config({**cfg, "quantize_input": layer.name in first,
                                              "quantize_output": layer.name not in before_relu})
         if kind == "Activation" and cfg.get("activation") != "linear":
             quantized.append(layer.name)

@@ -8,8 +8,11 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.passes import PassResult, QATOptions
 from dnnkit.passes.context import PassContext
+from dnnkit.passes.pruning import MaskConstraint, sparsity_row
+from dnnkit.passes.qat import quantize_model
+from dnnkit.passes.registry import PassResult
+from dnnkit.config.passes import QATOptions
 
 
 def run_qat(model: Any, opts: QATOptions, ctx: PassContext) -> PassResult:
@@ -21,9 +24,6 @@ def run_qat(model: Any, opts: QATOptions, ctx: PassContext) -> PassResult:
     Returns:
         The QAT Keras model (fake-quant layers in place) and a report.
     """
-    from dnnkit.passes.pruning import MaskConstraint, sparsity_row
-    from dnnkit.passes.qat import quantize_model
-
     qat, report = quantize_model(model)
     kernels = [layer for layer in qat.layers if layer.name in report["quantized_layers"] and hasattr(layer, "kernel")]
     masked = []

@@ -16,10 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.passes import PassResult, PruneOptions
-from dnnkit.passes.context import PassContext
-from dnnkit.passes.pruning import sparsity_row
 from dnnkit.errors import CompressionError
+from dnnkit.passes.context import PassContext
+from dnnkit.passes.pruning import PruneConfig, candidates, sparsity_row
+from dnnkit.passes.registry import PassResult
+from dnnkit.passes.schedules import schedule_for
+from dnnkit.config.passes import PruneOptions
+from dnnkit.training.fit import make_loss, prepare_targets
 
 # Layers whose configs mean the same in Keras 3 and tf_keras.
 PORTABLE = ("InputLayer", "Dense", "Conv1D", "Conv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D",
@@ -123,8 +126,6 @@ def _fit(model: Any, ctx: PassContext, *, epochs: int, learning_rate: float, bat
          callbacks: list[Any]) -> None:
     import tf_keras
 
-    from dnnkit.training import make_loss, prepare_targets
-
     tf_keras.utils.set_random_seed(ctx.seed)
     model.compile(optimizer=tf_keras.optimizers.Adam(learning_rate), loss=make_loss(ctx.spec, tf_keras.losses))
     ds = ctx.dataset
@@ -134,8 +135,6 @@ def _fit(model: Any, ctx: PassContext, *, epochs: int, learning_rate: float, bat
 
 def _selected(model: Any, opts: PruneOptions) -> set[str]:
     """The layers the native engine would prune (the same selection rules, on tf_keras)."""
-    from dnnkit.passes.pruning import PruneConfig, candidates
-
     config = PruneConfig(layers=opts.layers, types=opts.types, skip_first=opts.skip_first,
                          skip_last=opts.skip_last)
     return {layer.name for layer in candidates(model, config)}
@@ -148,8 +147,6 @@ def prune_with_tfmot(model: Any, opts: PruneOptions, ctx: PassContext) -> PassRe
         A plain Keras 3 model with the pruned weights, and a report.
     """
     import tf_keras
-
-    from dnnkit.passes.schedules import schedule_for
 
     if opts.structure or opts.scope != "layer":
         raise CompressionError("passes: prune with the tfmot engine: expected unstructured, per-layer sparsity, "
@@ -242,7 +239,7 @@ def native_from_tfmot(qat: Any) -> tuple[Any, list[str]]:
     """
     import keras
 
-    from dnnkit.passes import qat as native
+    from dnnkit.passes import qat as native  # defines Keras layers: imports Keras
 
     inp = keras.Input(shape=tuple(qat.inputs[0].shape[1:]), name="inputs")
     x, pending_input, quantized, fills = inp, None, [], []
@@ -264,7 +261,7 @@ def native_from_tfmot(qat: Any) -> tuple[Any, list[str]]:
             if "kernel_min" not in v or "post_activation_min" not in v:
                 raise CompressionError(f"model: tfmot left layer {inner.name} without weight or output "
                                        "quantization; expected Dense/Conv quantized by the Default8Bit scheme")
-            new = native._QUANT[inner_kind].from_config({**cfg, "quantize_input": pending_input is not None})
+            new = native.QUANT_LAYERS[inner_kind].from_config({**cfg, "quantize_input": pending_input is not None})
             x = new(x)
             kernel = v["kernel"]  # the wrapper's own variable; inner.kernel is the quantized tensor
             if "sparsity_mask" in v:
@@ -337,7 +334,7 @@ def quantize_with_tfmot(model: Any, opts: Any, ctx: PassContext) -> PassResult:
         The Keras 3 QAT model and a report (engine, scheme, how closely the Keras 3 model
         reproduces tfmot's on the validation split).
     """
-    from dnnkit.passes.qat import fold_batch_norm
+    from dnnkit.passes.qat import fold_batch_norm  # defines Keras layers: imports Keras
 
     tfmot = import_tfmot()
     k3 = to_keras3(model) if is_tf_keras_model(model) else model

@@ -1,0 +1,387 @@
+"""Model specs: TOML files validated once, at load time, into typed config objects.
+
+A spec has four tables besides ``name``/``description``: ``[data]``, ``[model]`` (with the
+family's own keys) and ``[train]``. Every error names the file, the dotted field, the value
+and what was expected, e.g.::
+
+    models/x.toml: model.filters: expected a list of positive integers, got -3
+
+Unknown keys are errors. :func:`spec_to_dict` gives the resolved spec (defaults filled in),
+which :func:`dump_toml` writes back and :func:`load_spec` reads again unchanged.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dnnkit.errors import SpecError
+from dnnkit.config.tables import TableReader
+from dnnkit.config.toml import read_toml
+
+FAMILIES = ("mlp", "cnn", "rnn", "transformer")
+
+
+HEADS = ("multiclass", "binary", "regression")
+
+
+ACTIVATIONS = (
+    "linear", "sigmoid", "tanh", "relu", "relu6", "leaky_relu", "elu", "selu",
+    "gelu", "gelu_exact", "swish", "silu", "softplus", "mish",
+)
+
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+
+
+SCHEDULES = ("constant", "cosine", "step")
+
+
+LOSSES = ("auto", "mse", "sparse_categorical_crossentropy", "categorical_crossentropy",
+          "binary_crossentropy")
+
+
+METRICS = ("accuracy", "precision", "recall", "f1", "mse", "rmse", "mae")
+
+
+STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
+
+
+PRECISIONS = ("none", "float16", "bfloat16")
+
+
+LAYOUTS = ("flat", "image", "sequence", "tokens")
+
+
+NORMS = ("none", "batch", "layer")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is split.
+
+    ``source`` is ``"digits"`` (built in), a path to a ``.npz``/``.csv`` file, or an image folder
+    with one sub-folder per class, resolved relative to the spec file.
+    """
+
+    source: str = "digits"
+    layout: str | None = None
+    label_column: str | None = None
+    val_fraction: float = 0.1
+    test_fraction: float = 0.2
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class MLPConfig:
+    units: tuple[int, ...] = (128, 64)
+    norm: str = "none"
+
+
+@dataclass(frozen=True)
+class CNNConfig:
+    conv: str = "2d"
+    filters: tuple[int, ...] = (32, 64)
+    kernel_size: tuple[int, ...] = (3, 3)
+    strides: tuple[int, ...] = (1, 1)
+    padding: str = "same"
+    pool: str = "max"
+    pool_size: int = 2
+    batch_norm: bool = False
+    global_pool: bool = False
+    dense_units: tuple[int, ...] = (64,)
+
+
+@dataclass(frozen=True)
+class RNNConfig:
+    cell: str = "lstm"
+    units: tuple[int, ...] = (64,)
+    bidirectional: bool = False
+    return_sequences: bool = False
+    sequence_pooling: str = "mean"
+    dense_units: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    input: str = "features"
+    vocab_size: int | None = None
+    d_model: int = 32
+    num_blocks: int = 2
+    num_heads: int = 4
+    key_dim: int = 8
+    ff_dim: int = 64
+    norm: str = "pre"
+    positional: str = "learned"
+    pooling: str = "mean"
+    dense_units: tuple[int, ...] = ()
+
+
+FamilyConfig = MLPConfig | CNNConfig | RNNConfig | TransformerConfig
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The network: family, input shape, head and the family's own options."""
+
+    family: str
+    input_shape: tuple[int, ...]
+    head: str = "multiclass"
+    num_classes: int | None = None
+    output_units: int = 1
+    activation: str = "relu"
+    dropout: float = 0.0
+    options: FamilyConfig = field(default_factory=MLPConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the model is trained. ``batch_size`` is per replica."""
+
+    epochs: int = 20
+    batch_size: int = 32
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.0
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    step_epochs: int = 10
+    step_gamma: float = 0.1
+    loss: str = "auto"
+    metrics: tuple[str, ...] = ("accuracy",)
+    seed: int = 0
+    mixed_precision: str = "none"
+    early_stopping_patience: int = 0
+    strategy: str = "auto"
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A whole, validated model spec."""
+
+    name: str
+    model: ModelConfig
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    description: str = ""
+    path: str | None = None
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative data paths are resolved against."""
+        return Path(self.path).parent if self.path else Path.cwd()
+
+
+def _read_family(t: TableReader, family: str, input_shape: tuple[int, ...]) -> FamilyConfig:
+    if family == "mlp":
+        return MLPConfig(units=t.int_list("units", MLPConfig.units, allow_empty=False),
+                         norm=t.choice("norm", NORMS, "none"))
+    if family == "cnn":
+        conv = t.choice("conv", ("1d", "2d"), "2d")
+        want_rank = 3 if conv == "2d" else 2
+        if len(input_shape) != want_rank:
+            t.fail("input_shape", list(input_shape),
+                   f"{want_rank} dimensions for a {conv} convolution "
+                   f"({'height, width, channels' if conv == '2d' else 'steps, features'})")
+        filters = t.int_list("filters", CNNConfig.filters, allow_empty=False)
+        n = len(filters)
+        return CNNConfig(
+            conv=conv, filters=filters,
+            kernel_size=t.int_list("kernel_size", 3, scalar_ok=True, length=n),
+            strides=t.int_list("strides", 1, scalar_ok=True, length=n),
+            padding=t.choice("padding", ("same", "valid"), "same"),
+            pool=t.choice("pool", ("max", "avg", "none"), "max"),
+            pool_size=t.integer("pool_size", 2),
+            batch_norm=t.boolean("batch_norm", False),
+            global_pool=t.boolean("global_pool", False),
+            dense_units=t.int_list("dense_units", CNNConfig.dense_units))
+    if family == "rnn":
+        if len(input_shape) != 2:
+            t.fail("input_shape", list(input_shape), "2 dimensions (steps, features) for an rnn")
+        return RNNConfig(
+            cell=t.choice("cell", ("lstm", "gru"), "lstm"),
+            units=t.int_list("units", RNNConfig.units, allow_empty=False),
+            bidirectional=t.boolean("bidirectional", False),
+            return_sequences=t.boolean("return_sequences", False),
+            sequence_pooling=t.choice("sequence_pooling", ("mean", "max", "flatten"), "mean"),
+            dense_units=t.int_list("dense_units", ()))
+    # transformer
+    kind = t.choice("input", ("features", "tokens"), "features")
+    want_rank = 2 if kind == "features" else 1
+    if len(input_shape) != want_rank:
+        t.fail("input_shape", list(input_shape),
+               "2 dimensions (steps, features) for feature input" if kind == "features"
+               else "1 dimension (sequence length) for token input")
+    vocab = t.integer("vocab_size", None) if kind == "tokens" else None
+    if kind == "tokens" and vocab is None:
+        raise SpecError(f"{t.origin}: model.vocab_size: required field is missing "
+                        "(token input needs a vocabulary size)")
+    return TransformerConfig(
+        input=kind, vocab_size=vocab,
+        d_model=t.integer("d_model", 32), num_blocks=t.integer("num_blocks", 2),
+        num_heads=t.integer("num_heads", 4), key_dim=t.integer("key_dim", 8),
+        ff_dim=t.integer("ff_dim", 64), norm=t.choice("norm", ("pre", "post"), "pre"),
+        positional=t.choice("positional", ("learned", "sinusoidal"), "learned"),
+        pooling=t.choice("pooling", ("mean", "cls"), "mean"),
+        dense_units=t.int_list("dense_units", ()))
+
+
+def _read_model(t: TableReader) -> ModelConfig:
+    family = t.choice("family", FAMILIES)
+    input_shape = t.int_list("input_shape", allow_empty=False)
+    head = t.choice("head", HEADS, "multiclass")
+    num_classes = None
+    if head == "multiclass":
+        num_classes = t.integer("num_classes", 10, minimum=2)
+    output_units = t.integer("output_units", 1) if head == "regression" else 1
+    activation = t.choice("activation", ACTIVATIONS, "relu")
+    dropout = t.number("dropout", 0.0, low=0.0, high=1.0, high_open=True)
+    options = _read_family(t, family, input_shape)
+    t.done()
+    return ModelConfig(family=family, input_shape=input_shape, head=head,
+                       num_classes=num_classes, output_units=output_units,
+                       activation=activation, dropout=dropout, options=options)
+
+
+def _read_data(t: TableReader) -> DataConfig:
+    source = t.string("source", "digits")
+    cfg = DataConfig(
+        source=source,
+        layout=t.choice("layout", LAYOUTS, None),
+        label_column=t.string("label_column", None),
+        val_fraction=t.number("val_fraction", 0.1, low=0.0, high=0.5, high_open=True),
+        test_fraction=t.number("test_fraction", 0.2, low=0.0, high=0.5, high_open=True,
+                               low_open=True),
+        seed=t.integer("seed", 0, minimum=0))
+    if source.lower().endswith(".csv") and cfg.label_column is None:
+        raise SpecError(f"{t.origin}: data.label_column: required field is missing "
+                        f"(a CSV source needs the name of its label column)")
+    if source != "digits" and Path(source.rstrip("/")).suffix.lower() not in (".npz", ".csv", ""):
+        t.fail("source", source, '"digits", a path ending in .npz or .csv, or an image folder '
+                                 '(one sub-folder per class)')
+    t.done()
+    return cfg
+
+
+def _read_train(t: TableReader, head: str) -> TrainConfig:
+    d = TrainConfig()
+    allowed_metrics = {"multiclass": ("accuracy", "precision", "recall", "f1"),
+                       "binary": ("accuracy", "precision", "recall", "f1"),
+                       "regression": ("mse", "rmse", "mae")}[head]
+    default_metrics = ("accuracy",) if head != "regression" else ("rmse",)
+    cfg = TrainConfig(
+        epochs=t.integer("epochs", d.epochs),
+        batch_size=t.integer("batch_size", d.batch_size),
+        optimizer=t.choice("optimizer", OPTIMIZERS, d.optimizer),
+        learning_rate=t.number("learning_rate", d.learning_rate, low=0.0, low_open=True),
+        momentum=t.number("momentum", d.momentum, low=0.0, high=1.0, high_open=True),
+        nesterov=t.boolean("nesterov", d.nesterov),
+        weight_decay=t.number("weight_decay", d.weight_decay, low=0.0),
+        schedule=t.choice("schedule", SCHEDULES, d.schedule),
+        step_epochs=t.integer("step_epochs", d.step_epochs),
+        step_gamma=t.number("step_gamma", d.step_gamma, low=0.0, high=1.0, low_open=True),
+        loss=t.choice("loss", LOSSES, d.loss),
+        metrics=t.str_list("metrics", allowed_metrics, default_metrics),
+        seed=t.integer("seed", d.seed, minimum=0),
+        mixed_precision=t.choice("mixed_precision", PRECISIONS, d.mixed_precision),
+        early_stopping_patience=t.integer("early_stopping_patience", 0, minimum=0),
+        strategy=t.choice("strategy", STRATEGIES, d.strategy),
+        tensorboard=t.boolean("tensorboard", d.tensorboard))
+    compatible = {"multiclass": ("auto", "sparse_categorical_crossentropy", "categorical_crossentropy"),
+                  "binary": ("auto", "binary_crossentropy"),
+                  "regression": ("auto", "mse")}[head]
+    if cfg.loss not in compatible:
+        t.fail("loss", cfg.loss, f"a loss for a {head} head: " + ", ".join(repr(c) for c in compatible))
+    if cfg.nesterov and cfg.optimizer != "sgd":
+        t.fail("nesterov", True, "false unless optimizer is \"sgd\"")
+    t.done()
+    return cfg
+
+
+def spec_from_dict(raw: dict[str, Any], origin: str = "<spec>", path: str | None = None) -> Spec:
+    """Validate a spec given as a dict (the parsed TOML).
+
+    Args:
+        raw: the spec's tables.
+        origin: how errors name the spec (usually its path).
+        path: the spec file, if any; relative data paths resolve against its folder.
+
+    Returns:
+        The validated :class:`Spec`.
+
+    Raises:
+        SpecError: on any missing, unknown or invalid field.
+    """
+    top = TableReader(raw, "", origin)
+    name = top.string("name")
+    if not all(c.isalnum() or c in "_-." for c in name):
+        top.fail("name", name, "letters, digits, '_', '-' or '.' only")
+    description = top.raw("description", "")
+    if not isinstance(description, str):
+        top.fail("description", description, "a string")
+    model = _read_model(top.sub("model"))
+    data = _read_data(top.sub("data"))
+    train = _read_train(top.sub("train"), model.head)
+    top.done()
+    return Spec(name=name, description=description, model=model, data=data, train=train,
+                path=path)
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """Load and validate a spec file.
+
+    Args:
+        path: a ``.toml`` spec.
+
+    Returns:
+        The validated :class:`Spec`.
+
+    Raises:
+        SpecError: if the file is missing, not TOML, or invalid.
+    """
+    raw = read_toml(path, "spec")
+    return spec_from_dict(raw, origin=str(path), path=str(Path(path).resolve()))
+
+
+def as_spec(spec: Spec | str | os.PathLike[str] | dict[str, Any]) -> Spec:
+    """Accept a :class:`Spec`, a path to a spec file, or a dict, and return a Spec."""
+    if isinstance(spec, Spec):
+        return spec
+    if isinstance(spec, dict):
+        return spec_from_dict(spec)
+    if isinstance(spec, (str, os.PathLike)):
+        return load_spec(spec)
+    raise SpecError(f"spec: expected a Spec, a path to a .toml file or a dict, "
+                    f"got {type(spec).__name__}")
+
+
+def spec_to_dict(spec: Spec) -> dict[str, Any]:
+    """The resolved spec as plain TOML-ready data, with every default filled in."""
+    model = asdict(spec.model)
+    options = model.pop("options")
+    model.update(options)
+    if spec.model.head != "regression":
+        model.pop("output_units")
+    data = asdict(spec.data)
+    source = spec.data.source
+    if source != "digits" and not Path(source).is_absolute():
+        data["source"] = str((spec.base_dir / source).resolve())
+    out: dict[str, Any] = {"name": spec.name}
+    if spec.description:
+        out["description"] = spec.description
+    out["data"] = data
+    out["model"] = model
+    out["train"] = asdict(spec.train)
+    return _drop_none(out)
+
+
+def _drop_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _drop_none(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, tuple):
+        return list(obj)
+    return obj

@@ -1,0 +1,84 @@
+"""Task metrics (scikit-learn) of a model's outputs, and how much a metric got worse.
+
+Training, the compression passes, verification, the manifest's verdict and ``optimize`` all score
+and compare models with these functions, so a degradation goal means the same thing everywhere.
+"""
+
+from __future__ import annotations
+
+
+import numpy as np
+
+from dnnkit.core.tensors import HEAD_FEATURES
+
+
+def task_metrics(head: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
+    """Score model outputs against labels with scikit-learn.
+
+    Args:
+        head: ``multiclass`` (``y_pred`` are logits/scores), ``binary`` (probabilities)
+            or ``regression``.
+        y_true: labels or targets.
+        y_pred: raw model outputs.
+
+    Returns:
+        accuracy, precision, recall and F1 (macro) for classification; MSE, RMSE and MAE
+        for regression.
+    """
+    from sklearn import metrics as skm
+
+    y_pred = np.asarray(y_pred, dtype=np.float64)
+    if head == "regression":
+        y_true = np.asarray(y_true, dtype=np.float64).reshape(y_pred.shape)
+        mse = float(skm.mean_squared_error(y_true, y_pred))
+        return {"mse": mse, "rmse": float(np.sqrt(mse)),
+                "mae": float(skm.mean_absolute_error(y_true, y_pred))}
+    predicted = predicted_classes(head, y_pred)
+    p, r, f, _ = skm.precision_recall_fscore_support(y_true, predicted, average="macro",
+                                                     zero_division=0)
+    return {"accuracy": float(skm.accuracy_score(y_true, predicted)),
+            "precision": float(p), "recall": float(r), "f1": float(f)}
+
+
+def predicted_classes(head: str, y_pred: np.ndarray) -> np.ndarray:
+    """Class ids from raw outputs: argmax of logits, or a 0.5 threshold on a probability."""
+    y_pred = np.asarray(y_pred)
+    if head == "binary":
+        return (y_pred.reshape(len(y_pred), -1)[:, 0] >= 0.5).astype(np.int32)
+    return np.argmax(y_pred, axis=-1).astype(np.int32)
+
+
+def reference_metrics(heads: list[str], labels: list[np.ndarray | None], outputs: list[np.ndarray],
+                      names: list[str], n_test: int) -> dict[str, float]:
+    """Task metrics of every labelled output; keys ``NAME/metric`` when there are several outputs."""
+    out: dict[str, float] = {}
+    for name, head, y, o in zip(names, heads, labels, outputs):
+        if y is None or head == HEAD_FEATURES:
+            continue
+        m = task_metrics(head, y, o[:n_test])
+        out.update(m if len(outputs) == 1 else {f"{name}/{k}": v for k, v in m.items()})
+    return out
+
+
+def degradation(head: str, baseline: dict[str, float], now: dict[str, float]) -> float:
+    """How much the task metric got worse: accuracy points, or RMSE ratio - 1 for regression.
+
+    With several outputs (``head == "multi"``, metrics keyed ``NAME/metric``), the worst labelled
+    output's figure.
+    """
+    if head == "multi":
+        drops = [baseline[k] - now[k] for k in baseline if k.endswith("/accuracy") and k in now]
+        drops += [now[k] / max(baseline[k], 1e-12) - 1.0 for k in baseline if k.endswith("/rmse") and k in now]
+        return max(drops) if drops else 0.0
+    if head == "regression":
+        return now["rmse"] / max(baseline["rmse"], 1e-12) - 1.0
+    return baseline["accuracy"] - now["accuracy"]
+
+
+# a goal is met up to this much over its limit (the figures are sums of floats)
+GOAL_SLACK = 1e-12
+
+
+def within(drop: float, limit: float) -> bool:
+    """Whether a degradation ``drop`` (see :func:`degradation`) meets the goal ``limit``."""
+    return drop <= limit + GOAL_SLACK

@@ -1,0 +1,86 @@
+"""Features and labels checked against what a model takes, one line naming the array when they do not fit."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dnnkit.errors import DataError
+from dnnkit.config.model import ModelConfig
+
+
+def check_labels(y: np.ndarray, model: ModelConfig, where: str) -> np.ndarray:
+    y = np.asarray(y)
+    if y.dtype.kind not in "iufb":
+        raise DataError(f"{where}: expected numeric labels, got dtype {y.dtype}")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise DataError(f"{where}: labels contain NaN or infinity")
+    if model.head == "regression":
+        y = y.astype(np.float32)
+        want = model.output_units
+        if y.ndim == 1 and want == 1:
+            return y
+        if y.ndim == 2 and y.shape[1] == want:
+            return y
+        raise DataError(f"{where}: regression targets have shape {y.shape[1:]}, "
+                        f"expected model.output_units = {want}")
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise DataError(f"{where}: expected one integer class label per sample, got shape {y.shape}")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise DataError(f"{where}: expected integer class labels, got non-integer values")
+    y = y.astype(np.int32)
+    high = model.num_classes if model.head == "multiclass" else 2
+    if y.min(initial=0) < 0 or y.max(initial=0) >= high:
+        field = "model.num_classes" if model.head == "multiclass" else "a binary head (0 or 1)"
+        raise DataError(f"{where}: labels range {int(y.min())}..{int(y.max())}, "
+                        f"expected 0..{high - 1} for {field} = {high}"
+                        if model.head == "multiclass" else
+                        f"{where}: labels range {int(y.min())}..{int(y.max())}, expected 0 or 1 for {field}")
+    return y
+
+
+def check_features(x: np.ndarray, model: ModelConfig, where: str) -> np.ndarray:
+    x = np.asarray(x)
+    tokens = getattr(model.options, "input", None) == "tokens"
+    if x.dtype.kind not in "iuf":
+        raise DataError(f"{where}: expected numeric features, got dtype {x.dtype}")
+    want = tuple(model.input_shape)
+    got = tuple(x.shape[1:])
+    if got != want:
+        if int(np.prod(got)) == int(np.prod(want)) and len(got) == 1:
+            x = x.reshape((-1, *want))
+        else:
+            raise DataError(f"{where}: per-sample shape {list(got)} does not match "
+                            f"model.input_shape {list(want)}")
+    if tokens:
+        if x.dtype.kind == "f" and not np.all(x == np.round(x)):
+            raise DataError(f"{where}: token input needs integer ids, got non-integer values")
+        x = x.astype(np.int32)
+        vocab = model.options.vocab_size
+        if x.min(initial=0) < 0 or x.max(initial=0) >= vocab:
+            raise DataError(f"{where}: token ids range {int(x.min())}..{int(x.max())}, "
+                            f"expected 0..{vocab - 1} for model.vocab_size = {vocab}")
+        return x
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{where}: features contain NaN or infinity")
+    return x
+
+
+def check_input(x: np.ndarray, shape: tuple[int | None, ...], dtype: str, where: str) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype.kind not in "iufb":
+        raise DataError(f"{where}: expected numeric values, got dtype {x.dtype}")
+    got = tuple(x.shape[1:])
+    if len(got) != len(shape) or any(w is not None and g != w for g, w in zip(got, shape)):
+        want = ["any" if w is None else w for w in shape]
+        raise DataError(f"{where}: per-sample shape {list(got)} does not match the model input's {want}")
+    if "int" in dtype:
+        if x.dtype.kind == "f" and not np.all(x == np.round(x)):
+            raise DataError(f"{where}: the model input takes integers ({dtype}), got non-integer values")
+        return x.astype(dtype)
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{where}: values contain NaN or infinity")
+    return x

@@ -1,0 +1,62 @@
+"""The one dispatch point of the converters: an item of the converter worker (``format``, ``precision``
+and the recipe's options) to the function that writes it, or ranks its layers for a selective fallback;
+and what each format's files are known to be."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dnnkit.core.tensors import take
+from dnnkit.formats import onnx as onnx_format, tflite as tflite_format
+from dnnkit.formats.onnx import export_onnx, export_onnx_int8
+from dnnkit.formats.saved_model import export_saved_model
+from dnnkit.formats.tflite import export_tflite, share_saved_model
+
+# Whether two identical runs (same spec, seed, versions and machine) write byte-identical files,
+# and why not where they do not (measured; tests/test_jobs_run_kill_and_reproduce.py checks it).
+REPRODUCIBLE: dict[str, tuple[bool, str | None]] = {
+    "tflite": (True, None),
+    "onnx": (True, None),
+    "saved_model": (False, "saved_model.pb names traced functions with a per-process counter "
+                           "(assignvariableop_10_... vs _12_...) and the variables file's layout follows it; "
+                           "the weights are the same, as dnnkit verify checks"),
+}
+
+
+def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: dict[str, Any]) -> dict:
+    """Convert one artifact (in this process) and return what the manifest records."""
+    fmt, precision = art["format"], art["precision"]
+    samples = take(rep, slice(0, art.get("samples")))
+    if art.get("task") == "rank":  # the per-layer error a selective fallback starts from
+        if fmt == "tflite":
+            ranked = tflite_format.rank_layers(model, representative=samples, io=art["io"],
+                                               static_batch=art.get("static_batch"), allow_flex=art["allow_flex"],
+                                               float_fallback=art["float_fallback"], unroll=art["unroll_recurrent"])
+        else:
+            ranked = onnx_format.rank_layers(model, calibration=samples, opset=art["opset"],
+                                             external_data=art.get("external_data", "auto"))
+        return {"ranking": ranked}
+    if fmt == "saved_model":
+        return export_saved_model(model, path)
+    if fmt == "tflite":
+        if art.get("saved_model"):
+            share_saved_model(model, art["saved_model"])
+        return export_tflite(model, path, precision=precision, representative=samples,
+                             io=art["io"], static_batch=art.get("static_batch"),
+                             allow_flex=art["allow_flex"], float_fallback=art["float_fallback"],
+                             unroll=art["unroll_recurrent"], float_layers=art.get("float_layers", ()),
+                             metadata=metadata)
+    if precision == "int8":
+        return export_onnx_int8(model if needs_model(art) else None, path, calibration=samples, opset=art["opset"],
+                                metadata=metadata, external_data=art.get("external_data", "auto"),
+                                float_layers=art.get("float_layers", ()), fp32_source=art.get("fp32_onnx"))
+    return export_onnx(model, path, opset=art["opset"], metadata=metadata, check_inputs=rep,
+                       external_data=art.get("external_data", "auto"))
+
+
+def needs_model(item: dict[str, Any]) -> bool:
+    """Whether the item needs the Keras model: not the int8 ONNX quantized from the job's fp32 ONNX
+    file (a converter started afresh for it, after the one before was recycled, skips loading a
+    large model: 3.3 s for a 224x224 ResNet50)."""
+    return not (item.get("format") == "onnx" and item.get("precision") == "int8" and item.get("fp32_onnx")
+                and not item.get("float_layers") and item.get("task") != "rank")

@@ -1,0 +1,82 @@
+"""Serving layouts of an export folder: ``dnnkit package`` (the folder verified again first, its reference
+model run once for every layout), and a recipe's ``[package]`` table after its export (with the reference the
+export computed). Either way the manifest and report are written once, at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dnnkit.errors import SpecError
+from dnnkit.handoff.layouts import lay_out
+from dnnkit.jobs.finish import finish
+from dnnkit.jobs.reverify import reverification
+from dnnkit.config.package import check_options
+from dnnkit.config.recipe import Recipe
+from dnnkit.verification.reference import Reference
+
+
+def package(out_dir: str | Path, layouts: str | list[str], *, dest: str | Path | None = None,
+            model_name: str | None = None, version: int = 1, max_batch_size: int = 8, artifact: str | None = None,
+            unsafe: bool = False) -> dict[str, Any]:
+    """Lay out verified artifacts of ``out_dir`` for model servers and verify each there.
+
+    Args:
+        out_dir: an export folder (``dnnkit run|export|compress|optimize`` output).
+        layouts: ``triton`` (an ONNX artifact) and/or ``tf-serving`` (the SavedModel).
+        dest: the repository / base folder (``DEST/LAYOUT`` for several layouts); ``OUT/serving/LAYOUT``
+            by default.
+        model_name: the model's folder name; the spec or model name by default.
+        version: the version folder (a positive integer).
+        max_batch_size: Triton's ``max_batch_size`` for a model with a dynamic batch (0 turns
+            batching off); a model with a fixed batch gets 0 and the batch in its dims.
+        artifact: which ONNX artifact Triton gets; by default ``optimize``'s choice, else the first
+            verified ONNX artifact in the manifest.
+
+    Returns:
+        The updated manifest (``package[layout]``: path, artifact, sha256, files, status).
+
+    Raises:
+        SpecError: a bad layout, name, version or batch size, or no verified artifact of the format.
+        ModelLoadError: the folder is not an export folder.
+    """
+    layouts = [layouts] if isinstance(layouts, str) else list(layouts)
+    check_options(layouts, version=version, max_batch_size=max_batch_size, model_name=model_name)
+    out = Path(out_dir)
+    manifest, ref, recipe = reverification(out, unsafe=unsafe)  # the reference model loaded and run once
+    _lay_out_all(out, manifest, ref, recipe, layouts, dict(dest=dest, model_name=model_name, version=version,
+                                                           max_batch_size=max_batch_size, artifact=artifact),
+                 record_errors=False)
+    return finish(manifest, out)
+
+
+def with_packages(manifest: dict[str, Any], options: dict[str, Any] | None, out: Path, *, ref: Reference,
+                  recipe: Recipe) -> dict[str, Any]:
+    """The layouts a recipe's ``[package]`` table asks for, after its export, checked against the reference
+    the export's artifacts were checked against; a layout that cannot be made (no verified artifact of its
+    format) is recorded as failed, which fails the manifest.
+
+    Returns:
+        ``manifest``, with a ``package`` section when the table asked for layouts (not yet written).
+    """
+    if not options:
+        return manifest
+    keywords = {"dest": None, "model_name": None, "artifact": None,
+                **{k: v for k, v in options.items() if k != "layouts"}}
+    _lay_out_all(out, manifest, ref, recipe, options["layouts"], keywords, record_errors=True)
+    return manifest
+
+
+def _lay_out_all(out: Path, manifest: dict[str, Any], ref: Reference, recipe: Recipe, layouts: list[str],
+                 keywords: dict[str, Any], *, record_errors: bool) -> None:
+    """Every layout into ``manifest["package"]``. With ``record_errors`` a layout that cannot be made is
+    recorded as failed instead of raising."""
+    for layout in layouts:
+        try:
+            record = lay_out(out, manifest, ref, recipe, layout, len(layouts), **keywords)
+        except SpecError as exc:
+            if not record_errors:
+                raise
+            record = {"layout": layout, "status": "failed", "artifact": None, "path": None,
+                      "version": keywords.get("version", 1), "failure_reason": str(exc)}
+        manifest.setdefault("package", {})[layout] = record

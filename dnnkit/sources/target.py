@@ -1,0 +1,58 @@
+"""What a command is pointed at: a run directory (its model and spec) or a bare model file (with the
+minimal spec it gets from its signature, for loading its data)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dnnkit.core.tensors import is_multi, output_activation
+from dnnkit.errors import DataError, ModelLoadError
+from dnnkit.sources.keras_file import load_model
+from dnnkit.config.model import HEADS, DataConfig, MLPConfig, ModelConfig, Spec, TransformerConfig, load_spec
+
+
+def spec_for_model(model: Any, task: str | None, source: str) -> Spec:
+    """A minimal spec describing a model brought without one (for loading its data).
+
+    The head is ``task`` if given, else inferred: more than one output unit means
+    multiclass, one sigmoid output binary, anything else regression.
+    """
+    if is_multi(model) or any(d is None for d in model.inputs[0].shape[1:]):
+        # Several inputs or outputs: the data is read per name (dnnkit.data.load_model_data) and
+        # each output's head inferred there; the spec only carries the data source.
+        return Spec(name=model.name, model=ModelConfig(family="mlp", input_shape=(1,), head="multi",
+                                                       options=MLPConfig()),
+                    data=DataConfig(source=source))
+    shape = tuple(int(d) for d in model.inputs[0].shape[1:])
+    units = int(model.outputs[0].shape[-1])
+    if task is None:
+        act = output_activation(model, 0) or (
+            getattr(getattr(model.layers[-1], "activation", None), "__name__", "") if model.layers else "")
+        task = "multiclass" if units > 1 else ("binary" if act == "sigmoid" else "regression")
+    if task not in HEADS:
+        raise DataError(f"task: expected one of {', '.join(HEADS)}, got {task!r}")
+    tokens = "int" in str(model.inputs[0].dtype)
+    options = TransformerConfig(input="tokens", vocab_size=2**31 - 1) if tokens else MLPConfig()
+    cfg = ModelConfig(family="transformer" if tokens else "mlp", input_shape=shape, head=task,
+                      num_classes=units if task == "multiclass" else None,
+                      output_units=units if task == "regression" else 1, options=options)
+    return Spec(name=model.name, model=cfg, data=DataConfig(source=source))
+
+
+def resolve_target(target: str | os.PathLike[str], *, unsafe: bool = False,
+                   task: str | None = None, data: str | None = None) -> tuple[Any, Spec]:
+    """Load the model and spec behind a run directory or a ``.keras`` file."""
+    path = Path(target)
+    if path.is_dir():
+        if not (path / "model.keras").is_file() or not (path / "spec.toml").is_file():
+            raise ModelLoadError(f"model: {target} is not a run directory "
+                                 "(expected model.keras and spec.toml in it)")
+        spec = load_spec(path / "spec.toml")
+        return load_model(path / "model.keras", unsafe=unsafe), spec
+    model = load_model(path, unsafe=unsafe)
+    if data is None:
+        raise DataError(f"data: a bare model file needs --data (\"digits\" or a .npz/.csv "
+                        f"path), got none for {target}")
+    return model, spec_for_model(model, task, data)

@@ -1,0 +1,95 @@
+"""The value checks of one artifact output against the reference: float parity (float artifacts),
+top-1 agreement, accuracy drop, RMSE ratio or SQNR (quantized ones), each judged by
+:mod:`dnnkit.verification.criteria`; and the parity summary the manifest shows."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from dnnkit.core.metrics import predicted_classes
+from dnnkit.core.parity import float_parity
+from dnnkit.config.recipe import ArtifactConfig, Recipe
+from dnnkit.verification.criteria import (FAIL, INCONCLUSIVE, agreement_check, degradation_check, failure,
+                                          rmse_ratio_check, sqnr_check, z_for)
+from dnnkit.verification.reference import Reference
+
+
+def calibration(ref: Reference, art: ArtifactConfig, recipe: Recipe, k: int = 0) -> float:
+    """The model-calibrated allowance of a float artifact's output ``k``: fp16_factor x the
+    fp16-weight error (fp16 only; one figure per output when there are several)."""
+    error = ref.fp16_weight_error
+    if isinstance(error, list):
+        error = error[k]
+    if art.precision != "fp16" or art.quantized or error is None:
+        return 0.0
+    return recipe.verify.fp16_factor * error
+
+
+def check_values(ref: Reference, k: int, out: np.ndarray, art: ArtifactConfig, recipe: Recipe, quantized: bool,
+            failures: list[dict[str, Any]], inconclusive: list[dict[str, Any]]) -> dict[str, Any]:
+    """The value checks of output ``k``; returns its ``checks`` section."""
+    checks: dict[str, Any] = {}
+    head, expected, y = ref.heads[k], ref.outputs[k], ref.labels[k]
+    where = f"output {ref.output_names[k]}: " if ref.multi_output else ""
+    extra = {"output": ref.output_names[k]} if ref.multi_output else {}
+    classifier = head in ("multiclass", "binary")
+    atol, rtol = recipe.atol(art), recipe.rtol(art)
+    calibrated = calibration(ref, art, recipe, k)
+    parity = float_parity(expected, out, atol, rtol, calibrated)
+    checks["float_parity"] = {**parity, "atol": atol, "rtol": rtol, "calibrated": calibrated, "n": int(len(out)),
+                              "verdict": ("pass" if parity["ok"] else "fail") if not quantized else "not_applied"}
+    if not quantized and not parity["ok"]:
+        more = f", fp16-weight allowance {calibrated:.3g}" if calibrated else ""
+        failures.append(failure("float_parity", f"{where}max abs diff {parity['max_abs_diff']:.3g} > atol {atol:g} + "
+                                f"rtol {rtol:g} x output scale {parity['scale']:.3g}{more} = {parity['allowed']:.3g}",
+                                parity["max_abs_diff"], parity["allowed"], **extra))
+
+    def judge(name: str, result: dict[str, Any], what: str) -> None:
+        if art.candidates > 1:
+            result["confidence"] = round(1.0 - 0.05 / art.candidates, 5)  # one-sided, per verdict
+        checks[name] = result
+        lo, hi = result["ci"]
+        text = (f"{where}{what} {result['value']:.4f} (n={result['n']}, 95% CI {lo:.4f}..{hi:.4f}) vs limit "
+                f"{result['limit']:g}")
+        if result["verdict"] == FAIL:
+            failures.append(failure(name, text, result["value"], result["limit"], n=result["n"], ci=result["ci"],
+                                    **extra))
+        elif result["verdict"] == INCONCLUSIVE:
+            inconclusive.append(failure(name, f"inconclusive (n too small): {text}", result["value"],
+                                        result["limit"], n=result["n"], ci=result["ci"], **extra))
+
+    n = ref.n_test
+    z = z_for(art.candidates)  # stricter when the artifact is the pick of several candidates
+    if classifier:
+        ref_cls = predicted_classes(head, expected)
+        art_cls = predicted_classes(head, out)
+        judge("top1_agreement", agreement_check(ref_cls, art_cls, recipe.min_agreement(art), z), "top-1 agreement")
+        if quantized and y is not None:
+            y = np.asarray(y).reshape(-1)
+            drop = degradation_check(checks["top1_agreement"], ref_cls[:n] == y, art_cls[:n] == y,
+                                     recipe.max_degradation(art), z)
+            judge("accuracy_drop", drop, "accuracy drop")
+    elif quantized and head == "regression" and y is not None:
+        judge("rmse_ratio", rmse_ratio_check(y, expected[:n], out[:n], recipe.max_degradation(art), z=z),
+              "RMSE ratio")
+    elif quantized:
+        judge("sqnr_db", sqnr_check(expected, out, recipe.verify.min_sqnr_db), "SQNR (dB)")
+    return checks
+
+
+def parity_scale(out: np.ndarray) -> float:
+    """max |out| (0 for an empty array)."""
+    return float(np.max(np.abs(out))) if out.size else 0.0
+
+
+def parity_summary(checks: dict[str, Any], samples: int) -> dict[str, Any]:
+    parity: dict[str, Any] = {"max_abs_diff": checks["float_parity"]["max_abs_diff"],
+                              "max_rel_diff": checks["float_parity"]["max_rel_diff"],
+                              "top1_agreement": checks.get("top1_agreement", {}).get("value"),
+                              "samples": samples}
+    for key in ("rmse_ratio", "sqnr_db"):
+        if key in checks:
+            parity[key] = checks[key]["value"]
+    return parity

@@ -1,0 +1,32 @@
+"""Recipes: the shipped ones load, and quantized artifacts calibrate on a count that follows the model's heads."""
+
+import pytest
+
+from conftest import RECIPES
+
+
+@pytest.mark.parametrize("path", sorted(RECIPES.glob("*.toml")), ids=lambda p: p.stem)
+def test_shipped_recipes_load(path):
+    from dnnkit.config.recipe import load_recipe
+
+    recipe = load_recipe(path)
+    assert recipe.name == path.stem and recipe.artifacts
+    for p in recipe.passes:
+        assert getattr(p.options, "engine", "auto") in ("auto", "native", "tfmot")
+
+
+def test_calibration_count_follows_the_heads_unless_the_recipe_sets_it():
+    """Classifiers calibrate on 100 inputs (a clipped score keeps its rank; wider ranges would coarsen
+    the steps), models with a value output on 1000 (a clipped value is wrong); ``samples`` overrides."""
+    from dnnkit.config.recipe import recipe_from_dict, with_samples
+
+    recipe = recipe_from_dict({"name": "r", "artifacts": [
+        {"name": "i", "format": "tflite", "precision": "int8"}, {"name": "f", "format": "tflite"},
+        {"name": "o", "format": "onnx", "precision": "int8", "samples": 300}]})
+    assert [a.samples for a in recipe.artifacts] == [None, None, 300]
+
+    def counts(heads):
+        return [a.samples for a in with_samples(recipe, heads).artifacts]
+
+    assert counts(["multiclass"]) == [100, None, 300] and counts(["binary"]) == [100, None, 300]
+    assert counts(["multiclass", "regression"]) == [1000, None, 300] and counts(["features"]) == [1000, None, 300]

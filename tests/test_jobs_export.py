@@ -1,0 +1,211 @@
+"""Export: every shipped spec x every artifact of export/all.toml is produced and verified."""
+
+import json
+import tomllib
+
+import numpy as np
+import pytest
+
+from conftest import RECIPES, SPECS, cli
+from dnnkit.artifacts.files import file_digest
+from dnnkit.verification.runtimes.base import usable_cores
+
+ALL = [a["name"] for a in tomllib.loads((RECIPES / "all.toml").read_text())["artifacts"]]
+MANIFEST_KEYS = {"name", "format", "precision", "path", "sha256", "bytes", "status", "failure_reason",
+                 "parity", "metrics", "latency_ms"}
+
+
+@pytest.mark.parametrize("artifact", ALL)
+@pytest.mark.parametrize("name", SPECS)
+def test_every_artifact_verifies(exported, name, artifact):
+    out, manifest = exported[name]
+    entry = next(e for e in manifest["artifacts"] if e["name"] == artifact)
+    assert entry["status"] == "verified", entry.get("failure_reason")
+    assert MANIFEST_KEYS <= set(entry)
+    assert entry["failures"] == []
+    assert (entry["sha256"], entry["bytes"]) == file_digest(out / entry["path"])
+    assert entry["latency_ms"]["p50"] > 0
+    settings = entry["latency_ms"]["settings"]  # what the figures were measured with
+    assert settings["runtime"] in ("tensorflow", "LiteRT interpreter", "onnxruntime")
+    if entry["format"] != "saved_model":
+        assert settings.get("num_threads", settings.get("intra_op_threads")) == 1
+    if entry["batch"] is None:  # a dynamic batch: batch-32 throughput too, on one core and on all
+        assert entry["latency_ms"]["batch"] == 32 and entry["latency_ms"]["throughput_per_s"] > 0
+        cores = entry["latency_ms"]["cores"]
+        if usable_cores() > 1:
+            assert cores["batch"] == 32 and cores["cores"] == usable_cores()
+            assert cores["one_core_per_s"] > 0 and cores["all_cores_per_s"] > 0
+            # the ratio of the two figures, to 3 decimals (a relative bound failed on a run where the
+            # all-core figure was 0.032 of the one-core one: rounding alone is 1.4 % of that)
+            assert cores["speedup"] == round(cores["all_cores_per_s"] / cores["one_core_per_s"], 3)
+        else:
+            assert cores is None
+    # timed on its own once every conversion was done (verification.latency_seconds), not during them
+    assert entry["verification"]["latency_seconds"] >= 0  # None when not timed (a tiny model's can round to 0.0)
+    ref = manifest["reference"]["metrics"]
+    checks = entry["checks"]
+    # every input is used: the 360 labelled test samples, then train and validation
+    assert checks["top1_agreement"]["n"] == manifest["reference"]["inputs_checked"] == 1797
+    assert checks["top1_agreement"]["verdict"] == "pass"
+    if entry["precision"] in ("fp32", "fp16"):
+        parity = checks["float_parity"]
+        assert parity["verdict"] == "pass" and parity["n"] == 1797
+        fp16 = entry["precision"] == "fp16"
+        assert entry["tolerance"]["atol"] == (1e-3 if fp16 else 1e-4)
+        assert entry["tolerance"]["rtol"] == (2e-3 if fp16 else 1e-4)
+        calibrated = 8.0 * manifest["reference"]["fp16_weight_error"] if fp16 else 0.0
+        assert parity["calibrated"] == pytest.approx(calibrated)
+        assert parity["max_abs_diff"] <= parity["allowed"] == pytest.approx(
+            parity["atol"] + max(parity["rtol"] * parity["scale"], calibrated))
+    else:
+        drop = checks["accuracy_drop"]
+        assert drop["verdict"] == "pass" and drop["n"] == 360  # decisive on the shipped digits specs
+        assert drop["ci"][1] <= 0.01 or drop["disagreement_bound"] <= 0.01
+        assert ref["accuracy"] - entry["metrics"]["accuracy"] == pytest.approx(drop["value"])
+    assert set(entry["metrics"]) == {"accuracy", "precision", "recall", "f1"}
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_manifest_top_level(exported, name):
+    out, manifest = exported[name]
+    assert manifest["status"] == "verified" and manifest["failures"] == [] and manifest["inconclusive"] == []
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert set(manifest["versions"]) >= {"tensorflow", "keras", "tf2onnx", "onnx", "onnxruntime",
+                                         "ai-edge-litert"}
+    assert all(manifest["versions"].values())
+    ref = manifest["reference"]
+    assert ref["spec"] == name and ref["input_name"] == "inputs" and ref["output_name"] == "logits"
+    assert ref["metrics"]["accuracy"] >= 0.93 and ref["test_samples"] == 360 and ref["inputs_checked"] == 1797
+
+
+@pytest.mark.parametrize("name", ["digits_lstm", "digits_gru"])
+def test_recurrent_tflite_is_builtin_with_static_batch(exported, name):
+    _, manifest = exported[name]
+    for entry in manifest["artifacts"]:
+        if entry["format"] != "tflite":
+            continue
+        assert entry["flex_ops"] == [] and not any(o.startswith("Flex") for o in entry["ops"])
+        assert entry["batch"] == 1 and entry["conversion"]["batch"] == 1
+        if entry["precision"] == "int8":
+            assert entry["fallbacks"] == ["unroll_recurrent"]
+            assert "WHILE" not in entry["ops"]
+        else:
+            assert entry["fallbacks"] == []
+
+
+@pytest.mark.parametrize("name", SPECS)
+def test_int8_tflite_is_full_integer(exported, name):
+    out, manifest = exported[name]
+    entry = next(e for e in manifest["artifacts"] if e["name"] == "tflite_int8")
+    # Strict int8 (no float fallback): every op with weights runs in int8. A few cheap ops
+    # on float constants may remain (measured: the unrolled LSTM keeps SPLIT, the transformer NEG); the
+    # manifest names them.
+    assert set(entry["float_ops"]) <= set(entry["ops"])
+    assert not {"FULLY_CONNECTED", "CONV_2D", "BATCH_MATMUL", "UNIDIRECTIONAL_SEQUENCE_LSTM"} & set(
+        entry["float_ops"]), entry["float_ops"]
+    if name in ("digits_mlp", "digits_cnn", "digits_gru"):
+        assert entry["float_ops"] == []
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(out / entry["path"]))
+    assert it.get_input_details()[0]["dtype"] == np.int8
+    assert it.get_output_details()[0]["dtype"] == np.int8
+
+
+def test_dynamic_batch_artifacts_tried_at_a_second_batch_size(exported):
+    _, manifest = exported["digits_cnn"]
+    for entry in manifest["artifacts"]:
+        assert entry["batch"] is None, entry["name"]
+        assert entry["parity"]["second_batch"]["size"] == 7
+
+
+def test_onnx_names_metadata_and_dynamic_batch(exported):
+    import onnx
+
+    out, manifest = exported["digits_mlp"]
+    for name in ("onnx_fp32", "onnx_int8"):
+        proto = onnx.load(out / "artifacts" / f"{name}.onnx")
+        assert [i.name for i in proto.graph.input] == ["inputs"]
+        assert [o.name for o in proto.graph.output] == ["logits"]
+        assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+        assert proto.opset_import[0].version == 17 or any(o.version == 17 for o in proto.opset_import)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        assert meta["name"] == "digits_mlp" and json.loads(meta["labels"]) == [str(i) for i in range(10)]
+        assert meta["dnnkit_version"] == manifest["dnnkit_version"]
+    int8 = onnx.load(out / "artifacts" / "onnx_int8.onnx")
+    assert any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
+    assert (int8.producer_name, int8.producer_version, int8.model_version) == ("dnnkit", manifest["dnnkit_version"], 1)
+    assert "digits_mlp: multiclass model" in int8.doc_string and "(int8)" in int8.doc_string
+
+
+def test_metadata_inside_artifacts_reads_back_in_their_runtimes(exported):
+    """Labels, task, input normalization, the reference's sha256 and the version, read by onnxruntime's
+    get_modelmeta() and from the .tflite's JSON buffer; the LiteRT interpreter still runs the file."""
+    import numpy as np
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dnnkit.artifacts.metadata import read_tflite_metadata
+
+    out, manifest = exported["digits_mlp"]
+    expected = {"dnnkit_version": manifest["dnnkit_version"], "name": "digits_mlp", "task": "multiclass",
+                "labels": [str(i) for i in range(10)],
+                "reference_weights_sha256": manifest["reference"]["weights_sha256"],
+                "input_normalization": {"pipeline": {"scale": 0.0625, "offset": 0.0, "raw_range": [0, 16]},
+                                        "in_model": []}}
+    entries = {e["name"]: e for e in manifest["artifacts"]}
+    for name in ("onnx_fp32", "onnx_int8"):
+        props = ort.InferenceSession(str(out / "artifacts" / f"{name}.onnx")).get_modelmeta().custom_metadata_map
+        decoded = {k: v if k in ("dnnkit_version", "name", "task", "reference_weights_sha256", "precision") else json.loads(v)
+                   for k, v in props.items()}
+        assert decoded == {**expected, "precision": name.split("_")[1]}
+        assert entries[name]["metadata"] == decoded
+    x = np.random.default_rng(0).uniform(0, 1, (4, 64)).astype("float32")
+    for name in ("tflite_fp32", "tflite_fp16", "tflite_dynamic_int8", "tflite_int8"):
+        path = out / "artifacts" / f"{name}.tflite"
+        assert read_tflite_metadata(path) == {**expected, "precision": name.split("_", 1)[1]}
+        assert entries[name]["metadata"] == read_tflite_metadata(path)
+        interpreter = Interpreter(model_path=str(path))
+        detail = interpreter.get_input_details()[0]
+        scale, zero = detail["quantization"]
+        feed = np.round(x / scale + zero).astype(detail["dtype"]) if scale else x
+        assert interpreter.get_signature_runner("serving_default")(inputs=feed)["logits"].shape == (4, 10)
+
+
+def test_saved_model_signature(exported):
+    import tensorflow as tf
+
+    out, _ = exported["digits_gru"]
+    sig = tf.saved_model.load(str(out / "artifacts" / "saved_model")).signatures["serving_default"]
+    assert list(sig.structured_input_signature[1]) == ["inputs"]
+    assert sig.structured_input_signature[1]["inputs"].shape.as_list() == [None, 8, 8]
+    assert list(sig.structured_outputs) == ["logits"]
+
+
+def test_verify_cli_passes_again(exported):
+    out, _ = exported["digits_transformer"]
+    result = cli("verify", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert "7 of 7 artifacts verified" in result.stdout
+    assert json.loads((out / "manifest.json").read_text())["status"] == "verified"
+
+
+def test_tflite_16x8_runs_int16_activations_and_verifies(trained_runs, tmp_path):
+    """TFLite's 16x8 mode (int16 activations, int8 weights): calibrated like int8, checked as quantized."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dnnkit.jobs.export import export
+    from dnnkit.config.recipe import recipe_from_dict
+
+    recipe = recipe_from_dict({"name": "r", "artifacts": [
+        {"name": "tflite_16x8", "format": "tflite", "precision": "int16x8", "samples": 100},
+        {"name": "tflite_int8", "format": "tflite", "precision": "int8"}]})
+    manifest = export(trained_runs["digits_cnn"].model_path, recipe, tmp_path / "out", data="digits")
+    w16, w8 = manifest["artifacts"]
+    assert w16["status"] == "verified", w16["failure_reason"]
+    assert w16["checks"]["float_parity"]["verdict"] == "not_applied" and w16["float_ops"] == []
+    details = Interpreter(model_path=str(tmp_path / "out" / w16["path"])).get_tensor_details()
+    kinds = {np.dtype(d["dtype"]).name for d in details}
+    assert {"int16", "int8"} <= kinds, kinds  # activations int16, weights int8
+    # activation steps 256 times finer than int8's: the top-1 class moves on at most 1 in 1000 inputs
+    assert w16["checks"]["top1_agreement"]["value"] >= 0.999 and w8["status"] == "verified"
