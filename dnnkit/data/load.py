@@ -58,7 +58,7 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
         elif path.suffix.lower() == ".npz":
             arrays = load_npz(path)
             labels = class_names(arrays, str(path), model.num_classes if model.head == "multiclass" else
-                                  2 if model.head == "binary" else None)
+                                 2 if model.head == "binary" else None)
         elif path.suffix.lower() == ".csv":
             if not cfg.label_column:
                 raise DataError(f"data.label_column: a CSV source needs the label column's "

@@ -33,12 +33,12 @@ from dnnkit.workers.checks import check_item, verify_artifacts
 
 
 def lay_out(out: Path, manifest: dict[str, Any], ref: Reference, recipe: Recipe, layout: str, count: int, *,
-             dest: str | Path | None, model_name: str | None, version: int, max_batch_size: int,
-             artifact: str | None) -> dict[str, Any]:
+            dest: str | Path | None, model_name: str | None, version: int, max_batch_size: int,
+            artifact: str | None) -> dict[str, Any]:
     """One layout written (staged beside its place, moved in when done) and verified: its record."""
     entry = pick(manifest, LAYOUTS[layout], artifact if layout == "triton" else None)
     name = model_name or check_model_name(re.sub(r"[^A-Za-z0-9_.-]", "_", manifest["reference"].get("spec")
-                                            or out.resolve().name).lstrip("_.-") or "model")
+                                                 or out.resolve().name).lstrip("_.-") or "model")
     base = (Path(dest) / layout if count > 1 else Path(dest)) if dest is not None else out / "serving" / layout
     source = out / entry["path"]
     base.mkdir(parents=True, exist_ok=True)

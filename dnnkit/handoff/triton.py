@@ -19,7 +19,7 @@ LABELS_FILE = "labels.txt"
 
 
 def write_triton(source: Path, model_dir: Path, name: str, version: int, max_batch_size: int,
-            entry: dict[str, Any]) -> tuple[list[str], int]:
+                 entry: dict[str, Any]) -> tuple[list[str], int]:
     """Write the model, its config and its labels under ``model_dir``; return the files written and
     the ``max_batch_size`` the config got."""
     import onnx

@@ -53,15 +53,15 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
 
 
 def compressed(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
-              out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
-              data: str | None = None, task: str | None = None, unsafe: bool = False,
-              verbose: bool = False, extra: dict[str, Any] | None = None) -> Exported:
+               out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
+               data: str | None = None, task: str | None = None, unsafe: bool = False,
+               verbose: bool = False, extra: dict[str, Any] | None = None) -> Exported:
     """:func:`compress` without its recipe's layouts, the verdict and the write (``optimize`` chooses among
     the artifacts first); arguments as for :func:`compress`."""
     recipe = require_artifacts(as_recipe(recipe))
     if not recipe.passes and (Path(model).suffix.lower() == ".h5" or is_saved_model(model)):
         return exported(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
-                      extra=extra)  # nothing to compress: exported from the model's own runtime
+                        extra=extra)  # nothing to compress: exported from the model's own runtime
     tf_keras_input = Path(model).suffix == ".h5"
     if tf_keras_input:
         keras_model, resolved = _load_tf_keras(model, task, data)
@@ -80,7 +80,7 @@ def compressed(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike
     model_file = Path(model) / "model.keras" if Path(model).is_dir() else Path(model)
     if not recipe.passes:  # (a tf_keras .h5 without passes was exported above)
         return exported(model_file, recipe, out_dir, spec=spec, data=data, unsafe=unsafe, verbose=verbose,
-                      extra=extra)
+                        extra=extra)
     if multi:
         ctx = multi_output_context(keras_model, spec, data, task, recipe.base_dir, verbose)
     else:
@@ -111,9 +111,9 @@ def compressed(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike
         current = to_keras3(current)
     out = Path(out_dir)
     (out / "compressed").mkdir(parents=True, exist_ok=True)
-    compressed = out / "compressed" / "model.keras"
-    save_keras(current, compressed)
-    return exported(compressed, recipe, out, spec=spec, data=data, task=task, verbose=verbose,
+    compressed_model = out / "compressed" / "model.keras"
+    save_keras(current, compressed_model)
+    return exported(compressed_model, recipe, out, spec=spec, data=data, task=task, verbose=verbose,
                     extra={**(extra or {}), "original": {"metrics": baseline,
                                                          "params": int(keras_model.count_params())},
                            "passes": records, "goals": {"max_degradation": recipe.goal_degradation}})

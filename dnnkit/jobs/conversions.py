@@ -216,7 +216,7 @@ def checker(fmt: str) -> str | None:
 
 
 def time_artifacts(entries: list[dict[str, Any]], out: Path, ref: Reference, recipe: Recipe, verbose: bool,
-                    reference: dict[str, Any]) -> None:
+                   reference: dict[str, Any]) -> None:
     """Latency of every artifact verified without it, measured one at a time once no conversion runs
     (a converter on the other core would slow the figures); a runtime that crashes or hangs being timed
     fails its artifact."""

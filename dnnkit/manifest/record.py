@@ -38,7 +38,7 @@ def versions() -> dict[str, str | None]:
 
 
 def artifact_entries(recipe: Recipe, effective: dict[str, ArtifactConfig], results: dict[str, Any],
-             first_attempts: dict[str, Any], verified: dict[str, Any]) -> list[dict[str, Any]]:
+                     first_attempts: dict[str, Any], verified: dict[str, Any]) -> list[dict[str, Any]]:
     """The manifest's artifact entries, in recipe order: how each was converted, and its checks."""
     entries = []
     for art in recipe.artifacts:

@@ -235,7 +235,7 @@ def quantize_model(model: keras.Model) -> tuple[keras.Model, dict[str, Any]]:
         if kind in QUANT_LAYERS:
             quantized.append(layer.name)
             return QUANT_LAYERS[kind].from_config({**cfg, "quantize_input": layer.name in first,
-                                             "quantize_output": layer.name not in before_relu})
+                                                   "quantize_output": layer.name not in before_relu})
         if kind == "Activation" and cfg.get("activation") != "linear":
             quantized.append(layer.name)
             return QuantActivation.from_config(cfg)

@@ -112,7 +112,7 @@ def train(spec: Spec | str | os.PathLike[str] | dict[str, Any], out_dir: str | o
                              shuffle=False)
 
     recorder = epoch_recorder(out / ".first_epoch.json", out / "history.jsonl",
-                               progress_of=n_epochs if progress and info.is_chief else None)
+                              progress_of=n_epochs if progress and info.is_chief else None)
     (out / "checkpoints").mkdir(exist_ok=True)
     best_path = out / "checkpoints" / "best.keras"
     if info.name == "default":  # one process, one device: saves at most every SAVE_INTERVAL_S

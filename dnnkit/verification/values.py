@@ -28,7 +28,7 @@ def calibration(ref: Reference, art: ArtifactConfig, recipe: Recipe, k: int = 0)
 
 
 def check_values(ref: Reference, k: int, out: np.ndarray, art: ArtifactConfig, recipe: Recipe, quantized: bool,
-            failures: list[dict[str, Any]], inconclusive: list[dict[str, Any]]) -> dict[str, Any]:
+                 failures: list[dict[str, Any]], inconclusive: list[dict[str, Any]]) -> dict[str, Any]:
     """The value checks of output ``k``; returns its ``checks`` section."""
     checks: dict[str, Any] = {}
     head, expected, y = ref.heads[k], ref.outputs[k], ref.labels[k]
