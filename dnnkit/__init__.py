@@ -41,3 +41,8 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     raise AttributeError(f"module 'dnnkit' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The public verbs and classes (what ``dir(dnnkit)`` and tab completion show)."""
+    return sorted(__all__)

@@ -25,6 +25,7 @@ import numpy as np
 from dnnkit.core.tensors import to_arrays
 from dnnkit.errors import DataError, ModelLoadError
 from dnnkit.jobs import compress as compress_job, export as export_job, optimize as optimize_job
+from dnnkit.jobs.outfolder import new_output, source_of
 from dnnkit.jobs.reverify import verify_dir
 from dnnkit.config.goals import goals_from
 from dnnkit.config.recipe import as_recipe
@@ -66,8 +67,10 @@ def _arrays(data: DataLike) -> dict[str, np.ndarray] | None:
             if f"x_{split}" in data:
                 out.update(_split_arrays(split, data[f"x_{split}"], data.get(f"y_{split}")))
         return out
+    hint = "; for inputs without labels pass (x, None): values are then checked against the model" \
+        if hasattr(data, "shape") else ""
     raise DataError(f"data: expected \"digits\", a .npz/.csv path, (x, y) arrays or a dict of splits, "
-                    f"got {type(data).__name__}")
+                    f"got {type(data).__name__}{hint}")
 
 
 def _model_file(model: ModelLike, tmp: Path) -> str:
@@ -82,7 +85,8 @@ def _model_file(model: ModelLike, tmp: Path) -> str:
 
 
 def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike = None,
-           spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: bool = False) -> dict[str, Any]:
+           spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: bool = False,
+           overwrite: bool = False) -> dict[str, Any]:
     """Convert a model into every artifact of a recipe, verify each, and return the manifest.
 
     Args:
@@ -98,6 +102,8 @@ def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, da
         task: ``multiclass``, ``binary`` or ``regression`` (inferred when omitted).
         unsafe: allow Lambda layers (trusted models only).
         verbose: print progress lines.
+        overwrite: replace a folder that holds anything but an earlier export of this model (refused otherwise:
+            an export never leaves an earlier one's files beside its own).
 
     Returns:
         The manifest (also in ``OUT/manifest.json``).
@@ -105,32 +111,41 @@ def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, da
     Raises:
         DnnkitError: on bad input, with nothing written.
     """
-    return _run("export", model, recipe, out_dir, data=data, spec=spec, task=task, unsafe=unsafe, verbose=verbose)
+    return _run("export", model, recipe, out_dir, data=data, spec=spec, task=task, unsafe=unsafe, verbose=verbose,
+                overwrite=overwrite)
 
 
 def compress(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike = None,
-             spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: bool = False) -> dict[str, Any]:
+             spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: bool = False,
+             overwrite: bool = False) -> dict[str, Any]:
     """Run a recipe's compression passes on a model, then export and verify; return the manifest.
 
     Arguments as for :func:`export`; ``model`` may also be a run directory.
     """
     return _run("compress", model, recipe, out_dir, data=data, spec=spec, task=task, unsafe=unsafe,
-                verbose=verbose)
+                verbose=verbose, overwrite=overwrite)
 
 
-def verify(out_dir: str | os.PathLike[str], *, unsafe: bool = False) -> dict[str, Any]:
+def verify(out_dir: str | os.PathLike[str], *, recipe: Any = None, unsafe: bool = False) -> dict[str, Any]:
     """Verify an export folder again (checksums, every artifact in its runtime, goals).
 
+    Args:
+        out_dir: the export folder.
+        recipe: whose ``[verify]`` criteria judge it (a Recipe or path); the defaults when ``None``, never
+            the criteria the folder records.
+        unsafe: allow Lambda layers (trusted models only).
+
     Returns:
-        The updated manifest; its ``status`` is the verdict.
+        The updated manifest; its ``status`` is the verdict, ``verified_with`` the criteria.
     """
-    return verify_dir(out_dir, unsafe=unsafe)
+    return verify_dir(out_dir, recipe=recipe, unsafe=unsafe)
 
 
 def optimize(model: ModelLike, out_dir: str | os.PathLike[str], *, data: DataLike = None,
              target: str | None = None, max_degradation: float | None = None, max_size_kb: float | None = None,
              max_latency_ms: float | None = None, objective: str | None = None, recipe: Any = None,
-             task: str | None = None, unsafe: bool = False, verbose: bool = False) -> dict[str, Any]:
+             task: str | None = None, unsafe: bool = False, verbose: bool = False,
+             overwrite: bool = False) -> dict[str, Any]:
     """Verify every candidate conversion of a model and keep the best one that meets the goals.
 
     Args:
@@ -145,7 +160,7 @@ def optimize(model: ModelLike, out_dir: str | os.PathLike[str], *, data: DataLik
         objective: ``smallest`` (default) or ``fastest``, among the candidates meeting every goal.
         recipe: a recipe (or path) with an ``[optimize]`` table (goals the arguments override) and
             ``[verify]`` settings.
-        task, unsafe, verbose: as for :func:`export`.
+        task, unsafe, verbose, overwrite: as for :func:`export`.
 
     Returns:
         The manifest; ``manifest["optimize"]`` lists every candidate, the Pareto front and the
@@ -159,30 +174,25 @@ def optimize(model: ModelLike, out_dir: str | os.PathLike[str], *, data: DataLik
                         "max_latency_ms": max_latency_ms, "objective": objective},
                        base=base.optimize if base is not None else None)
     return _run("optimize", model, base, out_dir, data=data, goals=goals, task=task, unsafe=unsafe,
-                verbose=verbose)
+                verbose=verbose, overwrite=overwrite)
 
 
 def _run(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike,
-         **kw: Any) -> dict[str, Any]:
-    out = Path(out_dir)
+         overwrite: bool = False, **kw: Any) -> dict[str, Any]:
     arrays = _arrays(data)  # a bad data object fails before anything is written
-    existed = out.exists()
     tmp = Path(tempfile.mkdtemp(prefix="dnnkit-api-"))
     try:
-        path = _model_file(model, tmp)
-        if arrays is not None:
-            # the arrays go where the manifest can keep pointing, before the export reads them
-            data = out / "reference" / "data.npz"
-            data.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(data, **arrays)
-        data = None if data is None else str(data)
-        if kind == "optimize":
-            return optimize_job.optimize(path, out, recipe=recipe, data=data, **kw)
-        function = compress_job.compress if kind == "compress" else export_job.export
-        return function(path, recipe, out, data=data, **kw)
-    except Exception:
-        if not existed:
-            shutil.rmtree(out, ignore_errors=True)  # bad input: nothing half-written
-        raise
+        with new_output(out_dir, command=kind, source=source_of(model), overwrite=overwrite, field="out_dir") as out:
+            path = _model_file(model, tmp)
+            if arrays is not None:
+                # the arrays go where the manifest can keep pointing, before the export reads them
+                data = out / "reference" / "data.npz"
+                data.parent.mkdir(parents=True, exist_ok=True)
+                np.savez(data, **arrays)
+            data = None if data is None else str(data)
+            if kind == "optimize":
+                return optimize_job.optimize(path, out, recipe=recipe, data=data, **kw)
+            function = compress_job.compress if kind == "compress" else export_job.export
+            return function(path, recipe, out, data=data, **kw)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

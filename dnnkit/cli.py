@@ -13,14 +13,8 @@ import sys
 from typing import Any, Callable, Sequence
 
 from dnnkit import __version__
-from dnnkit.errors import DnnkitError, one_line
-
-
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import warnings
-
-    warnings.filterwarnings("ignore", category=UserWarning, module="keras")
+from dnnkit.core.quiet import quiet_tensorflow as _quiet_tensorflow
+from dnnkit.errors import DnnkitError
 
 
 def _positive(text: str) -> int:
@@ -104,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe or default_path(DEFAULT_RECIPE))
     args.out_folder = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{recipe.name}"
     _quiet_tensorflow()
-    manifest = run(spec, recipe, args.out_folder, verbose=True, epochs=args.epochs)
+    manifest = run(spec, recipe, args.out_folder, verbose=True, epochs=args.epochs, overwrite=args.overwrite)
     return _print_result(manifest, args, args.out_folder)
 
 
@@ -119,7 +113,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     convert = compress if args.command == "compress" else export
     manifest = convert(args.model, recipe, args.out, data=args.data, task=args.task,
-                       unsafe=args.unsafe, verbose=True)
+                       unsafe=args.unsafe, verbose=True, overwrite=args.overwrite)
     return _print_result(manifest, args, args.out)
 
 
@@ -137,27 +131,50 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     args.out_folder = args.out
     _quiet_tensorflow()
     manifest = optimize(args.model, args.out, goals=goals, recipe=recipe, data=args.data, task=args.task,
-                        unsafe=args.unsafe, verbose=True)
+                        unsafe=args.unsafe, verbose=True, overwrite=args.overwrite)
     return _print_result(manifest, args, args.out)
 
 
+def _criteria(args: argparse.Namespace) -> Any:
+    """The recipe ``--recipe`` names (its [verify] criteria judge), or ``None`` for the defaults."""
+    from dnnkit.config.recipe import load_recipe
+
+    return load_recipe(args.recipe) if args.recipe else None
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    recipe = _criteria(args)
     _quiet_tensorflow()
     from dnnkit.jobs.reverify import verify_dir
 
     args.out_folder = args.out_dir
-    return _print_result(verify_dir(args.out_dir, unsafe=args.unsafe), args, args.out_dir)
+    manifest = verify_dir(args.out_dir, recipe=recipe, unsafe=args.unsafe, verbose=not args.json)
+    return _print_result(manifest, args, args.out_dir)
 
 
 def cmd_package(args: argparse.Namespace) -> int:
     """``package``: serving layouts of a verified artifact, verified again where they lie."""
+    recipe = _criteria(args)
     _quiet_tensorflow()
     from dnnkit.jobs.package import package
 
     args.out_folder = args.out_dir
     manifest = package(args.out_dir, args.layout, dest=args.dest, model_name=args.model_name, version=args.version,
-                       max_batch_size=args.max_batch_size, artifact=args.artifact, unsafe=args.unsafe)
+                       max_batch_size=args.max_batch_size, artifact=args.artifact, unsafe=args.unsafe,
+                       recipe=recipe)
     return _print_result(manifest, args, args.out_dir)
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """``recipes``: the recipes that ship with dnnkit, by name."""
+    from dnnkit.config.shipped import RECIPES, describe
+
+    rows = describe(RECIPES)
+    width = max(len(name) for name, _ in rows)
+    for name, text in rows:
+        print(f"{name:<{width}}  {text}")
+    print(f"use one as --recipe NAME (files in {RECIPES}), or give a recipe file of your own")
+    return 0
 
 
 def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required: bool = False,
@@ -167,23 +184,27 @@ def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required:
     p.add_argument("--task", choices=("multiclass", "binary", "regression"),
                    help="head type of a bare model file (inferred from the output layer when omitted)")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
-    _custom_objects_option(p)
+    _option(p, "--custom-objects")
     p.add_argument("--json", action="store_true",
                    help="print the manifest instead of the table" if manifest else "print metrics as JSON")
     if manifest:
-        _verbose_option(p)
+        _option(p, "--verbose")
 
 
-def _custom_objects_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--custom-objects", metavar="FILE.py",
-                   help="a Python file that defines and registers the model's custom layers (runs its code: "
-                        "trusted files only)")
+_OPTIONS: dict[str, dict[str, Any]] = {
+    "--overwrite": dict(action="store_true", help="replace an output folder that holds anything but an earlier "
+                                                  "export of the same source (refused otherwise)"),
+    "--recipe": dict(help="recipe whose [verify] criteria judge the folder (default: dnnkit's defaults; the "
+                          "criteria the folder records are never used)"),
+    "--custom-objects": dict(metavar="FILE.py", help="a Python file that defines and registers the model's custom "
+                                                     "layers (runs its code: trusted files only)"),
+    "--verbose": dict(action="store_true", help="show third-party log lines (TensorFlow, absl, XNNPACK) on the "
+                                                "terminal instead of OUT/logs/dnnkit.log"),
+}
 
 
-def _verbose_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--verbose", action="store_true",
-                   help="show third-party log lines (TensorFlow, absl, XNNPACK) on the terminal instead "
-                        "of OUT/logs/dnnkit.log")
+def _option(p: argparse.ArgumentParser, flag: str) -> None:
+    p.add_argument(flag, **_OPTIONS[flag])
 
 
 def parser() -> argparse.ArgumentParser:
@@ -224,11 +245,12 @@ def parser() -> argparse.ArgumentParser:
                                    "its runtime and print the table. With no arguments: the digits "
                                    "CNN and export/all.toml into runs/digits_cnn-all.")
     r.add_argument("spec", nargs="?", help="model spec (default: models/digits_cnn.toml)")
-    r.add_argument("--recipe", help="export recipe (default: export/all.toml)")
+    r.add_argument("--recipe", help="export recipe: a file or a shipped name (`dnnkit recipes`; default: all)")
     r.add_argument("--out", help="output folder (default: runs/<spec>-<recipe>)")
     r.add_argument("--epochs", type=_positive, help="override train.epochs")
+    _option(r, "--overwrite")
     r.add_argument("--json", action="store_true", help="print the manifest instead of the table")
-    _verbose_option(r)
+    _option(r, "--verbose")
     r.set_defaults(func=cmd_run)
 
     x = sub.add_parser("export", help="export and verify a model of your own",
@@ -236,8 +258,9 @@ def parser() -> argparse.ArgumentParser:
                                    "SavedModel folder into a recipe's artifacts and verify each against the "
                                    "model (run in its own runtime) on --data.")
     x.add_argument("model", help="MODEL.keras, a tf_keras MODEL.h5 or a SavedModel folder")
-    x.add_argument("--recipe", required=True, help="export recipe (TOML)")
+    x.add_argument("--recipe", required=True, help="export recipe: a TOML file or a shipped name (`dnnkit recipes`)")
     x.add_argument("--out", required=True, help="output folder")
+    _option(x, "--overwrite")
     _model_options(x, data_help='"digits", .npz, .csv or an image folder to verify on', data_required=True)
     x.set_defaults(func=cmd_export)
 
@@ -247,6 +270,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("model", metavar="target", help="run directory, MODEL.keras or a tf_keras MODEL.h5")
     c.add_argument("--recipe", required=True, help="recipe with [[passes]] and [[artifacts]]")
     c.add_argument("--out", required=True, help="output folder")
+    _option(c, "--overwrite")
     _model_options(c, data_help='"digits", .npz, .csv or an image folder (default: the run\'s own data)')
     c.set_defaults(func=cmd_export)
 
@@ -267,6 +291,7 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--recipe", help="recipe with an [optimize] table of goals, [verify] settings and [[passes]] "
                                     "whose compressed model gives more candidates (its [[artifacts]] are not used)")
     o.add_argument("--out", required=True, help="output folder")
+    _option(o, "--overwrite")
     _model_options(o, data_help='"digits", .npz, .csv or an image folder (default: the run\'s own data)')
     o.set_defaults(func=cmd_optimize)
 
@@ -286,31 +311,39 @@ def parser() -> argparse.ArgumentParser:
                    help="Triton max_batch_size for a dynamic-batch model (default 8; 0 turns batching off)")
     k.add_argument("--artifact", help="which ONNX artifact for triton (default: optimize's choice, else the first "
                                       "verified one)")
+    _option(k, "--recipe")
     k.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
-    _custom_objects_option(k)
+    _option(k, "--custom-objects")
     k.add_argument("--json", action="store_true", help="print the manifest instead of the table")
-    _verbose_option(k)
+    _option(k, "--verbose")
     k.set_defaults(func=cmd_package)
+
+    rs = sub.add_parser("recipes", help="list the recipes that ship with dnnkit (use one as --recipe NAME)",
+                        description="List the export recipes that ship inside the package, with what each makes.")
+    rs.set_defaults(func=cmd_recipes)
 
     v = sub.add_parser("verify", help="re-verify an export folder (checksums and parity)",
                        description="Run every artifact of an export folder in its runtime again "
                                    "and check it against the reference model.")
     v.add_argument("out_dir", help="folder written by dnnkit run/export")
+    _option(v, "--recipe")
     v.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
-    _custom_objects_option(v)
+    _option(v, "--custom-objects")
     v.add_argument("--json", action="store_true", help="print the manifest instead of the table")
-    _verbose_option(v)
+    _option(v, "--verbose")
     v.set_defaults(func=cmd_verify)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI and return its exit code."""
+    from dnnkit.core.faults import UNPUBLISHED, Terminated, crash_line, end_on_sigterm, filesystem_error
     from dnnkit.core.quiet import ThirdPartyLog
 
     args = parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     capture = ThirdPartyLog(enabled=hasattr(args, "verbose") and not args.verbose)
+    end_on_sigterm()
     code, crash = 1, None
     with capture:
         try:
@@ -327,22 +360,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"dnnkit: error: {exc}", file=capture.terminal, flush=True)
             code = exc.exit_code
         except KeyboardInterrupt:
-            print("dnnkit: interrupted", file=capture.terminal, flush=True)
+            print(f"dnnkit: interrupted; {UNPUBLISHED}", file=capture.terminal, flush=True)
             code = 130
+        except Terminated:
+            print(f"dnnkit: terminated (SIGTERM); {UNPUBLISHED}", file=capture.terminal, flush=True)
+            code = 143
         except Exception as exc:  # noqa: BLE001 - last line of defence for a one-line report
             if os.environ.get("DNNKIT_DEBUG"):
                 raise
             crash = exc
     out = getattr(args, "out_folder", None)
     if crash is None:
-        capture.keep_in(out if code != 2 else None)
+        _keep_log(capture, out if code not in (2, 130, 143) else None)
         return code
-    log = capture.keep_in(out)
-    text = one_line(crash, 400)
-    where = f"; log: {log}" if log else ""
-    print(f"dnnkit: failed: {type(crash).__name__}: {text} (set DNNKIT_DEBUG=1 for a traceback{where})",
-          file=capture.terminal, flush=True)
+    log = _keep_log(capture, None if filesystem_error(crash) is not None else out)
+    print(crash_line(crash, log), file=capture.terminal, flush=True)
     return 1
+
+
+def _keep_log(capture: Any, out: Any) -> Any:
+    """The captured third-party log appended to ``OUT/logs/dnnkit.log`` (``None`` where it cannot be)."""
+    try:
+        return capture.keep_in(out)
+    except OSError:
+        return None
 
 
 def entry() -> Any:

@@ -22,11 +22,12 @@ def test_export_a_model_object_with_arrays(model_and_data, tmp_path):
     assert manifest["status"] == "verified"
     assert json.loads((out / "manifest.json").read_text()) == manifest
     ref = manifest["reference"]
-    assert ref["data"] == str((out / "reference" / "data.npz").resolve())
+    assert ref["data"] == "reference/data.npz"  # inside the folder, so that it may move
     assert ref["test_samples"] == 360 and ref["inputs_checked"] == 1797  # 20 % held out as the test split
     with np.load(out / "reference" / "data.npz") as saved:
         np.testing.assert_array_equal(saved["x_train"], x)
-    again = dnnkit.verify(out)  # the folder stands on its own: model and arrays are inside it
+    moved = out.rename(tmp_path / "moved")
+    again = dnnkit.verify(moved)  # the folder stands on its own: model and arrays are inside it
     assert again["status"] == "verified"
 
 
@@ -44,6 +45,7 @@ def test_export_with_explicit_splits_and_a_recipe_object(model_and_data, tmp_pat
 @pytest.mark.parametrize("data, fragment", [
     ([1, 2, 3], "data: expected \"digits\", a .npz/.csv path, (x, y) arrays or a dict of splits, got list"),
     ({"x": 1, "y": 2}, "data: expected a dict with x_train and y_train"),
+    (np.zeros((8, 64), "float32"), "got ndarray; for inputs without labels pass (x, None)"),
 ])
 def test_bad_data_objects_are_clear_errors_with_nothing_written(model_and_data, tmp_path, data, fragment):
     import dnnkit

@@ -125,5 +125,8 @@ def test_large_models_keep_their_tensors_in_external_data(trained_runs, tmp_path
     side.write_bytes(bytes(data))
     again = {e["name"]: e for e in verify_dir(out)["artifacts"]}
     assert again["onnx_fp32"]["status"] == "failed"
-    assert any(f["check"] == "sha256" for f in again["onnx_fp32"]["failures"])
+    assert any(f["check"] == "sha256" for f in again["onnx_fp32"]["failures"]), again["onnx_fp32"]["failures"]
     assert again["onnx_int8"]["status"] == "verified"
+    # the failed model is set apart with its external data, and still loads there
+    assert again["onnx_fp32"]["path"] == "failed/onnx_fp32.onnx"
+    assert (out / "failed" / "onnx_fp32.onnx.data").is_file() and not (out / "artifacts" / "onnx_fp32.onnx.data").exists()

@@ -119,6 +119,12 @@ def test_parity_miss_fails_export(mlp_model, tmp_path):
     failure = next(f for f in manifest["artifacts"][0]["failures"] if f["check"] == "float_parity")
     assert failure["check"] == "float_parity" and failure["limit"] == 1e-7 and failure["observed"] > 1e-7
     assert manifest["failures"][0]["check"] == "artifact" and manifest["failures"][0]["artifact"] == "tflite_fp16"
+    # the failed file is kept apart: nothing under artifacts/ failed its checks
+    assert manifest["artifacts"][0]["path"] == "failed/tflite_fp16.tflite"
+    assert (tmp_path / "o" / "failed" / "tflite_fp16.tflite").is_file()
+    assert not (tmp_path / "o" / "artifacts" / "tflite_fp16.tflite").exists()
+    again = cli("verify", str(tmp_path / "o"), "--recipe", str(recipe))
+    assert again.returncode == 1 and "FAILED tflite_fp16: max abs diff" in again.stdout, again.stdout
 
 
 BAD_RECIPES = {

@@ -80,7 +80,10 @@ class Pool:
         with self.lock:
             workers, self.idle = list(self.idle.values()), {}
         for worker in workers:
-            worker.close()
+            if worker.settled or worker.log_name is not None:
+                worker.close()
+            else:  # never handed an item: nothing of its own to clean up, no reason to wait out its imports
+                worker.stop()
         if self.tmp is not None:  # what killed workers left behind
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None

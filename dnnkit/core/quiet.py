@@ -69,3 +69,11 @@ class ThirdPartyLog:
             return target
         self.path.unlink()
         return None
+
+
+def quiet_tensorflow() -> None:
+    """TensorFlow's C++ info lines and Keras's user warnings off (set before either is imported)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning, module="keras")

@@ -12,7 +12,10 @@
 - :mod:`~dnnkit.jobs.fallback`: the float fallback, both kinds (a failed conversion retried; an int8 artifact
   repaired by keeping its worst layers float).
 - :mod:`~dnnkit.jobs.reference`: the reference outputs, computed once per command.
-- :mod:`~dnnkit.jobs.finish`: the one verdict and the one write of the manifest and report.
+- :mod:`~dnnkit.jobs.outfolder`: whose output folder it is (a fresh one, or an earlier export of the same
+  source), staged and published at once.
+- :mod:`~dnnkit.jobs.finish`: the one verdict, failed artifacts set apart, the one write of the manifest and
+  report.
 - :mod:`~dnnkit.jobs.timing`: stage timings and the worker processes of the job in progress.
 
 May import: every stage: :mod:`dnnkit.optimization`, :mod:`dnnkit.handoff`, :mod:`dnnkit.manifest`,

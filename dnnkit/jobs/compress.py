@@ -14,6 +14,7 @@ from dnnkit.core.tensors import is_multi
 from dnnkit.data.load import load_data
 from dnnkit.errors import CompressionError, ModelLoadError
 from dnnkit.jobs.export import Exported, exported, finish_export
+from dnnkit.jobs.outfolder import new_output, source_of
 from dnnkit.jobs.timing import job, stage
 from dnnkit.passes.context import PassContext, multi_output_context
 from dnnkit.passes.registry import check_selectors, resolve_engine, run_pass
@@ -29,7 +30,7 @@ from dnnkit.config.recipe import Recipe, as_recipe, require_artifacts
 def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
              out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
              data: str | None = None, task: str | None = None, unsafe: bool = False,
-             verbose: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+             verbose: bool = False, extra: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Run a recipe's compression passes on a model, then export and verify the result.
 
     Goals (``[goals] max_degradation``, or a pass's own ``max_degradation``) are checked
@@ -40,16 +41,16 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
         model: a run directory or a ``.keras`` file.
         recipe: a Recipe or recipe path (passes + artifacts).
         out_dir: the output folder; the compressed model goes to ``OUT/compressed/model.keras``.
-        spec, data, task, unsafe, verbose, extra: as for :func:`export`.
+        spec, data, task, unsafe, verbose, extra, overwrite: as for :func:`export`.
 
     Returns:
         The manifest, with ``passes`` and ``goals`` sections.
     """
     recipe = require_artifacts(as_recipe(recipe))
-    with job():
-        made = compressed(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
+    with new_output(out_dir, command="compress", source=source_of(model), overwrite=overwrite) as out, job():
+        made = compressed(model, recipe, out, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
                           extra=extra)
-        return finish_export(made, recipe, Path(out_dir))
+        return finish_export(made, recipe, out)
 
 
 def compressed(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],

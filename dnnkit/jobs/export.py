@@ -27,10 +27,11 @@ from dnnkit.errors import ModelLoadError
 from dnnkit.jobs.conversions import Conversions, time_artifacts
 from dnnkit.jobs.fallback import selective_fallback
 from dnnkit.jobs.finish import finish
+from dnnkit.jobs.outfolder import new_output, origin_record, source_of
 from dnnkit.jobs.package import with_packages
 from dnnkit.jobs.reference import data_source, has_fp16, reference_inputs, reference_outputs, representative
 from dnnkit.jobs.timing import job, stage
-from dnnkit.manifest.record import MANIFEST, artifact_entries, export_manifest
+from dnnkit.manifest.record import artifact_entries, export_manifest
 from dnnkit.sources.h5 import source_record
 from dnnkit.sources.open import open_source
 from dnnkit.sources.target import spec_for_model
@@ -54,7 +55,7 @@ class Exported:
 def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
            out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
            data: str | None = None, task: str | None = None, unsafe: bool = False,
-           verbose: bool = False, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+           verbose: bool = False, extra: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
     """Convert a Keras model into every artifact of a recipe, verify each, write the manifest.
 
     Args:
@@ -67,18 +68,19 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
         unsafe: allow Lambda layers (trusted files only).
         verbose: print progress lines.
         extra: more top-level manifest fields (e.g. the training run).
+        overwrite: replace a folder that holds something other than an earlier export of ``model``.
 
     Returns:
-        The manifest (also written, once and atomically, to ``OUT/manifest.json``).
+        The manifest (also written to ``OUT/manifest.json``; the folder's files appear together, at the end).
 
     Raises:
-        RecipeError, ModelLoadError, DataError: on bad input, before anything is written.
+        RecipeError, ModelLoadError, DataError, FolderError: on bad input, before anything is written.
     """
     recipe = as_recipe(recipe)
-    with job():
-        made = exported(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
+    with new_output(out_dir, command="export", source=source_of(model), overwrite=overwrite) as out, job():
+        made = exported(model, recipe, out, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
                         extra=extra)
-        return finish_export(made, recipe, Path(out_dir))
+        return finish_export(made, recipe, out)
 
 
 def finish_export(made: Exported, recipe: Recipe, out: Path) -> dict[str, Any]:
@@ -127,7 +129,6 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
 
     (out / "reference").mkdir(parents=True, exist_ok=True)
     (out / "logs").mkdir(exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)
     source = source_record(source_info, keras_model, ref)  # no tf_keras model to check where ref is None
     ref_model = _write_reference(out, model, source_dir, None if multi else spec)
 
@@ -164,9 +165,11 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
         if verbose:
             print(f"  {entry['name']}: {entry['status']}"
                   + (f" ({entry['failure_reason']})" if entry.get("failure_reason") else ""), flush=True)
+    origin = origin_record(out)
     manifest = export_manifest(recipe=recipe, ref=ref, ref_model=ref_model, out=out, model=keras_model,
                                weights_digest=weights_digest, source=source, spec_name=None if multi else spec.name,
-                               data=data_source(spec, data), fake_quant=fake_quant, entries=entries, extra=extra)
+                               data=data_source(spec, data), fake_quant=fake_quant, entries=entries,
+                               extra={**({"origin": origin} if origin else {}), **(extra or {})})
     return Exported(manifest, ref, recipe)
 
 

@@ -1,8 +1,9 @@
-"""The end of every command: the one verdict (artifacts and goals), ``OUT/report.html``, and the one atomic
-write of ``OUT/manifest.json``."""
+"""The end of every command: the one verdict (artifacts and goals), failed artifacts set apart in
+``OUT/failed/``, ``OUT/report.html``, and the one atomic write of ``OUT/manifest.json``."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,7 @@ def finish(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
         ``manifest``, with its verdict, report and timings.
     """
     decide(manifest)
+    set_apart(manifest, out)
     manifest["report"] = {"html": REPORT}
     timings = current()
     if timings is not None:
@@ -39,3 +41,27 @@ def finish(manifest: dict[str, Any], out: Path) -> dict[str, Any]:
         manifest["timings"] = timings_record(timings)
     write_json(out / MANIFEST, manifest, sort_keys=False)
     return manifest
+
+
+FAILED = "failed"
+
+
+def set_apart(manifest: dict[str, Any], out: Path) -> None:
+    """Each failed artifact's file in ``OUT/failed``, every other one in ``OUT/artifacts`` (a re-verification
+    may move it either way); its entry's ``path`` follows. Nothing under ``artifacts/`` failed its checks."""
+    for entry in manifest.get("artifacts") or []:
+        path = entry.get("path")
+        if not isinstance(path, str) or not path.startswith(("artifacts/", f"{FAILED}/")):
+            continue
+        home = FAILED if entry.get("status") == "failed" else "artifacts"
+        source = out / path
+        if path.startswith(f"{home}/") or not source.exists():
+            continue
+        (out / home).mkdir(exist_ok=True)
+        side = source.with_name(f"{source.name}.data")  # ONNX external data goes where its model goes
+        for item in (source, side) if side.is_file() else (source,):
+            target = out / home / item.name
+            if target.exists():
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            item.rename(target)
+        entry["path"] = f"{home}/{source.name}"

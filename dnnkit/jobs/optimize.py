@@ -12,6 +12,7 @@ from typing import Any
 
 from dnnkit.jobs.compress import compressed
 from dnnkit.jobs.finish import finish
+from dnnkit.jobs.outfolder import new_output, source_of
 from dnnkit.jobs.package import with_packages
 from dnnkit.jobs.timing import job
 from dnnkit.manifest.verdict import decide
@@ -24,7 +25,7 @@ from dnnkit.config.recipe import Recipe, as_recipe
 def optimize(model: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, goals: Goals,
              recipe: Recipe | str | os.PathLike[str] | None = None, data: str | None = None,
              task: str | None = None, unsafe: bool = False,
-             verbose: bool = False) -> dict[str, Any]:
+             verbose: bool = False, overwrite: bool = False) -> dict[str, Any]:
     """Build, verify and rank every candidate for ``goals``; keep the chosen artifact(s).
 
     When ``recipe`` lists ``[[passes]]`` (pruning, QAT, ...), they run on the model and every
@@ -38,7 +39,7 @@ def optimize(model: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, 
         goals: what the chosen artifact must meet (:class:`Goals`).
         recipe: a recipe (or path): its ``[verify]`` settings verify the candidates; its passes,
             if any, make the second set of candidates.
-        data, task, unsafe, verbose: as for :func:`dnnkit.jobs.export.export`.
+        data, task, unsafe, verbose, overwrite: as for :func:`dnnkit.jobs.export.export`.
 
     Returns:
         The manifest, with an ``optimize`` section; ``status`` is ``verified`` when every target
@@ -48,8 +49,9 @@ def optimize(model: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, 
         DnnkitError: on bad input, before anything is written.
     """
     base = as_recipe(recipe) if recipe is not None else None
-    with job():  # both sets of candidates on the same worker processes
-        return _optimize(model, Path(out_dir), goals, base, data=data, task=task, unsafe=unsafe, verbose=verbose)
+    with new_output(out_dir, command="optimize", source=source_of(model), overwrite=overwrite) as out, \
+            job():  # both sets of candidates on the same worker processes
+        return _optimize(model, out, goals, base, data=data, task=task, unsafe=unsafe, verbose=verbose)
 
 
 def _optimize(model: str | os.PathLike[str], out: Path, goals: Goals, base: Recipe | None, *, data: str | None,

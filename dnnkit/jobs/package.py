@@ -7,18 +7,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dnnkit.core.staging import owned_staging
 from dnnkit.errors import SpecError
 from dnnkit.handoff.layouts import lay_out
 from dnnkit.jobs.finish import finish
+from dnnkit.jobs.outfolder import updated_output
 from dnnkit.jobs.reverify import reverification
 from dnnkit.config.package import check_options
-from dnnkit.config.recipe import Recipe
+from dnnkit.config.recipe import Recipe, as_recipe
 from dnnkit.verification.reference import Reference
 
 
 def package(out_dir: str | Path, layouts: str | list[str], *, dest: str | Path | None = None,
             model_name: str | None = None, version: int = 1, max_batch_size: int = 8, artifact: str | None = None,
-            unsafe: bool = False) -> dict[str, Any]:
+            unsafe: bool = False, recipe: Recipe | str | Path | None = None) -> dict[str, Any]:
     """Lay out verified artifacts of ``out_dir`` for model servers and verify each there.
 
     Args:
@@ -32,6 +34,9 @@ def package(out_dir: str | Path, layouts: str | list[str], *, dest: str | Path |
             batching off); a model with a fixed batch gets 0 and the batch in its dims.
         artifact: which ONNX artifact Triton gets; by default ``optimize``'s choice, else the first
             verified ONNX artifact in the manifest.
+        unsafe: allow Lambda layers (trusted files only).
+        recipe: whose ``[verify]`` criteria judge the layouts (the defaults when ``None``; never the ones the
+            folder records).
 
     Returns:
         The updated manifest (``package[layout]``: path, artifact, sha256, files, status).
@@ -42,12 +47,15 @@ def package(out_dir: str | Path, layouts: str | list[str], *, dest: str | Path |
     """
     layouts = [layouts] if isinstance(layouts, str) else list(layouts)
     check_options(layouts, version=version, max_batch_size=max_batch_size, model_name=model_name)
-    out = Path(out_dir)
-    manifest, ref, recipe = reverification(out, unsafe=unsafe)  # the reference model loaded and run once
-    _lay_out_all(out, manifest, ref, recipe, layouts, dict(dest=dest, model_name=model_name, version=version,
-                                                           max_batch_size=max_batch_size, artifact=artifact),
-                 record_errors=False)
-    return finish(manifest, out)
+    criteria = as_recipe(recipe) if recipe is not None else None
+    with updated_output(out_dir) as out:
+        if dest is not None:
+            dest = owned_staging(Path(dest)) or dest  # a layout inside the folder is published with it
+        manifest, ref, judged = reverification(out, criteria=criteria, unsafe=unsafe)  # the reference run once
+        _lay_out_all(out, manifest, ref, judged, layouts, dict(dest=dest, model_name=model_name, version=version,
+                                                               max_batch_size=max_batch_size, artifact=artifact),
+                     record_errors=False)
+        return finish(manifest, out)
 
 
 def with_packages(manifest: dict[str, Any], options: dict[str, Any] | None, out: Path, *, ref: Reference,

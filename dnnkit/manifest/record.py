@@ -79,7 +79,8 @@ def export_manifest(*, recipe: Recipe, ref: Reference, ref_model: Path, out: Pat
         source: what is recorded about a SavedModel or tf_keras source, or ``None``.
         spec_name: the spec's name; ``None`` for a model with several inputs or outputs (its signature
             describes it).
-        data: the data the reference was scored on (an absolute path, or ``"digits"``).
+        data: the data the reference was scored on (an absolute path, or ``"digits"``); recorded relative to
+            ``out`` when it lies inside it (the Python API's arrays, ``reference/data.npz``).
         fake_quant: the reference carries QAT fake-quant layers.
         entries: the artifact entries (:func:`artifact_entries`).
         extra: more top-level fields (the training run, the compression passes), before ``artifacts``.
@@ -95,7 +96,7 @@ def export_manifest(*, recipe: Recipe, ref: Reference, ref_model: Path, out: Pat
                       **({"source": source} if source else {}),
                       "reproducible": dict(KERAS_FILE_REPRODUCIBLE),
                       "spec": spec_name, "head": ref.head,
-                      "data": data,
+                      "data": _inside(data, out),
                       "params": int(model.count_params()), "metrics": ref.metrics,
                       **({} if multi else {"input_name": ref.input_names[0], "output_name": ref.output_names[0]}),
                       "inputs": [i.to_dict() for i in inputs_info(model)],
@@ -111,6 +112,15 @@ def export_manifest(*, recipe: Recipe, ref: Reference, ref_model: Path, out: Pat
         **(extra or {}),
         "artifacts": entries,
     }
+
+
+def _inside(data: str, out: Path) -> str:
+    """``data`` relative to ``out`` when it lies inside it (the folder may be moved, or published from its
+    staged copy), else as given."""
+    if data == "digits":
+        return data
+    path, folder = Path(data).resolve(), out.resolve()
+    return path.relative_to(folder).as_posix() if folder in path.parents else data
 
 
 def apply_check(entry: dict[str, Any], result: dict[str, Any]) -> None:
