@@ -43,7 +43,8 @@ def decide(manifest: dict[str, Any]) -> dict[str, Any]:
     Returns:
         The same manifest, updated in place.
     """
-    accept = bool(((manifest.get("recipe") or {}).get("verify") or {}).get("accept_inconclusive", False))
+    judged = manifest.get("verified_with") or manifest.get("recipe") or {}  # verify's criteria, else the export's
+    accept = bool((judged.get("verify") or {}).get("accept_inconclusive", False))
     failures: list[dict[str, Any]] = []
     inconclusive: list[dict[str, Any]] = []
     for entry in manifest["artifacts"]:
