@@ -53,6 +53,10 @@ CASES = {
     "npz_shape_mismatch": (GOOD.replace('source = "digits"', 'source = "d.npz"').replace(
         'layout = "flat"\n', ""), {"d.npz": ("x_train", (40, 8, 8))},
         "x_train: per-sample shape [8, 8] does not match model.input_shape [64]"),
+    "units_beyond_any_machine": (GOOD.replace("units = [128, 64]", "units = [100000000000, 64]"), {},
+                                 "model.units: expected each at most 65536"),
+    "npz_truncated": (GOOD.replace('source = "digits"', 'source = "d.npz"').replace('layout = "flat"\n', ""),
+                      {"d.npz": "truncated"}, "d.npz: not a readable .npz file (BadZipFile"),
     "npz_missing_array": (GOOD.replace('source = "digits"', 'source = "d.npz"').replace(
         'layout = "flat"\n', ""), {"d.npz": ("x_only", (40, 64))}, "array 'x_train' is missing"),
 }
@@ -62,7 +66,11 @@ def _write(tmp_path, text, files):
     spec = tmp_path / "bad.toml"
     spec.write_text(text)
     for name, content in files.items():
-        if isinstance(content, tuple):
+        if content == "truncated":  # half of a valid .npz, as an interrupted copy leaves it
+            np.savez(tmp_path / name, x_train=np.zeros((40, 64), np.float32), y_train=np.arange(40) % 10)
+            blob = (tmp_path / name).read_bytes()
+            (tmp_path / name).write_bytes(blob[:len(blob) // 2])
+        elif isinstance(content, tuple):
             key, shape = content
             arrays = {key: np.zeros(shape, np.float32)}
             if key == "x_train":
@@ -87,7 +95,9 @@ def test_bad_spec_or_data_is_one_line_exit_2(case, tmp_path, capsys):
 
 def test_missing_spec_file(capsys):
     assert main(["build", "models/nope.toml"]) == 2
-    assert capsys.readouterr().err.strip() == "dnnkit: error: models/nope.toml: spec file not found"
+    assert capsys.readouterr().err.strip() == ("dnnkit: error: models/nope.toml: spec file not found; expected a file "
+                                               "or one of the shipped names: digits_cnn, digits_cnn_small, "
+                                               "digits_gru, digits_lstm, digits_mlp, digits_transformer")
 
 
 def test_bad_epochs_flag_is_exit_2(capsys):

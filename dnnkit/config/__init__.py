@@ -1,5 +1,5 @@
 """Schemas and readers: what a model spec (``models/*.toml``) and an export recipe (``export/*.toml``)
-may say, validated once, at load time, into frozen dataclasses.
+may say, validated once, at load time, into frozen dataclasses; and the ones that ship inside the package.
 
 - :mod:`~dnnkit.config.tables`: the TOML table reader behind every one-line error.
 - :mod:`~dnnkit.config.toml`: reading and writing TOML files.
@@ -7,6 +7,7 @@ may say, validated once, at load time, into frozen dataclasses.
 - :mod:`~dnnkit.config.recipe`: the recipe (``[verify]``, ``[[artifacts]]``, ``[goals]``) and its sections'
   schemas: :mod:`~dnnkit.config.passes` (``[[passes]]``), :mod:`~dnnkit.config.goals` (``[optimize]``),
   :mod:`~dnnkit.config.package` (``[package]``).
+- :mod:`~dnnkit.config.shipped`: the shipped recipes and specs (``dnnkit/recipes``, ``dnnkit/models``) by name.
 
 May import: :mod:`dnnkit.errors` only. Every stage reads its options from here; nothing here knows a stage.
 """

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnkit.errors import SpecError
+from dnnkit.config.shipped import MODELS, locate, missing_hint
 from dnnkit.config.tables import TableReader
 from dnnkit.config.toml import read_toml
 
@@ -335,15 +336,16 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
     """Load and validate a spec file.
 
     Args:
-        path: a ``.toml`` spec.
+        path: a ``.toml`` spec, or a shipped spec's name (``"digits_mlp"``).
 
     Returns:
         The validated :class:`Spec`.
 
     Raises:
-        SpecError: if the file is missing, not TOML, or invalid.
+        SpecError: if the file is missing (and no spec ships by that name), not TOML, or invalid.
     """
-    raw = read_toml(path, "spec")
+    path = locate(path, MODELS)
+    raw = read_toml(path, "spec", hint=missing_hint(MODELS))
     return spec_from_dict(raw, origin=str(path), path=str(Path(path).resolve()))
 
 

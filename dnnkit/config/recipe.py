@@ -25,6 +25,7 @@ from dnnkit.errors import SpecError
 from dnnkit.config.goals import Goals, read_goals
 from dnnkit.config.package import read_package
 from dnnkit.config.passes import PassConfig, read_pass
+from dnnkit.config.shipped import RECIPES, locate, missing_hint
 from dnnkit.config.tables import TableReader
 from dnnkit.config.toml import read_toml
 
@@ -37,6 +38,9 @@ PRECISIONS = {"saved_model": ("fp32",), "tflite": ("fp32", "fp16", "dynamic_int8
 
 class RecipeError(SpecError):
     """A recipe is missing, malformed or inconsistent."""
+
+
+MAX_LATENCY_RUNS = 10_000  # timed runs per artifact: a million would take hours on a large model
 
 
 @dataclass(frozen=True)
@@ -207,7 +211,7 @@ def _read_artifact(t: TableReader) -> ArtifactConfig:
         atol=t.number("atol", None, low=0.0, low_open=True),
         rtol=t.number("rtol", None, low=0.0),
         min_agreement=t.number("min_agreement", None, low=0.0, high=1.0),
-        max_degradation=t.number("max_degradation", None, low=0.0),
+        max_degradation=t.fraction("max_degradation", None),
         timeout_s=t.number("timeout_s", None, low=0.0, low_open=True))
     t.done()
     return art
@@ -241,17 +245,17 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
             rtol_fp16=v.number("rtol_fp16", d.rtol_fp16, low=0.0),
             fp16_factor=v.number("fp16_factor", d.fp16_factor, low=0.0),
             min_agreement=v.number("min_agreement", d.min_agreement, low=0.0, high=1.0),
-            max_degradation=v.number("max_degradation", d.max_degradation, low=0.0),
+            max_degradation=v.fraction("max_degradation", d.max_degradation),
             min_sqnr_db=v.number("min_sqnr_db", d.min_sqnr_db, low=0.0),
             accept_inconclusive=v.boolean("accept_inconclusive", d.accept_inconclusive),
             max_inputs=v.integer("max_inputs", d.max_inputs),
             second_batch=v.integer("second_batch", d.second_batch, minimum=2),
-            latency_runs=v.integer("latency_runs", d.latency_runs),
+            latency_runs=v.integer("latency_runs", d.latency_runs, maximum=MAX_LATENCY_RUNS),
             warmup_runs=v.integer("warmup_runs", d.warmup_runs, minimum=0),
             timeout_s=v.number("timeout_s", d.timeout_s, low=0.0, low_open=True))
         v.done()
         g = top.sub("goals")
-        max_degradation = g.number("max_degradation", None, low=0.0)
+        max_degradation = g.fraction("max_degradation", None)
         g.done()
         raw_passes = top.raw("passes", [])
         if not isinstance(raw_passes, list):
@@ -284,12 +288,14 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:
-    """Load and validate a recipe file.
+    """Load and validate a recipe file, or a shipped recipe by name (``"mobile"``; ``dnnkit recipes`` lists
+    them).
 
     Raises:
-        RecipeError: if the file is missing, not TOML, or invalid.
+        RecipeError: if the file is missing (and no recipe ships by that name), not TOML, or invalid.
     """
-    raw = read_toml(path, "recipe", RecipeError)
+    path = locate(path, RECIPES)
+    raw = read_toml(path, "recipe", RecipeError, hint=missing_hint(RECIPES))
     return recipe_from_dict(raw, origin=str(path), path=str(Path(path).resolve()))
 
 

@@ -10,11 +10,13 @@ from typing import Any
 from dnnkit.errors import SpecError
 
 
-def read_toml(path: str | os.PathLike[str], kind: str, error: type[SpecError] = SpecError) -> dict[str, Any]:
-    """Parse a TOML file, raising ``error`` with a one-line message if it is missing or malformed."""
+def read_toml(path: str | os.PathLike[str], kind: str, error: type[SpecError] = SpecError,
+              hint: str = "") -> dict[str, Any]:
+    """Parse a TOML file, raising ``error`` with a one-line message (ending with ``hint``) if it is missing
+    or malformed."""
     p = Path(path)
     if not p.is_file():
-        raise error(f"{path}: {kind} file not found")
+        raise error(f"{path}: {kind} file not found{hint}")
     try:
         return tomllib.loads(p.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
