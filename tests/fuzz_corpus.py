@@ -206,6 +206,8 @@ def keras_corpus(model_path: Path, out_dir: Path, seed: int = 0) -> list[tuple[s
     archive("weights_flipped", lambda m: {**m, "model.weights.h5": _flip(m["model.weights.h5"], rng, 200)})
     archive("path_traversal_member", lambda m: {**m, "../../evil.txt": b"x"})
     archive("unexpected_member", lambda m: {**m, "payload.py": b"import os"})
+    # 80 MB of whitespace after the JSON: refused by its size, before it is read (it cost 0.55 GB of memory)
+    archive("config_padded", lambda m: {**m, "config.json": m["config.json"] + b" " * (80 << 20)})
     # config.json edited
     edits: dict[str, Callable[[dict[str, Any]], None]] = {
         "unknown_class": _set(("class_name",), "TotallyUnknownLayer"),
@@ -215,6 +217,7 @@ def keras_corpus(model_path: Path, out_dir: Path, seed: int = 0) -> list[tuple[s
         "lambda_layer": _lambda,
         "units_absurd": _set(("config", "units"), 10 ** 12),
         "units_huge": _set(("config", "units"), 10 ** 9),
+        "units_2e8": _set(("config", "units"), 2 * 10 ** 8),  # TensorFlow tried to allocate 51 GB for it
         "units_negative": _set(("config", "units"), -5),
         "units_zero": _set(("config", "units"), 0),
         "units_string": _set(("config", "units"), "many"),

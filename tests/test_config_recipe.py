@@ -30,3 +30,17 @@ def test_calibration_count_follows_the_heads_unless_the_recipe_sets_it():
 
     assert counts(["multiclass"]) == [100, None, 300] and counts(["binary"]) == [100, None, 300]
     assert counts(["multiclass", "regression"]) == [1000, None, 300] and counts(["features"]) == [1000, None, 300]
+
+
+@pytest.mark.parametrize("runs, fragment", [
+    (10 ** 20, "verify.latency_runs: expected a positive integer up to 10000, got 100000000000000000000"),
+    (1e20, "verify.latency_runs: expected a positive integer up to 10000, got 1e+20"),
+    (0, "verify.latency_runs: expected a positive integer up to 10000, got 0"),
+])
+def test_latency_runs_are_bounded_before_any_run(runs, fragment):
+    from dnnkit.config.recipe import RecipeError, recipe_from_dict
+
+    with pytest.raises(RecipeError) as err:
+        recipe_from_dict({"name": "r", "verify": {"latency_runs": runs},
+                          "artifacts": [{"name": "f", "format": "tflite"}]})
+    assert fragment in str(err.value)

@@ -95,3 +95,18 @@ def test_nan_features(tmp_path):
     np.savez(tmp_path / "d.npz", x_train=x, y_train=np.arange(20) % 2)
     with pytest.raises(DataError, match="NaN or infinity"):
         load_data(_npz_spec(tmp_path, num_classes=2))
+
+
+def test_one_hot_labels_are_read_as_classes(tmp_path):
+    """keras.utils.to_categorical's labels, standard in Keras, are the classes of their ones."""
+    y = np.arange(30) % 3
+    np.savez(tmp_path / "d.npz", x_train=np.random.default_rng(0).random((30, 4)), y_train=np.eye(3)[y])
+    ds = load_data(_npz_spec(tmp_path, num_classes=3))
+    assert ds.y_train.ndim == 1 and set(np.unique(ds.y_train)) == {0, 1, 2}
+
+
+def test_soft_labels_are_refused_with_the_one_hot_rule(tmp_path):
+    y = np.full((30, 3), 1 / 3)
+    np.savez(tmp_path / "d.npz", x_train=np.zeros((30, 4)), y_train=y)
+    with pytest.raises(DataError, match=r"got shape \(\d+, 3\); one-hot rows \(keras.utils.to_categorical\)"):
+        load_data(_npz_spec(tmp_path, num_classes=3))

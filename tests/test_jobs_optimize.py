@@ -11,7 +11,7 @@ from conftest import cli, digits_dense, error_lines, open_in_chromium
 
 def test_bad_goals_on_the_command_line_exit_2_with_nothing_written(tmp_path):
     out = tmp_path / "out"
-    for args, fragment in ((["--max-degradation", "-1"], "max_degradation: expected a number >= 0, got -1"),
+    for args, fragment in ((["--max-degradation", "-1"], "max_degradation: expected a fraction >= 0 and < 1, got -1"),
                            (["--target", "coreml"], "target: expected one of"),
                            (["--max-latency-ms", "fast"], "max_latency_ms: expected a number > 0, got \"fast\"")):
         proc = cli("optimize", "no-such-model.keras", "--data", "digits", "--out", str(out), *args)
@@ -22,7 +22,7 @@ def test_bad_goals_on_the_command_line_exit_2_with_nothing_written(tmp_path):
     recipe.write_text('name = "g"\n[optimize]\ntarget = "onnx"\nmax_degradation = "one point"\n')
     proc = cli("optimize", "m.keras", "--recipe", str(recipe), "--data", "digits", "--out", str(out))
     lines = error_lines(proc.stderr)
-    assert proc.returncode == 2 and len(lines) == 1 and "optimize.max_degradation: expected a number" in lines[0]
+    assert proc.returncode == 2 and len(lines) == 1 and "optimize.max_degradation: expected a fraction >= 0 and < 1" in lines[0]
     recipe.write_text('name = "g"\n[optimize]\ntarget = "onnx"\n')  # goals only: not an export recipe
     proc = cli("export", "m.keras", "--recipe", str(recipe), "--data", "digits", "--out", str(out))
     assert proc.returncode == 2 and "a recipe with only [optimize] is for `dnnkit optimize`" in proc.stderr

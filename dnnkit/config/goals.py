@@ -44,7 +44,7 @@ def read_goals(t: TableReader, base: Goals | None = None) -> Goals:
     d = base or Goals()
     goals = Goals(
         target=t.choice("target", TARGETS, d.target),
-        max_degradation=t.number("max_degradation", d.max_degradation, low=0.0),
+        max_degradation=t.fraction("max_degradation", d.max_degradation),
         max_size_kb=t.number("max_size_kb", d.max_size_kb, low=0.0, low_open=True),
         max_latency_ms=t.number("max_latency_ms", d.max_latency_ms, low=0.0, low_open=True),
         objective=t.choice("objective", OBJECTIVES, d.objective))

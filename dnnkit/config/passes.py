@@ -187,7 +187,7 @@ READERS = {"prune": _read_prune, "qat": _read_qat, "distill": _read_distill, "cl
 def read_pass(t: TableReader) -> PassConfig:
     """Validate one ``[[passes]]`` table."""
     kind = t.choice("type", tuple(READERS))
-    max_deg = t.number("max_degradation", None, low=0.0)
+    max_deg = t.fraction("max_degradation", None)
     options = READERS[kind](t)
     t.done()
     return PassConfig(type=kind, options=options, max_degradation=max_deg)

@@ -14,6 +14,9 @@ from dnnkit.errors import SpecError
 _REQUIRED = object()
 
 
+# The largest width or dimension a spec may give (a 65536-wide Dense on 65536 inputs is 17 GB of weights).
+MAX_SIZE = 65536
+
 class TableReader:
     """Reads one TOML table, checking types and remembering which keys were used."""
 
@@ -45,15 +48,16 @@ class TableReader:
     def has(self, key: str) -> bool:
         return key in self.table
 
-    def integer(self, key: str, default: Any = _REQUIRED, *, minimum: int | None = 1) -> Any:
+    def integer(self, key: str, default: Any = _REQUIRED, *, minimum: int | None = 1,
+                maximum: int | None = None) -> Any:
         value = self.raw(key, default)
         if value is default and key not in self.table:
             return value
         if isinstance(value, bool) or not isinstance(value, int) or (
-                minimum is not None and value < minimum):
+                minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             what = {1: "a positive integer", 0: "a non-negative integer"}.get(
                 minimum, "an integer" if minimum is None else f"an integer >= {minimum}")
-            self.fail(key, value, what)
+            self.fail(key, value, what + (f" up to {maximum}" if maximum is not None else ""))
         return value
 
     def number(self, key: str, default: Any = _REQUIRED, *, low: float | None = None,
@@ -71,6 +75,17 @@ class TableReader:
             hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
             bounds = " and ".join(b for b in (lo, hi) if b)
             self.fail(key, value, f"a number {bounds}".rstrip())
+        return float(value)
+
+    def fraction(self, key: str, default: Any = _REQUIRED) -> Any:
+        """A fraction ``0 <= x < 1`` (a degradation goal: 0.01 is one accuracy point; 5 % is 0.05)."""
+        value = self.raw(key, default)
+        if value is default and key not in self.table:
+            return value
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not ok or not 0 <= value < 1:
+            hint = f" ({value:g} % is {value / 100:g})" if ok and 1 <= value < 100 else ""
+            self.fail(key, value, f"a fraction >= 0 and < 1{hint}")
         return float(value)
 
     def boolean(self, key: str, default: Any = _REQUIRED) -> Any:
@@ -96,7 +111,8 @@ class TableReader:
         return value
 
     def int_list(self, key: str, default: Any = _REQUIRED, *, allow_empty: bool = True,
-                 scalar_ok: bool = False, length: int | None = None) -> tuple[int, ...]:
+                 scalar_ok: bool = False, length: int | None = None, maximum: int = MAX_SIZE) -> tuple[int, ...]:
+        """A list of positive integers, each at most ``maximum`` (a layer's width, a dimension)."""
         value = self.raw(key, default)
         if scalar_ok and isinstance(value, int) and not isinstance(value, bool) and value > 0:
             value = [value] * (length or 1)
@@ -110,6 +126,8 @@ class TableReader:
             self.fail(key, value, what)
         if length is not None and len(value) != length:
             self.fail(key, value, f"{length} values (one per block)")
+        if any(v > maximum for v in value):
+            self.fail(key, value, f"each at most {maximum} (sizes beyond are refused before anything is allocated)")
         return tuple(value)
 
     def str_list(self, key: str, options: tuple[str, ...], default: Any = _REQUIRED) -> tuple[str, ...]:

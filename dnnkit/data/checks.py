@@ -8,6 +8,11 @@ from dnnkit.errors import DataError
 from dnnkit.config.model import ModelConfig
 
 
+def _one_hot(y: np.ndarray) -> bool:
+    """Whether every row holds one 1 and zeros elsewhere."""
+    return bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1))
+
+
 def check_labels(y: np.ndarray, model: ModelConfig, where: str) -> np.ndarray:
     y = np.asarray(y)
     if y.dtype.kind not in "iufb":
@@ -25,8 +30,12 @@ def check_labels(y: np.ndarray, model: ModelConfig, where: str) -> np.ndarray:
                         f"expected model.output_units = {want}")
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
+    elif y.ndim == 2 and model.head == "multiclass" and y.shape[1] == model.num_classes and _one_hot(y):
+        y = np.argmax(y, axis=1)  # keras.utils.to_categorical's labels: the class of each row's one
     if y.ndim != 1:
-        raise DataError(f"{where}: expected one integer class label per sample, got shape {y.shape}")
+        hint = "; one-hot rows (keras.utils.to_categorical) are read when each has one 1 and zeros elsewhere" \
+            if y.ndim == 2 else ""
+        raise DataError(f"{where}: expected one integer class label per sample, got shape {y.shape}{hint}")
     if y.dtype.kind == "f" and not np.all(y == np.round(y)):
         raise DataError(f"{where}: expected integer class labels, got non-integer values")
     y = y.astype(np.int32)

@@ -4,12 +4,16 @@ folders (one sub-folder per class)."""
 from __future__ import annotations
 
 import csv
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from dnnkit.errors import DataError, one_line
 from dnnkit.config.model import ModelConfig
+
+NPZ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error)  # what numpy.load raises of a bad file
 
 DIGITS_LAYOUTS = {"flat": (64,), "image": (8, 8, 1), "sequence": (8, 8), "tokens": (64,)}
 
@@ -42,8 +46,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz file ({exc})") from None
+    except NPZ_ERRORS as exc:  # a truncated file fails as a zip (BadZipFile, EOFError, zlib.error)
+        raise DataError(f"{path}: not a readable .npz file ({type(exc).__name__}: {exc}); expected a file "
+                        "written by numpy.savez") from None
 
 
 def class_names(arrays: dict[str, np.ndarray], where: str, classes: int | None) -> list[str] | None:

@@ -11,7 +11,7 @@ import numpy as np
 from dnnkit.core.tensors import infer_head, inputs_info, output_activation, outputs_info, rows, take
 from dnnkit.data.checks import check_input, check_labels
 from dnnkit.data.dataset import Dataset, split
-from dnnkit.data.files import class_names, read_npz
+from dnnkit.data.files import NPZ_ERRORS, class_names, read_npz
 from dnnkit.errors import DataError
 
 
@@ -24,7 +24,7 @@ def named_arrays(source: str) -> bool:
     try:
         with np.load(path, allow_pickle=False) as f:
             names = list(f.files)
-    except (OSError, ValueError):
+    except NPZ_ERRORS:
         return False  # load_data reports it
     return any("/" in n for n in names) or ("x_train" in names and "y_train" not in names)
 

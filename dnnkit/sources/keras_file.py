@@ -61,8 +61,12 @@ def load_model(path: str | os.PathLike[str], *, unsafe: bool = False) -> Any:
         raise ModelLoadError(f"model: cannot load {path}: {type(exc).__name__}: {text[:300]}") from None
 
 
-# Sizes above this in config.json (units, filters, shapes) cannot be a model that fits a machine.
-MAX_CONFIG_INT = 2 ** 31
+# Sizes above this in config.json (units, filters, shapes, vocabularies) cannot be a model that fits a machine:
+# a Dense of 2**24 units on 64 inputs already holds 4 GB of weights.
+MAX_CONFIG_INT = 2 ** 24
+# config.json beyond this is not a model's architecture (a 1000-layer keras-hub backbone's is under 2 MB);
+# checked before it is read, so a padded file costs nothing.
+MAX_CONFIG_BYTES = 64 << 20
 
 
 _NOT_SIZES = ("seed", "shared_object_id")  # large by nature (random seeds, Python object ids)
@@ -92,6 +96,9 @@ def check_archive(path: Path) -> dict[str, Any]:
                         name in _ALLOWED_MEMBERS or name.startswith("assets/")):
                     raise ModelLoadError(f"model: {path}: archive member {name!r} is not part of a Keras model "
                                          f"(expected {', '.join(_ALLOWED_MEMBERS[:3])} and assets/)")
+            if "config.json" in names and z.getinfo("config.json").file_size > MAX_CONFIG_BYTES:
+                raise ModelLoadError(f"model: cannot load {path}: config.json: expected at most {MAX_CONFIG_BYTES} "
+                                     f"bytes, got {z.getinfo('config.json').file_size}")
             bad = z.testzip()
             if bad is not None:
                 raise ModelLoadError(f"model: cannot load {path}: archive member {bad!r} is corrupt (bad CRC)")
