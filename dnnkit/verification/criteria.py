@@ -108,6 +108,28 @@ def z_for(candidates: int = 1) -> float:
     return NormalDist().inv_cdf(1.0 - 0.05 / candidates)
 
 
+def inputs_needed(rate: float, limit: float, z: float = Z_ONE_SIDED_95, cap: int = 10 ** 7) -> int | None:
+    """How many inputs, at the observed ``rate``, put the Wilson interval wholly on one side of ``limit``
+    (what an inconclusive verdict needs); ``None`` where no count would (the rate is the limit) or over ``cap``."""
+    if abs(rate - limit) < 1e-12:
+        return None
+
+    def decided(n: int) -> bool:
+        lo, hi = wilson(round(rate * n), n, z)
+        return lo >= limit if rate > limit else hi < limit
+
+    n = 8
+    while not decided(n):
+        n *= 2
+        if n > cap:
+            return None
+    low = n // 2
+    while low + 1 < n:  # the smallest decided count (decided() is monotone in n at a fixed rate)
+        mid = (low + n) // 2
+        low, n = (low, mid) if decided(mid) else (mid, n)
+    return n
+
+
 def agreement_check(ref_classes: np.ndarray, art_classes: np.ndarray, min_agreement: float,
                     z: float = Z_ONE_SIDED_95) -> dict[str, Any]:
     """Top-1 agreement on every input available, with its interval and verdict."""
@@ -130,7 +152,8 @@ def degradation_check(agreement: dict[str, Any], ref_correct: np.ndarray, art_co
     """
     paired = paired_drop(ref_correct, art_correct, z)
     dis_hi = wilson(agreement["disagreements"], agreement["n"], z)[1]
-    out = {**paired, "limit": max_degradation, "disagreement_bound": dis_hi}
+    out = {**paired, "limit": max_degradation, "disagreement_bound": dis_hi,
+           "disagreement_rate": agreement["disagreements"] / agreement["n"] if agreement["n"] else 0.0}
     if dis_hi <= max_degradation + 1e-12:
         out.update(verdict=PASS, decided_by="disagreement_bound")
     else:

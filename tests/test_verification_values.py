@@ -1,0 +1,67 @@
+"""Value checks on few inputs: a float artifact within parity is decided by parity; an inconclusive verdict
+says how many inputs would decide it and how to accept it."""
+
+import numpy as np
+
+from dnnkit.config.recipe import recipe_from_dict
+from dnnkit.verification.criteria import inputs_needed, wilson
+from dnnkit.verification.reference import Reference
+from dnnkit.verification.values import check_values
+
+# 36 test inputs, as a 178-sample dataset's 20 % split gives: too few for a 0.98 agreement bound
+N = 36
+
+
+def _reference(seed=0):
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(size=(N, 3)).astype("float32") * 4
+    y = logits.argmax(1)
+    return Reference(x=np.zeros((N, 4), "float32"), outputs=[logits], heads=["multiclass"], labels=[y],
+                     input_names=["x"], output_names=["logits"], metrics={"accuracy": 1.0}, n_test=N)
+
+
+def _check(precision, out):
+    recipe = recipe_from_dict({"name": "r", "artifacts": [{"name": "a", "format": "tflite", "precision": precision}]})
+    failures, inconclusive = [], []
+    checks = check_values(_reference(), 0, out, recipe.artifacts[0], recipe, precision == "int8", failures,
+                          inconclusive)
+    return checks, failures, inconclusive
+
+
+def test_a_float_artifact_within_parity_is_decided_by_parity_on_few_inputs():
+    ref = _reference()
+    assert wilson(N, N)[0] < 0.98  # the statistics alone cannot decide at this n
+    checks, failures, inconclusive = _check("fp32", ref.outputs[0] + 1e-7)
+    assert failures == [] and inconclusive == []
+    assert checks["top1_agreement"]["verdict"] == "pass"
+    assert checks["top1_agreement"]["decided_by"] == "float_parity"
+
+
+def test_a_float_artifact_outside_parity_is_not_rescued():
+    ref = _reference()
+    checks, failures, _ = _check("fp32", ref.outputs[0] + 0.5)
+    assert checks["float_parity"]["verdict"] == "fail" and failures
+    assert "decided_by" not in checks["top1_agreement"]
+
+
+def test_an_inconclusive_quantized_artifact_says_what_would_decide_it():
+    ref = _reference()
+    _, failures, inconclusive = _check("int8", ref.outputs[0] + 0.01)
+    assert failures == []
+    agreement = next(i for i in inconclusive if i["check"] == "top1_agreement")
+    needed = inputs_needed(1.0, 0.98)
+    assert f"about {needed} inputs decide it" in agreement["message"]
+    assert "unlabelled ones too" in agreement["message"] and "accept_inconclusive = true" in agreement["message"]
+    assert not agreement["message"].startswith("inconclusive")
+
+
+def test_inputs_needed_is_the_smallest_count_that_decides():
+    for rate, limit in ((1.0, 0.98), (0.9733, 0.98), (0.995, 0.98), (0.0, 0.01)):
+        n = inputs_needed(rate, limit)
+        lo, hi = wilson(round(rate * n), n)
+        lo_before, hi_before = wilson(round(rate * (n - 1)), n - 1)
+        if rate > limit:
+            assert lo >= limit > lo_before
+        else:
+            assert hi < limit <= hi_before
+    assert inputs_needed(0.98, 0.98) is None
