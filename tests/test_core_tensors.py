@@ -29,3 +29,17 @@ def test_large_samples_are_predicted_by_a_compiled_call():
     del model
     gc.collect()
     assert len(signature._COMPILED) == count - 1  # the compiled call does not keep its model alive  # noqa: SLF001
+
+
+def test_a_sequential_models_output_is_named_by_its_last_layer():
+    import keras
+
+    from dnnkit.core.tensors import output_names
+
+    model = keras.Sequential([keras.Input((4,), name="feats"), keras.layers.Dense(3, name="hidden"),
+                              keras.layers.Dense(2, name="logits")])
+    assert not getattr(model, "output_names", None)  # Keras gives a Sequential none
+    assert output_names(model) == ["logits"]
+    inp = keras.Input((4,))
+    twin = keras.Model(inp, [keras.layers.Dense(1, name="a")(inp), keras.layers.Dense(1, name="b")(inp)])
+    assert output_names(twin) == ["a", "b"]

@@ -209,3 +209,33 @@ def test_tflite_16x8_runs_int16_activations_and_verifies(trained_runs, tmp_path)
     assert {"int16", "int8"} <= kinds, kinds  # activations int16, weights int8
     # activation steps 256 times finer than int8's: the top-1 class moves on at most 1 in 1000 inputs
     assert w16["checks"]["top1_agreement"]["value"] >= 0.999 and w8["status"] == "verified"
+
+
+def test_a_sequential_models_names_are_kept_in_every_artifact(tmp_path):
+    """The user's input and last-layer names, not ``outputs``, in the SavedModel, TFLite and ONNX signatures."""
+    import keras
+    import numpy as np
+    import onnx
+    from ai_edge_litert.interpreter import Interpreter
+
+    from dnnkit.jobs.export import export
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 6)).astype("float32")
+    y = (x[:, 0] + x[:, 1] > 0).astype("int64")
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,), name="features"), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(2, name="logits")])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=3, verbose=0)
+    recipe = tmp_path / "names.toml"
+    recipe.write_text('name = "names"\n[[artifacts]]\nname = "tflite_fp32"\nformat = "tflite"\nprecision = "fp32"\n'
+                      '[[artifacts]]\nname = "onnx_fp32"\nformat = "onnx"\nprecision = "fp32"\n')
+    manifest = export(model, recipe, tmp_path / "out", data=(x, y))
+    assert manifest["status"] == "verified", manifest
+    assert manifest["reference"]["output_name"] == "logits"
+    proto = onnx.load(tmp_path / "out" / "artifacts" / "onnx_fp32.onnx")
+    assert ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output]) == (["features"], ["logits"])
+    runner = Interpreter(model_path=str(tmp_path / "out" / "artifacts" / "tflite_fp32.tflite"))
+    signature = runner.get_signature_list()["serving_default"]
+    assert (signature["inputs"], signature["outputs"]) == (["features"], ["logits"])

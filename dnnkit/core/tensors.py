@@ -45,10 +45,19 @@ def output_names(model: Any) -> list[str]:
     struct = getattr(model, "_outputs_struct", None)
     if isinstance(struct, dict):
         return sorted(struct)
-    names = list(getattr(model, "output_names", None) or [])
-    if len(names) != len(model.outputs) or len(set(names)) != len(names):
-        names = [f"output_{i}" for i in range(len(model.outputs))] if len(model.outputs) > 1 else ["outputs"]
+    count = len(model.outputs)
+    names = list(getattr(model, "output_names", None) or [])  # a Sequential has none: its layers name them
+    if len(names) != count or len(set(names)) != count:
+        names = [_producer(t) for t in model.outputs]
+    if len(set(names)) != count or not all(names):
+        names = [f"output_{i}" for i in range(count)] if count > 1 else ["outputs"]
     return names
+
+
+def _producer(tensor: Any) -> str:
+    """The name of the layer that makes a symbolic tensor (``""`` where it is not known)."""
+    history = getattr(tensor, "_keras_history", None)
+    return str(getattr(history[0], "name", "") or "") if history else ""
 
 
 def inputs_info(model: Any) -> list[TensorInfo]:
