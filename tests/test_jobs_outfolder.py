@@ -125,13 +125,14 @@ def test_a_re_export_killed_mid_conversion_leaves_the_previous_complete_folder(e
     assert not (out.parent / f".{out.name}.dnnkit-staging").exists()
 
 
-@pytest.mark.parametrize("where", ["file", "procfs"])
+@pytest.mark.parametrize("where", ["file", "procfs", "procfs_folder"])
 def test_an_out_that_cannot_be_a_folder_is_bad_input(tmp_path, trained_runs, where):
-    out = tmp_path / "notes.txt" if where == "file" else "/proc/x"
+    out = tmp_path / "notes.txt" if where == "file" else "/proc/x" if where == "procfs" else "/proc/sys"
     if where == "file":
         out.write_text("mine")
     result = cli("export", str(trained_runs["digits_mlp"].model_path), "--recipe", MOBILE, "--data", "digits",
                  "--out", str(out))
     assert result.returncode == 2
     (line,) = error_lines(result.stderr)
-    assert line.startswith(f"dnnkit: error: --out: ") and ("is a file" in line or "cannot write in /proc" in line)
+    assert line.startswith(f"dnnkit: error: --out: ") and (
+        "is a file" in line if where == "file" else f"cannot write {out}: its folder /proc refuses" in line), line

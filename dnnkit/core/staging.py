@@ -79,8 +79,8 @@ def writable_parent(out: Path, field: str) -> None:
         probe.mkdir()
         probe.rmdir()
     except OSError as exc:
-        raise FolderError(f"{field}: cannot write in {parent} ({exc.strerror or one_line(exc)}); expected a "
-                          "writable folder") from None
+        raise FolderError(f"{field}: cannot write {out}: its folder {parent} refuses new entries "
+                          f"({exc.strerror or one_line(exc)}); expected a path in a writable folder") from None
 
 
 @dataclass
