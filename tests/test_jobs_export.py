@@ -218,7 +218,7 @@ def test_a_sequential_models_names_are_kept_in_every_artifact(tmp_path):
     import onnx
     from ai_edge_litert.interpreter import Interpreter
 
-    from dnnkit.jobs.export import export
+    import dnnkit
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(240, 6)).astype("float32")
@@ -231,7 +231,7 @@ def test_a_sequential_models_names_are_kept_in_every_artifact(tmp_path):
     recipe = tmp_path / "names.toml"
     recipe.write_text('name = "names"\n[[artifacts]]\nname = "tflite_fp32"\nformat = "tflite"\nprecision = "fp32"\n'
                       '[[artifacts]]\nname = "onnx_fp32"\nformat = "onnx"\nprecision = "fp32"\n')
-    manifest = export(model, recipe, tmp_path / "out", data=(x, y))
+    manifest = dnnkit.export(model, recipe, tmp_path / "out", data=(x, y))
     assert manifest["status"] == "verified", manifest
     assert manifest["reference"]["output_name"] == "logits"
     proto = onnx.load(tmp_path / "out" / "artifacts" / "onnx_fp32.onnx")
