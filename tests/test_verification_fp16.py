@@ -76,3 +76,32 @@ def test_wrong_artifacts_fail_even_the_fp16_tolerance(cases, name, wrong):
         assert not result["ok"], (art.precision, result)
     loose = float_parity(c["ref"], c[wrong], RECIPE.atol(FP16), RECIPE.rtol(FP16), c["calibrated"])
     assert loose["max_abs_diff"] >= 2 * loose["allowed"], loose  # with margin
+
+
+def test_weights_beyond_fp16_range_are_not_rounded_to_inf():
+    """A Normalization layer adapted to features in the thousands holds a variance above 65504: rounded to
+    fp16 it became inf, the model's outputs collapsed, and the fp16 allowance grew to 1400x the logits' scale
+    (any fp16 file passed). fp16 cannot hold such a value, so the calibration leaves it as it is."""
+    import keras
+
+    from dnnkit.core.tensors import fp16_round, set_weights
+    from dnnkit.verification.fp16 import fp16_weight_error
+
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(256, 4)) * np.array([1.0, 10.0, 800.0, 3000.0])).astype("float32")
+    norm = keras.layers.Normalization()
+    norm.adapt(x)
+    model = keras.Sequential([keras.Input((4,)), norm, keras.layers.Dense(3, kernel_initializer="ones")])
+    assert max(float(np.max(w)) for w in model.get_weights()) > 65504  # the variance
+    ref = np.asarray(model.predict(x, verbose=0))
+    copy = keras.models.clone_model(model)
+    set_weights(copy, model.get_weights())  # a plain set_weights left the copy unnormalized: 10861 off
+    np.testing.assert_array_equal(np.asarray(copy.predict(x, verbose=0)), ref)
+    error = fp16_weight_error(model, x, ref)
+    assert error < 0.01 * float(np.abs(ref).max())
+    naive = keras.models.clone_model(model)
+    with np.errstate(over="ignore"):
+        set_weights(naive, [w.astype(np.float16).astype(w.dtype) for w in model.get_weights()])  # variance: inf
+    assert float(np.abs(np.asarray(naive.predict(x, verbose=0)) - ref).max()) > 0.1 * float(np.abs(ref).max())
+    kept = fp16_round(np.array([1.0001, 7e4], np.float32))
+    assert kept[0] == np.float32(np.float16(1.0001)) and kept[1] == np.float32(7e4)

@@ -65,3 +65,28 @@ def test_inputs_needed_is_the_smallest_count_that_decides():
         else:
             assert hi < limit <= hi_before
     assert inputs_needed(0.98, 0.98) is None
+
+
+def _fp16_check(out, fp16_error):
+    recipe = recipe_from_dict({"name": "r", "artifacts": [{"name": "a", "format": "tflite", "precision": "fp16"}]})
+    ref = _reference()
+    ref.fp16_weight_error = fp16_error
+    failures, inconclusive = [], []
+    checks = check_values(ref, 0, out, recipe.artifacts[0], recipe, False, failures, inconclusive)
+    return checks["float_parity"], failures
+
+
+def test_an_fp16_allowance_as_large_as_the_outputs_is_discarded():
+    ref = _reference()
+    scale = float(np.abs(ref.outputs[0]).max())
+    # a Normalization layer whose variance overflowed fp16 made this allowance 26808 for logits of scale 18.8
+    parity, failures = _fp16_check(np.zeros_like(ref.outputs[0]), fp16_error=scale)
+    assert parity["calibrated"] == 0.0 and parity["calibration_discarded"]["allowance"] == 8 * scale
+    assert parity["verdict"] == "fail" and failures and failures[0]["check"] == "float_parity"
+
+
+def test_a_small_fp16_allowance_still_applies():
+    ref = _reference()
+    parity, failures = _fp16_check(ref.outputs[0] + 0.05, fp16_error=0.01)
+    assert parity["calibrated"] == 0.08 and "calibration_discarded" not in parity
+    assert parity["verdict"] == "pass" and failures == []

@@ -222,3 +222,35 @@ def input_specs(model: Any, batch: int | None) -> list[Any]:
 
     return [tf.TensorSpec((batch, *info.shape), tf.as_dtype(info.dtype), name=info.name)
             for info in inputs_info(model)]
+
+
+FP16_MAX = float(np.finfo(np.float16).max)
+
+
+def fp16_round(w: np.ndarray) -> np.ndarray:
+    """``w`` with each float value rounded to the nearest fp16, in its own dtype; values beyond fp16's range
+    (|w| > 65504) are left as they are: fp16 cannot hold them, so an fp16 file that works has kept or folded
+    them (a Normalization layer's variance of features in the thousands), and rounding them to inf would
+    measure a model that no converter makes."""
+    if w.dtype.kind != "f":
+        return w
+    with np.errstate(over="ignore"):
+        half = w.astype(np.float16).astype(w.dtype)
+    return np.where(np.abs(w) > FP16_MAX, w, half) if half.shape else (w if abs(w) > FP16_MAX else half)
+
+
+def all_layers(model: Any) -> Any:
+    """Every layer of ``model``, those of nested models included."""
+    for layer in getattr(model, "layers", []):
+        yield layer
+        yield from all_layers(layer)
+
+
+def set_weights(model: Any, weights: list[np.ndarray]) -> None:
+    """``model.set_weights(weights)``, then each adapted layer's derived state refreshed: set_weights leaves a
+    Normalization layer's mean and variance as they were adapted (Keras's loader calls ``finalize_state``
+    after loading for this reason), so a clone given new weights computed with none of them."""
+    model.set_weights(weights)
+    for layer in all_layers(model):
+        if hasattr(layer, "finalize_state"):
+            layer.finalize_state()

@@ -12,7 +12,7 @@ import numpy as np
 
 from dnnkit.artifacts.metadata import add_tflite_metadata
 from dnnkit.core.fileio import atomic_path
-from dnnkit.core.tensors import Inputs, cast, rows, take
+from dnnkit.core.tensors import Inputs, cast, rows, set_weights, take
 from dnnkit.errors import ConversionError, one_line
 from dnnkit.formats.common import has_recurrent_layers
 from dnnkit.formats.saved_model import write_saved_model
@@ -42,7 +42,7 @@ def unroll_recurrent(model: Any) -> Any:
         return new
 
     copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
+    set_weights(copy, model.get_weights())
     return copy
 
 

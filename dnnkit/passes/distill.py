@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnkit.builders import build
+from dnnkit.core.tensors import set_weights
 from dnnkit.errors import SpecError
 from dnnkit.passes.context import PassContext
 from dnnkit.passes.registry import PassResult
@@ -59,7 +60,7 @@ def run_distill(teacher: Any, opts: DistillOptions, ctx: PassContext) -> PassRes
     fit(distiller, train, epochs=opts.epochs, verbose=0)
     seconds = time.perf_counter() - start
     plain = keras.models.clone_model(student)
-    plain.set_weights(student.get_weights())
+    set_weights(plain, student.get_weights())
     report = {"engine": "keras.distillation", "student_spec": student_spec.name,
               "teacher_params": int(teacher.count_params()), "student_params": int(plain.count_params()),
               "temperature": opts.temperature, "student_loss_weight": opts.student_loss_weight,

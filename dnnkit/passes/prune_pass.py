@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from dnnkit.core.tensors import set_weights
 from dnnkit.passes.context import PassContext
 from dnnkit.passes.pruning import PruneConfig, prune_low_magnitude, strip_pruning
 from dnnkit.passes.registry import PassResult
@@ -27,7 +28,7 @@ def run_prune(model: Any, opts: PruneOptions, ctx: PassContext) -> PassResult:
     import keras
 
     work = keras.models.clone_model(model)
-    work.set_weights(model.get_weights())
+    set_weights(work, model.get_weights())
     total = ctx.steps_per_epoch(opts.batch_size) * opts.epochs
     structure = tuple(int(p) for p in opts.structure.split(":")) if opts.structure else None
     schedule = schedule_for(opts, total)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from dnnkit.core.tensors import set_weights
 from dnnkit.passes.schedules import ConstantSparsity, PruningSchedule
 from dnnkit.config.passes import PRUNABLE
 
@@ -251,7 +252,7 @@ def strip_pruning(model: Any, state: PruningState | None = None) -> Any:
             mask = np.asarray(t.mask.numpy())
             t.variable.assign((np.asarray(t.variable.numpy()) * mask).astype(mask.dtype))
     plain = keras.models.clone_model(model)
-    plain.set_weights(model.get_weights())
+    set_weights(plain, model.get_weights())
     return plain
 
 

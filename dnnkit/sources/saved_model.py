@@ -17,7 +17,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from dnnkit.core.tensors import input_specs
+from dnnkit.core.tensors import fp16_round, input_specs
 from dnnkit.errors import ModelLoadError, one_line
 
 
@@ -89,7 +89,7 @@ class SignatureModel:
         try:
             for v, w in zip(self._variables, saved):
                 if w.dtype.kind == "f":
-                    v.assign(w.astype(np.float16).astype(w.dtype))
+                    v.assign(fp16_round(w))
             yield
         finally:
             for v, w in zip(self._variables, saved):

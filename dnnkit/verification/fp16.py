@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.core.tensors import predict
+from dnnkit.core.tensors import fp16_round, predict, set_weights
 
 
 def fp16_outputs(model: Any, x: np.ndarray) -> np.ndarray:
@@ -27,7 +27,7 @@ def fp16_outputs(model: Any, x: np.ndarray) -> np.ndarray:
 
     half = keras.models.clone_model(
         model, clone_function=lambda layer: layer.__class__.from_config({**layer.get_config(), "dtype": "float16"}))
-    half.set_weights([w.astype(np.float16) if w.dtype == np.float32 else w for w in model.get_weights()])
+    set_weights(half, [w.astype(np.float16) if w.dtype == np.float32 else w for w in model.get_weights()])
     if not all(w.dtype == np.float16 for w in half.get_weights() if w.dtype.kind == "f"):
         raise ValueError("some weights stayed out of fp16")
     inputs = x.astype(np.float16) if x.dtype.kind == "f" else x
@@ -35,7 +35,7 @@ def fp16_outputs(model: Any, x: np.ndarray) -> np.ndarray:
 
 
 def fp16_weight_error(model: Any, x: Any, reference: Any) -> Any:
-    """Max abs change of the outputs on ``x`` when every float weight is rounded to fp16.
+    """Max abs change of the outputs on ``x`` when every float weight is rounded to fp16 (:func:`fp16_round`).
 
     Args:
         model: the Keras reference model.
@@ -55,8 +55,7 @@ def fp16_weight_error(model: Any, x: Any, reference: Any) -> Any:
     else:
         try:
             clone = keras.models.clone_model(model)
-            clone.set_weights([w.astype(np.float16).astype(w.dtype) if w.dtype.kind == "f" else w
-                               for w in model.get_weights()])
+            set_weights(clone, [fp16_round(w) for w in model.get_weights()])
         except Exception:  # noqa: BLE001 - subclassed or unusual models: no calibration
             return None
         outputs = predict(clone, x)
