@@ -98,7 +98,7 @@ def main() -> int:
     for name in args.models:
         model, data = globals()[name]()
         start = time.perf_counter()
-        manifest = dnnkit.optimize(model, base / name, data=data, target="both", max_degradation=args.max_degradation,
+        manifest = dnnkit.optimize(model, out_dir=base / name, data=data, target="both", max_degradation=args.max_degradation,
                                    objective=args.objective)
         seconds = time.perf_counter() - start
         results[name] = {"seconds": round(seconds, 1), "status": manifest["status"], "targets": _summary(manifest)}

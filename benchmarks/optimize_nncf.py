@@ -106,7 +106,7 @@ def main() -> int:
         ref_correct = ref_classes == y_test
 
         start = time.perf_counter()
-        manifest = dnnkit.optimize(model, base / name / "dnnkit", data=data, target="onnx",
+        manifest = dnnkit.optimize(model, out_dir=base / name / "dnnkit", data=data, target="onnx",
                                    max_degradation=args.max_drop)
         dnnkit_s = time.perf_counter() - start
         rows = {r["name"]: r for r in manifest["optimize"]["candidates"]}

@@ -14,23 +14,30 @@ can check the folder again later.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
+from dnnkit.child import items
 from dnnkit.core.tensors import to_arrays
+from dnnkit.core.staging import FolderError
 from dnnkit.errors import DataError, ModelLoadError
 from dnnkit.jobs import compress as compress_job, export as export_job, optimize as optimize_job
 from dnnkit.jobs.outfolder import new_output, source_of
 from dnnkit.jobs.reverify import verify_dir
 from dnnkit.config.goals import goals_from
-from dnnkit.config.recipe import as_recipe
+from dnnkit.config.recipe import Recipe, as_recipe
+from dnnkit.config.shipped import RECIPES, names
+from dnnkit.manifest.table import table
 
 ModelLike = Any  # a keras.Model or a path to a .keras file (run directory for compress)
+Verbose = Any  # "auto", 0, 1, 2 (or a bool), as for keras.Model.fit
 DataLike = Any  # "digits", a .npz/.csv path, (x, y), or a dict of x_train/y_train[/x_val/y_val/x_test/y_test]
 
 _SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test")
@@ -85,7 +92,7 @@ def _model_file(model: ModelLike, tmp: Path) -> str:
 
 
 def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike = None,
-           spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: bool = False,
+           spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: Verbose = "auto",
            overwrite: bool = False) -> dict[str, Any]:
     """Convert a model into every artifact of a recipe, verify each, and return the manifest.
 
@@ -101,7 +108,9 @@ def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, da
         spec: the model's spec, if it has one (then ``data`` may be omitted).
         task: ``multiclass``, ``binary`` or ``regression`` (inferred when omitted).
         unsafe: allow Lambda layers (trusted models only).
-        verbose: print progress lines.
+        verbose: as for ``keras.Model.fit``: ``"auto"`` or 1 prints what the command line prints (a line per
+            stage and per conversion and check, with its time, then the table of artifacts and where the folder
+            is), 2 the same without the per-item lines, 0 nothing.
         overwrite: replace a folder that holds anything but an earlier export of this model (refused otherwise:
             an export never leaves an earlier one's files beside its own).
 
@@ -116,7 +125,7 @@ def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, da
 
 
 def compress(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike = None,
-             spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: bool = False,
+             spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: Verbose = "auto",
              overwrite: bool = False) -> dict[str, Any]:
     """Run a recipe's compression passes on a model, then export and verify; return the manifest.
 
@@ -126,7 +135,8 @@ def compress(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, 
                 verbose=verbose, overwrite=overwrite)
 
 
-def verify(out_dir: str | os.PathLike[str], *, recipe: Any = None, unsafe: bool = False) -> dict[str, Any]:
+def verify(out_dir: str | os.PathLike[str], *, recipe: Any = None, unsafe: bool = False,
+           verbose: Verbose = "auto") -> dict[str, Any]:
     """Verify an export folder again (checksums, every artifact in its runtime, goals).
 
     Args:
@@ -134,22 +144,31 @@ def verify(out_dir: str | os.PathLike[str], *, recipe: Any = None, unsafe: bool 
         recipe: whose ``[verify]`` criteria judge it (a Recipe or path); the defaults when ``None``, never
             the criteria the folder records.
         unsafe: allow Lambda layers (trusted models only).
+        verbose: as for :func:`export`.
 
     Returns:
         The updated manifest; its ``status`` is the verdict, ``verified_with`` the criteria.
     """
-    return verify_dir(out_dir, recipe=recipe, unsafe=unsafe)
+    lines, per_item = _levels(verbose)
+    with _progress(per_item):
+        manifest = verify_dir(out_dir, recipe=recipe, unsafe=unsafe, verbose=lines)
+    if lines:
+        _print_end(manifest, out_dir)
+    return manifest
 
 
-def optimize(model: ModelLike, out_dir: str | os.PathLike[str], *, data: DataLike = None,
-             target: str | None = None, max_degradation: float | None = None, max_size_kb: float | None = None,
-             max_latency_ms: float | None = None, objective: str | None = None, recipe: Any = None,
-             task: str | None = None, unsafe: bool = False, verbose: bool = False,
+def optimize(model: ModelLike, recipe: Any = None, out_dir: str | os.PathLike[str] | None = None, *,
+             data: DataLike = None, target: str | None = None, max_degradation: float | None = None,
+             max_size_kb: float | None = None, max_latency_ms: float | None = None, objective: str | None = None,
+             task: str | None = None, unsafe: bool = False, verbose: Verbose = "auto",
              overwrite: bool = False) -> dict[str, Any]:
     """Verify every candidate conversion of a model and keep the best one that meets the goals.
 
     Args:
         model: a ``keras.Model``, a ``.keras`` file or a run directory.
+        recipe: a recipe (object, path or shipped name) with an ``[optimize]`` table (goals the arguments
+            override) and ``[verify]`` settings, or ``None``. The order is export's: model, recipe, out_dir
+            (the earlier ``optimize(model, out_dir, ...)`` still works, with a DeprecationWarning).
         out_dir: the output folder.
         data: as for :func:`export`.
         target: ``tflite``, ``onnx`` or ``both`` (default: ``both``, or the recipe's).
@@ -158,8 +177,6 @@ def optimize(model: ModelLike, out_dir: str | os.PathLike[str], *, data: DataLik
         max_size_kb: the largest file, in KiB.
         max_latency_ms: the slowest batch-1 latency (p50 on this machine), in ms.
         objective: ``smallest`` (default) or ``fastest``, among the candidates meeting every goal.
-        recipe: a recipe (or path) with an ``[optimize]`` table (goals the arguments override) and
-            ``[verify]`` settings.
         task, unsafe, verbose, overwrite: as for :func:`export`.
 
     Returns:
@@ -169,6 +186,12 @@ def optimize(model: ModelLike, out_dir: str | os.PathLike[str], *, data: DataLik
     Raises:
         DnnkitError: on bad goals or input, with nothing written.
     """
+    if out_dir is None and recipe is not None and not _recipe_like(recipe):
+        warnings.warn("dnnkit.optimize(model, out_dir, ...) is deprecated: the arguments go as for export, "
+                      "optimize(model, recipe, out_dir, ...) (recipe may be None)", DeprecationWarning, stacklevel=2)
+        recipe, out_dir = None, recipe
+    if out_dir is None:
+        raise FolderError("out_dir: expected the output folder, got none")
     base = as_recipe(recipe) if recipe is not None else None
     goals = goals_from({"target": target, "max_degradation": max_degradation, "max_size_kb": max_size_kb,
                         "max_latency_ms": max_latency_ms, "objective": objective},
@@ -177,22 +200,69 @@ def optimize(model: ModelLike, out_dir: str | os.PathLike[str], *, data: DataLik
                 verbose=verbose, overwrite=overwrite)
 
 
+def _recipe_like(value: Any) -> bool:
+    """Whether ``value`` names a recipe (an object, a ``.toml`` path or a shipped recipe's name)."""
+    if isinstance(value, (Recipe, dict)):
+        return True
+    return Path(str(value)).suffix == ".toml" or str(value) in names(RECIPES)
+
+
+def _levels(verbose: Verbose) -> tuple[bool, bool]:
+    """(stage lines and the table, per-item lines) for a ``fit``-style ``verbose``."""
+    if verbose == "auto" or verbose is True:
+        verbose = 1
+    if verbose in (0, False, None):
+        return False, False
+    if verbose not in (1, 2):
+        raise DataError(f"verbose: expected \"auto\", 0, 1 or 2 (as for keras.Model.fit), got {verbose!r}")
+    return True, verbose == 1
+
+
 def _run(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike,
          overwrite: bool = False, **kw: Any) -> dict[str, Any]:
     arrays = _arrays(data)  # a bad data object fails before anything is written
+    lines, per_item = _levels(kw.pop("verbose", "auto"))
     tmp = Path(tempfile.mkdtemp(prefix="dnnkit-api-"))
     try:
-        with new_output(out_dir, command=kind, source=source_of(model), overwrite=overwrite, field="out_dir") as out:
-            path = _model_file(model, tmp)
-            if arrays is not None:
-                # the arrays go where the manifest can keep pointing, before the export reads them
-                data = out / "reference" / "data.npz"
-                data.parent.mkdir(parents=True, exist_ok=True)
-                np.savez(data, **arrays)
-            data = None if data is None else str(data)
-            if kind == "optimize":
-                return optimize_job.optimize(path, out, recipe=recipe, data=data, **kw)
-            function = compress_job.compress if kind == "compress" else export_job.export
-            return function(path, recipe, out, data=data, **kw)
+        with _progress(per_item):
+            manifest = _job(kind, model, recipe, out_dir, data, arrays, tmp, overwrite, verbose=lines, **kw)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+    if lines:
+        _print_end(manifest, out_dir)
+    return manifest
+
+
+@contextlib.contextmanager
+def _progress(per_item: bool) -> Iterator[None]:
+    """A line per settled conversion and check while inside, where ``per_item``."""
+    before = items.PROGRESS
+    if per_item:
+        items.PROGRESS = items.print_progress
+    try:
+        yield
+    finally:
+        items.PROGRESS = before
+
+
+def _print_end(manifest: dict[str, Any], out_dir: str | os.PathLike[str]) -> None:
+    """The table of artifacts and where the folder is, as the command line ends."""
+    print(table(manifest), flush=True)
+    print(f"output: {out_dir}  manifest: {Path(out_dir) / 'manifest.json'}  status: {manifest['status']}", flush=True)
+
+
+def _job(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], data: DataLike,
+         arrays: dict[str, np.ndarray] | None, tmp: Path, overwrite: bool, **kw: Any) -> dict[str, Any]:
+    """The job itself, its model saved in ``tmp`` and its arrays into the folder's ``reference/``."""
+    with new_output(out_dir, command=kind, source=source_of(model), overwrite=overwrite, field="out_dir") as out:
+        path = _model_file(model, tmp)
+        if arrays is not None:
+            # the arrays go where the manifest can keep pointing, before the export reads them
+            data = out / "reference" / "data.npz"
+            data.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(data, **arrays)
+        data = None if data is None else str(data)
+        if kind == "optimize":
+            return optimize_job.optimize(path, out, recipe=recipe, data=data, **kw)
+        function = compress_job.compress if kind == "compress" else export_job.export
+        return function(path, recipe, out, data=data, **kw)

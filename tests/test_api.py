@@ -13,12 +13,13 @@ def model_and_data():
     return digits_dense(epochs=8)
 
 
-def test_export_a_model_object_with_arrays(model_and_data, tmp_path):
+def test_export_a_model_object_with_arrays(model_and_data, tmp_path, capsys):
     import dnnkit
 
     model, x, y = model_and_data
     out = tmp_path / "out"
-    manifest = dnnkit.export(model, RECIPES / "server-onnx.toml", out, data=(x, y))
+    manifest = dnnkit.export(model, RECIPES / "server-onnx.toml", out, data=(x, y), verbose=0)
+    assert capsys.readouterr().out == ""  # verbose=0, as for model.fit
     assert manifest["status"] == "verified"
     assert json.loads((out / "manifest.json").read_text()) == manifest
     ref = manifest["reference"]
@@ -31,7 +32,7 @@ def test_export_a_model_object_with_arrays(model_and_data, tmp_path):
     assert again["status"] == "verified"
 
 
-def test_export_with_explicit_splits_and_a_recipe_object(model_and_data, tmp_path):
+def test_export_with_explicit_splits_and_a_recipe_object(model_and_data, tmp_path, capsys):
     import dnnkit
     from dnnkit.config.recipe import recipe_from_dict
 
@@ -40,6 +41,26 @@ def test_export_with_explicit_splits_and_a_recipe_object(model_and_data, tmp_pat
     data = {"x_train": x[:1200], "y_train": y[:1200], "x_test": x[1200:], "y_test": y[1200:]}
     manifest = dnnkit.export(model, recipe, tmp_path / "out", data=data)
     assert manifest["status"] == "verified" and manifest["reference"]["test_samples"] == len(x) - 1200
+    # the default (verbose="auto", as for model.fit) prints what the command line prints: a line per stage and
+    # per conversion and check, then the table and where the folder is
+    printed = capsys.readouterr().out
+    assert "converting 1 artifacts" in printed and "tflite_fp32: done in" in printed
+    assert "VERIFIED" in printed and f"output: {tmp_path / 'out'}" in printed and "status: verified" in printed
+
+
+def test_optimize_takes_exports_argument_order_and_warns_on_the_old_one(model_and_data, tmp_path):
+    import dnnkit
+    from dnnkit.errors import DataError, DnnkitError
+
+    model, x, y = model_and_data
+    with pytest.raises(DnnkitError, match="target: expected one of"):  # the goals are read before anything is written
+        dnnkit.optimize(model, None, tmp_path / "new", data=(x, y), target="gpu")
+    with pytest.warns(DeprecationWarning, match=r"optimize\(model, recipe, out_dir"):
+        with pytest.raises(DnnkitError, match="target: expected one of"):
+            dnnkit.optimize(model, tmp_path / "old", data=(x, y), target="gpu")
+    with pytest.raises(DataError, match="verbose: expected"):
+        dnnkit.export(model, "mobile", tmp_path / "v", data=(x, y), verbose=3)
+    assert not any(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("data, fragment", [

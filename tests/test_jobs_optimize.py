@@ -63,7 +63,7 @@ def test_the_python_api_keeps_the_best_candidate(tmp_path):
 
     model, x, y = digits_dense(epochs=10, seed=1, train=1400)
     out = tmp_path / "out"
-    manifest = dnnkit.optimize(model, out, data={"x_train": x[:1400], "y_train": y[:1400], "x_test": x[1400:],
+    manifest = dnnkit.optimize(model, out_dir=out, data={"x_train": x[:1400], "y_train": y[:1400], "x_test": x[1400:],
                                                  "y_test": y[1400:]}, target="onnx", max_degradation=0.01)
     opt = manifest["optimize"]
     assert manifest["status"] == "verified" and opt["met"] and opt["chosen"] == {"onnx": "onnx_int8"}
@@ -83,7 +83,7 @@ def test_int8_missing_the_goal_gets_a_fallback_that_meets_it(tmp_path):
 
     model, data = _masked_attention()
     out = tmp_path / "out"
-    manifest = dnnkit.optimize(model, out, data=data, target="tflite", max_degradation=0.01)
+    manifest = dnnkit.optimize(model, out_dir=out, data=data, target="tflite", max_degradation=0.01)
     opt = manifest["optimize"]
     rows = {r["name"]: r for r in opt["candidates"]}
     first = rows["tflite_int8"]
