@@ -93,7 +93,7 @@ def _model_file(model: ModelLike, tmp: Path) -> str:
 
 def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike = None,
            spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: Verbose = "auto",
-           overwrite: bool = False) -> dict[str, Any]:
+           overwrite: bool = False, label_column: str | None = None) -> dict[str, Any]:
     """Convert a model into every artifact of a recipe, verify each, and return the manifest.
 
     Args:
@@ -113,6 +113,7 @@ def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, da
             is), 2 the same without the per-item lines, 0 nothing.
         overwrite: replace a folder that holds anything but an earlier export of this model (refused otherwise:
             an export never leaves an earlier one's files beside its own).
+        label_column: the label column of a ``.csv`` ``data``.
 
     Returns:
         The manifest (also in ``OUT/manifest.json``).
@@ -121,18 +122,18 @@ def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, da
         DnnkitError: on bad input, with nothing written.
     """
     return _run("export", model, recipe, out_dir, data=data, spec=spec, task=task, unsafe=unsafe, verbose=verbose,
-                overwrite=overwrite)
+                overwrite=overwrite, label_column=label_column)
 
 
 def compress(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, data: DataLike = None,
              spec: Any = None, task: str | None = None, unsafe: bool = False, verbose: Verbose = "auto",
-             overwrite: bool = False) -> dict[str, Any]:
+             overwrite: bool = False, label_column: str | None = None) -> dict[str, Any]:
     """Run a recipe's compression passes on a model, then export and verify; return the manifest.
 
     Arguments as for :func:`export`; ``model`` may also be a run directory.
     """
     return _run("compress", model, recipe, out_dir, data=data, spec=spec, task=task, unsafe=unsafe,
-                verbose=verbose, overwrite=overwrite)
+                verbose=verbose, overwrite=overwrite, label_column=label_column)
 
 
 def verify(out_dir: str | os.PathLike[str], *, recipe: Any = None, unsafe: bool = False,
@@ -161,7 +162,7 @@ def optimize(model: ModelLike, recipe: Any = None, out_dir: str | os.PathLike[st
              data: DataLike = None, target: str | None = None, max_degradation: float | None = None,
              max_size_kb: float | None = None, max_latency_ms: float | None = None, objective: str | None = None,
              task: str | None = None, unsafe: bool = False, verbose: Verbose = "auto",
-             overwrite: bool = False) -> dict[str, Any]:
+             overwrite: bool = False, label_column: str | None = None) -> dict[str, Any]:
     """Verify every candidate conversion of a model and keep the best one that meets the goals.
 
     Args:
@@ -177,7 +178,7 @@ def optimize(model: ModelLike, recipe: Any = None, out_dir: str | os.PathLike[st
         max_size_kb: the largest file, in KiB.
         max_latency_ms: the slowest batch-1 latency (p50 on this machine), in ms.
         objective: ``smallest`` (default) or ``fastest``, among the candidates meeting every goal.
-        task, unsafe, verbose, overwrite: as for :func:`export`.
+        task, unsafe, verbose, overwrite, label_column: as for :func:`export`.
 
     Returns:
         The manifest; ``manifest["optimize"]`` lists every candidate, the Pareto front and the
@@ -197,7 +198,7 @@ def optimize(model: ModelLike, recipe: Any = None, out_dir: str | os.PathLike[st
                         "max_latency_ms": max_latency_ms, "objective": objective},
                        base=base.optimize if base is not None else None)
     return _run("optimize", model, base, out_dir, data=data, goals=goals, task=task, unsafe=unsafe,
-                verbose=verbose, overwrite=overwrite)
+                verbose=verbose, overwrite=overwrite, label_column=label_column)
 
 
 def _recipe_like(value: Any) -> bool:

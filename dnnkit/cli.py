@@ -63,8 +63,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     _quiet_tensorflow()
     from dnnkit.jobs.evaluate import evaluate
 
-    metrics = evaluate(args.target, args.data, split=args.split, task=args.task,
-                       unsafe=args.unsafe)
+    metrics = evaluate(args.target, args.data, split=args.split, task=args.task, unsafe=args.unsafe,
+                       label_column=args.label_column)
     if args.json:
         print(json.dumps(metrics, indent=2, sort_keys=True))
     else:
@@ -112,8 +112,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     args.out_folder = args.out
     _quiet_tensorflow()
     convert = compress if args.command == "compress" else export
-    manifest = convert(args.model, recipe, args.out, data=args.data, task=args.task,
-                       unsafe=args.unsafe, verbose=True, overwrite=args.overwrite)
+    manifest = convert(args.model, recipe, args.out, data=args.data, task=args.task, unsafe=args.unsafe,
+                       verbose=True, overwrite=args.overwrite, label_column=args.label_column)
     return _print_result(manifest, args, args.out)
 
 
@@ -131,7 +131,7 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     args.out_folder = args.out
     _quiet_tensorflow()
     manifest = optimize(args.model, args.out, goals=goals, recipe=recipe, data=args.data, task=args.task,
-                        unsafe=args.unsafe, verbose=True, overwrite=args.overwrite)
+                        unsafe=args.unsafe, verbose=True, overwrite=args.overwrite, label_column=args.label_column)
     return _print_result(manifest, args, args.out)
 
 
@@ -181,6 +181,7 @@ def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required:
                    manifest: bool = True) -> None:
     """Options every command that loads a model or data shares."""
     p.add_argument("--data", required=data_required, help=data_help)
+    p.add_argument("--label-column", metavar="NAME", help="the label column of a .csv --data")
     p.add_argument("--task", choices=("multiclass", "binary", "regression"),
                    help="head type of a bare model file (inferred from the output layer when omitted)")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")

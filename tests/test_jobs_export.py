@@ -239,3 +239,41 @@ def test_a_sequential_models_names_are_kept_in_every_artifact(tmp_path):
     runner = Interpreter(model_path=str(tmp_path / "out" / "artifacts" / "tflite_fp32.tflite"))
     signature = runner.get_signature_list()["serving_default"]
     assert (signature["inputs"], signature["outputs"]) == (["features"], ["logits"])
+
+
+@pytest.mark.slow
+def test_a_csv_exports_from_the_command_line_with_its_label_column(tmp_path):
+    """Issue 24 (A): `export` had no way to name a CSV's label column, so a CSV could not be exported at all."""
+    import keras
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer()  # 569 rows, 30 features
+    x, y = data.data.astype("float32"), data.target
+    header = ",".join(name.replace(" ", "_") for name in data.feature_names) + ",target"
+    np.savetxt(tmp_path / "cancer.csv", np.column_stack([x, y]), delimiter=",", header=header, comments="",
+               fmt=["%.6g"] * 30 + ["%d"])
+    norm = keras.layers.Normalization()
+    norm.adapt(x)
+    model = keras.Sequential([keras.Input((30,)), norm, keras.layers.Dense(16, activation="relu"),
+                              keras.layers.Dense(2)])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=10, verbose=0)
+    model.save(tmp_path / "m.keras")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('name = "r"\n[[artifacts]]\nname = "tflite_fp32"\nformat = "tflite"\n')
+
+    missing = cli("export", str(tmp_path / "m.keras"), "--recipe", str(recipe), "--data", str(tmp_path / "cancer.csv"),
+                  "--out", str(tmp_path / "no"))
+    assert missing.returncode == 2 and "--label-column NAME" in missing.stderr and not (tmp_path / "no").exists()
+    wrong = cli("export", str(tmp_path / "m.keras"), "--recipe", str(recipe), "--data", "digits",
+                "--label-column", "target", "--out", str(tmp_path / "no"))
+    assert wrong.returncode == 2 and "label_column: names the label column of a .csv" in wrong.stderr
+
+    proc = cli("export", str(tmp_path / "m.keras"), "--recipe", str(recipe), "--data", str(tmp_path / "cancer.csv"),
+               "--label-column", "target", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["status"] == "verified" and manifest["reference"]["inputs_checked"] == 569
+    assert manifest["reference"]["metrics"]["accuracy"] > 0.9
+    again = cli("verify", str(tmp_path / "out"))  # the label column is kept with the folder's spec
+    assert again.returncode == 0, again.stdout + again.stderr

@@ -61,8 +61,8 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
                                  2 if model.head == "binary" else None)
         elif path.suffix.lower() == ".csv":
             if not cfg.label_column:
-                raise DataError(f"data.label_column: a CSV source needs the label column's "
-                                f"name, got none for {src}")
+                raise DataError(f"data.label_column: a .csv source needs its label column's name (a spec's "
+                                f"data.label_column, --label-column NAME), got none for {src}")
             arrays, labels = load_csv(path, cfg.label_column), None
         else:
             raise DataError(f"data.source: expected \"digits\", a .npz/.csv file or an image folder, got {src!r}")

@@ -30,7 +30,8 @@ from dnnkit.config.recipe import Recipe, as_recipe, require_artifacts
 def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
              out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
              data: str | None = None, task: str | None = None, unsafe: bool = False,
-             verbose: bool = False, extra: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+             verbose: bool = False, extra: dict[str, Any] | None = None, overwrite: bool = False,
+             label_column: str | None = None) -> dict[str, Any]:
     """Run a recipe's compression passes on a model, then export and verify the result.
 
     Goals (``[goals] max_degradation``, or a pass's own ``max_degradation``) are checked
@@ -41,7 +42,7 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
         model: a run directory or a ``.keras`` file.
         recipe: a Recipe or recipe path (passes + artifacts).
         out_dir: the output folder; the compressed model goes to ``OUT/compressed/model.keras``.
-        spec, data, task, unsafe, verbose, extra, overwrite: as for :func:`export`.
+        spec, data, task, unsafe, verbose, extra, overwrite, label_column: as for :func:`export`.
 
     Returns:
         The manifest, with ``passes`` and ``goals`` sections.
@@ -49,27 +50,28 @@ def compress(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     recipe = require_artifacts(as_recipe(recipe))
     with new_output(out_dir, command="compress", source=source_of(model), overwrite=overwrite) as out, job():
         made = compressed(model, recipe, out, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
-                          extra=extra)
+                          extra=extra, label_column=label_column)
         return finish_export(made, recipe, out)
 
 
 def compressed(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
                out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
                data: str | None = None, task: str | None = None, unsafe: bool = False,
-               verbose: bool = False, extra: dict[str, Any] | None = None) -> Exported:
+               verbose: bool = False, extra: dict[str, Any] | None = None,
+               label_column: str | None = None) -> Exported:
     """:func:`compress` without its recipe's layouts, the verdict and the write (``optimize`` chooses among
     the artifacts first); arguments as for :func:`compress`."""
     recipe = require_artifacts(as_recipe(recipe))
     if not recipe.passes and (Path(model).suffix.lower() == ".h5" or is_saved_model(model)):
         return exported(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
-                        extra=extra)  # nothing to compress: exported from the model's own runtime
+                        extra=extra, label_column=label_column)  # nothing to compress: exported from the model's own runtime
     tf_keras_input = Path(model).suffix == ".h5"
     if tf_keras_input:
-        keras_model, resolved = _load_tf_keras(model, task, data)
+        keras_model, resolved = _load_tf_keras(model, task, data, label_column)
     elif spec is not None and not Path(model).is_dir():
         keras_model, resolved = load_model(model, unsafe=unsafe), as_spec(spec)
     else:
-        keras_model, resolved = resolve_target(model, unsafe=unsafe, task=task, data=data)
+        keras_model, resolved = resolve_target(model, unsafe=unsafe, task=task, data=data, label_column=label_column)
     spec = as_spec(spec) if spec is not None else resolved
     multi = is_multi(keras_model)
     unsupported = [p.type for p in recipe.passes if p.type != "prune" or getattr(p.options, "engine", "") == "tfmot"]
@@ -120,11 +122,12 @@ def compressed(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike
                            "passes": records, "goals": {"max_degradation": recipe.goal_degradation}})
 
 
-def _load_tf_keras(path: str | os.PathLike[str], task: str | None, data: str | None) -> tuple[Any, Spec]:
+def _load_tf_keras(path: str | os.PathLike[str], task: str | None, data: str | None,
+                   label_column: str | None = None) -> tuple[Any, Spec]:
     """A tf_keras (Keras 2) ``.h5`` model and a minimal spec for its data."""
     if not Path(path).is_file():
         raise ModelLoadError(f"model: file not found: {path}")
     if data is None:
         raise ModelLoadError(f"data: a tf_keras model file needs --data, got none for {path}")
     model = load_h5(path)
-    return model, spec_for_model(model, task, data)
+    return model, spec_for_model(model, task, data, label_column)

@@ -55,7 +55,8 @@ class Exported:
 def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
            out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
            data: str | None = None, task: str | None = None, unsafe: bool = False,
-           verbose: bool = False, extra: dict[str, Any] | None = None, overwrite: bool = False) -> dict[str, Any]:
+           verbose: bool = False, extra: dict[str, Any] | None = None, overwrite: bool = False,
+           label_column: str | None = None) -> dict[str, Any]:
     """Convert a Keras model into every artifact of a recipe, verify each, write the manifest.
 
     Args:
@@ -69,6 +70,7 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
         verbose: print progress lines.
         extra: more top-level manifest fields (e.g. the training run).
         overwrite: replace a folder that holds something other than an earlier export of ``model``.
+        label_column: the label column of a ``.csv`` ``data``.
 
     Returns:
         The manifest (also written to ``OUT/manifest.json``; the folder's files appear together, at the end).
@@ -79,7 +81,7 @@ def export(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str
     recipe = as_recipe(recipe)
     with new_output(out_dir, command="export", source=source_of(model), overwrite=overwrite) as out, job():
         made = exported(model, recipe, out, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
-                        extra=extra)
+                        extra=extra, label_column=label_column)
         return finish_export(made, recipe, out)
 
 
@@ -92,7 +94,8 @@ def finish_export(made: Exported, recipe: Recipe, out: Path) -> dict[str, Any]:
 def exported(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[str],
              out_dir: str | os.PathLike[str], *, spec: Spec | str | os.PathLike[str] | None = None,
              data: str | None = None, task: str | None = None, unsafe: bool = False,
-             verbose: bool = False, extra: dict[str, Any] | None = None) -> Exported:
+             verbose: bool = False, extra: dict[str, Any] | None = None,
+             label_column: str | None = None) -> Exported:
     """:func:`export` without the verdict and the write (``compress`` adds its passes first, ``optimize``
     chooses among the artifacts); arguments as for :func:`export`, ``model`` may also be a SavedModel folder
     or a tf_keras ``.h5`` file."""
@@ -104,7 +107,7 @@ def exported(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
             if data is None:
                 raise ModelLoadError(f"data: exporting {model} needs --data (\"digits\" or a .npz/.csv "
                                      "path) to verify against, got none")
-            spec = spec_for_model(keras_model, task, data)
+            spec = spec_for_model(keras_model, task, data, label_column)
         return _export_loaded(model, keras_model, source_dir, source_info, recipe, Path(out_dir), spec=spec,
                               data=data, task=task, unsafe=unsafe, verbose=verbose, extra=extra)
 

@@ -25,7 +25,7 @@ from dnnkit.config.recipe import Recipe, as_recipe
 def optimize(model: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, goals: Goals,
              recipe: Recipe | str | os.PathLike[str] | None = None, data: str | None = None,
              task: str | None = None, unsafe: bool = False,
-             verbose: bool = False, overwrite: bool = False) -> dict[str, Any]:
+             verbose: bool = False, overwrite: bool = False, label_column: str | None = None) -> dict[str, Any]:
     """Build, verify and rank every candidate for ``goals``; keep the chosen artifact(s).
 
     When ``recipe`` lists ``[[passes]]`` (pruning, QAT, ...), they run on the model and every
@@ -39,7 +39,7 @@ def optimize(model: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, 
         goals: what the chosen artifact must meet (:class:`Goals`).
         recipe: a recipe (or path): its ``[verify]`` settings verify the candidates; its passes,
             if any, make the second set of candidates.
-        data, task, unsafe, verbose, overwrite: as for :func:`dnnkit.jobs.export.export`.
+        data, task, unsafe, verbose, overwrite, label_column: as for :func:`dnnkit.jobs.export.export`.
 
     Returns:
         The manifest, with an ``optimize`` section; ``status`` is ``verified`` when every target
@@ -51,13 +51,15 @@ def optimize(model: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, 
     base = as_recipe(recipe) if recipe is not None else None
     with new_output(out_dir, command="optimize", source=source_of(model), overwrite=overwrite) as out, \
             job():  # both sets of candidates on the same worker processes
-        return _optimize(model, out, goals, base, data=data, task=task, unsafe=unsafe, verbose=verbose)
+        return _optimize(model, out, goals, base, data=data, task=task, unsafe=unsafe, verbose=verbose,
+                         label_column=label_column)
 
 
 def _optimize(model: str | os.PathLike[str], out: Path, goals: Goals, base: Recipe | None, *, data: str | None,
-              task: str | None, unsafe: bool, verbose: bool) -> dict[str, Any]:
+              task: str | None, unsafe: bool, verbose: bool, label_column: str | None) -> dict[str, Any]:
     candidates = candidate_recipe(goals, base, sets=2 if base is not None and base.passes else 1)
-    made = compressed(model, candidates, out, data=data, task=task, unsafe=unsafe, verbose=verbose)
+    made = compressed(model, candidates, out, data=data, task=task, unsafe=unsafe, verbose=verbose,
+                      label_column=label_column)
     manifest = made.manifest
     runs = {"": (out, manifest)}
     if base is not None and base.passes:
@@ -66,7 +68,8 @@ def _optimize(model: str | os.PathLike[str], out: Path, goals: Goals, base: Reci
                   flush=True)
         variant = dataclasses.replace(candidates, passes=base.passes, goal_degradation=goals.max_degradation)
         runs[PASSES_FOLDER] = (out / PASSES_FOLDER, compressed(
-            model, variant, out / PASSES_FOLDER, data=data, task=task, unsafe=unsafe, verbose=verbose).manifest)
+            model, variant, out / PASSES_FOLDER, data=data, task=task, unsafe=unsafe, verbose=verbose,
+            label_column=label_column).manifest)
     # each folder's verdict first: its goal figures (the drop from the original model, after passes) are what
     # the rows rank; the manifests are written once, below, when the choice is made
     for _, m in runs.values():

@@ -13,18 +13,26 @@ from dnnkit.sources.keras_file import load_model
 from dnnkit.config.model import HEADS, DataConfig, MLPConfig, ModelConfig, Spec, TransformerConfig, load_spec
 
 
-def spec_for_model(model: Any, task: str | None, source: str) -> Spec:
+def spec_for_model(model: Any, task: str | None, source: str, label_column: str | None = None) -> Spec:
     """A minimal spec describing a model brought without one (for loading its data).
 
     The head is ``task`` if given, else inferred: more than one output unit means
-    multiclass, one sigmoid output binary, anything else regression.
+    multiclass, one sigmoid output binary, anything else regression. ``label_column`` names a ``.csv``
+    source's label column.
+
+    Raises:
+        DataError: a label column for a source that is not a ``.csv`` file, or an unknown task.
     """
+    if label_column is not None and not str(source).lower().endswith(".csv"):
+        raise DataError(f"label_column: names the label column of a .csv data source, got {label_column!r} "
+                        f"for data {source!r}")
+    data = DataConfig(source=source, label_column=label_column)
     if is_multi(model) or any(d is None for d in model.inputs[0].shape[1:]):
         # Several inputs or outputs: the data is read per name (dnnkit.data.load_model_data) and
         # each output's head inferred there; the spec only carries the data source.
         return Spec(name=model.name, model=ModelConfig(family="mlp", input_shape=(1,), head="multi",
                                                        options=MLPConfig()),
-                    data=DataConfig(source=source))
+                    data=data)
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     units = int(model.outputs[0].shape[-1])
     if task is None:
@@ -38,11 +46,12 @@ def spec_for_model(model: Any, task: str | None, source: str) -> Spec:
     cfg = ModelConfig(family="transformer" if tokens else "mlp", input_shape=shape, head=task,
                       num_classes=units if task == "multiclass" else None,
                       output_units=units if task == "regression" else 1, options=options)
-    return Spec(name=model.name, model=cfg, data=DataConfig(source=source))
+    return Spec(name=model.name, model=cfg, data=data)
 
 
 def resolve_target(target: str | os.PathLike[str], *, unsafe: bool = False,
-                   task: str | None = None, data: str | None = None) -> tuple[Any, Spec]:
+                   task: str | None = None, data: str | None = None,
+                   label_column: str | None = None) -> tuple[Any, Spec]:
     """Load the model and spec behind a run directory or a ``.keras`` file."""
     path = Path(target)
     if path.is_dir():
@@ -55,4 +64,4 @@ def resolve_target(target: str | os.PathLike[str], *, unsafe: bool = False,
     if data is None:
         raise DataError(f"data: a bare model file needs --data (\"digits\" or a .npz/.csv "
                         f"path), got none for {target}")
-    return model, spec_for_model(model, task, data)
+    return model, spec_for_model(model, task, data, label_column)
