@@ -98,3 +98,23 @@ def test_compress_a_model_object(model_and_data, tmp_path):
     manifest = dnnkit.compress(model, recipe, tmp_path / "out", data=(x, y))
     assert manifest["passes"][0]["type"] == "prune"
     assert manifest["artifacts"][0]["status"] == "verified"
+
+
+def test_a_near_constant_model_is_warned_about(model_and_data, tmp_path, capsys):
+    """Issue 24 (B9): a model that predicts one class for every input exported with every check VERIFIED at
+    agreement 1.000 and no word."""
+    import keras
+
+    import dnnkit
+    from dnnkit.config.recipe import recipe_from_dict
+
+    _, x, y = model_and_data
+    bias = np.eye(10, dtype="float32")[1]  # class 1, whatever the input
+    model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10, kernel_initializer="zeros",
+                                                                     bias_initializer=keras.initializers.Constant(bias))])
+    recipe = recipe_from_dict({"name": "r", "artifacts": [{"name": "tflite_fp32", "format": "tflite"}]})
+    manifest = dnnkit.export(model, recipe, tmp_path / "out", data=(x, y))
+    assert manifest["status"] == "verified"  # the file does give the model's answers
+    warning = manifest["reference"]["warnings"][0]
+    assert warning.startswith(f"the reference predicts class 1 for {len(x)} of {len(x)} inputs;")
+    assert f"WARNING reference: {warning}" in capsys.readouterr().out

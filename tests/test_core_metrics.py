@@ -25,3 +25,31 @@ def test_reference_metrics_name_each_labelled_output():
     assert reference_metrics(["multiclass"], [y], [logits], ["out"], 4) == task_metrics("multiclass", y, logits)
     two = reference_metrics(["multiclass", "features"], [y, None], [logits, logits], ["a", "b"], 4)
     assert set(two) == {"a/accuracy", "a/precision", "a/recall", "a/f1"} and two["a/accuracy"] == 1.0
+
+
+def test_a_near_constant_reference_is_named():
+    from dnnkit.core.metrics import near_constant
+
+    rng = np.random.default_rng(0)
+    constant = np.tile([[-1.0, 2.0]], (200, 1)) + rng.normal(0, 0.01, (200, 2))  # class 1 for every input
+    labels = rng.integers(0, 2, 200)
+    why = near_constant("multiclass", constant, labels)
+    assert why.startswith("the reference predicts class 1 for 200 of 200 inputs;") and "of the labels are" in why
+    assert near_constant("multiclass", rng.normal(size=(200, 2)), labels) is None
+    assert near_constant("binary", np.full((200, 1), 0.9), None).startswith("the reference predicts class 1")
+    y = rng.normal(0, 3.0, 200)
+    assert "predicts nearly one value" in near_constant("regression", np.full((200, 1), y.mean()) + 0.01, y)
+    assert near_constant("regression", y[:, None] + rng.normal(0, 0.5, (200, 1)), y) is None
+    assert near_constant("multiclass", constant[:10], labels[:10]) is None  # too few inputs to say
+
+
+def test_the_manifest_records_a_near_constant_reference():
+    from dnnkit.manifest.record import reference_warnings
+    from dnnkit.verification.reference import Reference
+
+    outputs = np.tile([[-1.0, 2.0]], (64, 1)).astype("float32")
+    ref = Reference(x=np.zeros((64, 3), "float32"), outputs=[outputs], heads=["multiclass"],
+                    labels=[np.array([0, 1] * 16)], input_names=["x"], output_names=["logits"],
+                    metrics={"accuracy": 0.5}, n_test=32)
+    assert reference_warnings(ref) == ["the reference predicts class 1 for 64 of 64 inputs; 50% of the labels are: "
+                                       "an artifact that does the same agrees with it, so agreement says little"]

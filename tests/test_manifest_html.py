@@ -48,3 +48,15 @@ def test_a_report_that_cannot_be_drawn_leaves_the_verdict_alone(tmp_path, monkey
     assert done["report"] == {"html": None, "error": "RuntimeError: no fonts"}
     assert json.loads((tmp_path / "manifest.json").read_text())["report"]["error"] == "RuntimeError: no fonts"
     assert not (tmp_path / "report.html").exists()
+
+
+def test_the_report_names_a_near_constant_reference_and_a_larger_file():
+    from dnnkit.manifest.html import _notes
+
+    manifest = {"reference": {"bytes": 10_240, "warnings": ["the reference predicts class 1 for 200 of 200 inputs"]},
+                "artifacts": [{"name": "tflite_int8", "format": "tflite", "precision": "int8", "bytes": 86_630,
+                               "fallbacks": ["unroll_recurrent"]}]}
+    notes = _notes(manifest)
+    assert "WARNING reference: the reference predicts class 1 for 200 of 200 inputs" in notes
+    assert "LARGER tflite_int8: 84.6 KB, 8.5x the reference model" in notes
+    assert _notes({"reference": {}, "artifacts": []}) == ""

@@ -48,6 +48,43 @@ def predicted_classes(head: str, y_pred: np.ndarray) -> np.ndarray:
     return np.argmax(y_pred, axis=-1).astype(np.int32)
 
 
+NEAR_CONSTANT_SHARE = 0.95  # one class in this share of the predictions
+NEAR_CONSTANT_SPREAD = 0.05  # a value output's spread under this fraction of its labels'
+
+
+def near_constant(head: str, outputs: np.ndarray, labels: np.ndarray | None = None) -> str | None:
+    """Why a reference model's outputs are near-constant, or ``None``: a classifier that predicts one class for
+    at least 95 % of the inputs, or a regressor whose outputs spread less than 5 % of its labels' standard
+    deviation. Every artifact that repeats such a model agrees with it, so its checks say little.
+
+    Args:
+        head: the output's head.
+        outputs: the reference's outputs on every checked input.
+        labels: the labels of the first ``len(labels)`` of those inputs (the test split), if any.
+    """
+    out = np.asarray(outputs)
+    if len(out) < 20:
+        return None
+    if head in ("multiclass", "binary"):
+        pred = predicted_classes(head, out)
+        values, counts = np.unique(pred, return_counts=True)
+        top = int(np.argmax(counts))
+        if counts[top] < NEAR_CONSTANT_SHARE * len(pred):
+            return None
+        share = ""
+        if labels is not None and len(labels) and np.asarray(labels).ndim == 1:
+            share = f"; {np.mean(np.asarray(labels) == values[top]):.0%} of the labels are"
+        return (f"the reference predicts class {values[top]} for {counts[top]} of {len(pred)} inputs{share}: an "
+                "artifact that does the same agrees with it, so agreement says little")
+    if head == "regression" and labels is not None and len(labels) > 1:
+        spread = float(np.max(np.std(out.reshape(len(out), -1), axis=0)))
+        scale = float(np.max(np.std(np.asarray(labels, np.float64).reshape(len(labels), -1), axis=0)))
+        if scale > 0 and spread < NEAR_CONSTANT_SPREAD * scale:
+            return (f"the reference's outputs spread {spread:.3g} (std) across inputs, its labels {scale:.3g}: it "
+                    "predicts nearly one value, so parity with it says little")
+    return None
+
+
 def reference_metrics(heads: list[str], labels: list[np.ndarray | None], outputs: list[np.ndarray],
                       names: list[str], n_test: int) -> dict[str, float]:
     """Task metrics of every labelled output; keys ``NAME/metric`` when there are several outputs."""

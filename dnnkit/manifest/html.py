@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnkit.core.fileio import write_text
-from dnnkit.manifest.table import main_metric, parity_text, size_text
+from dnnkit.manifest.table import larger_than_float, main_metric, parity_text, size_text, slower_than_fp32
 
 REPORT = "report.html"
 COLOURS = {"verified": "#1a7f37", "inconclusive": "#9a6700", "failed": "#cf222e", "reference": "#0969da"}
@@ -56,7 +56,7 @@ def render(manifest: dict[str, Any], out: Path) -> str:
              f"<p>Status: <span class='status {_e(status)}' id='status'>{_e(status.upper())}</span> "
              f"&middot; recipe {_e(manifest['recipe']['name'])} &middot; created {_e(manifest.get('created', '-'))}"
              f" &middot; dnnkit {_e(manifest.get('dnnkit_version', '-'))}</p>",
-             "<h2>Artifacts</h2>", _artifact_table(manifest, metric), _failures(manifest)]
+             "<h2>Artifacts</h2>", _artifact_table(manifest, metric), _failures(manifest), _notes(manifest)]
     if manifest.get("optimize"):
         opt = manifest["optimize"]
         chosen = ", ".join(f"{t}: {n}" for t, n in (opt.get("chosen") or {}).items()) or "none"
@@ -132,6 +132,13 @@ def _timings_section(manifest: dict[str, Any]) -> str:
 
 def _num(value: Any, digits: int = 4) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _notes(manifest: dict[str, Any]) -> str:
+    """What to know before shipping: a near-constant reference, files larger or slower than their float twin."""
+    items = [f"<li class='failed'>WARNING reference: {_e(w)}</li>" for w in manifest["reference"].get("warnings") or []]
+    items += [f"<li>{_e(line)}</li>" for line in larger_than_float(manifest) + slower_than_fp32(manifest["artifacts"])]
+    return f"<ul id='notes'>{''.join(items)}</ul>" if items else ""
 
 
 def _failures(manifest: dict[str, Any]) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 from dnnkit import __version__
 from dnnkit.artifacts.files import file_digest
 from dnnkit.child.memory import peak_rss_mb
+from dnnkit.core.metrics import near_constant
 from dnnkit.core.tensors import inputs_info, outputs_info, rows
 from dnnkit.formats.convert import REPRODUCIBLE
 from dnnkit.config.recipe import ArtifactConfig, Recipe
@@ -104,7 +105,8 @@ def export_manifest(*, recipe: Recipe, ref: Reference, ref_model: Path, out: Pat
                                   for o, h, y in zip(outputs_info(model), ref.heads, ref.labels)],
                       "test_samples": int(ref.n_test), "inputs_checked": int(rows(ref.x)),
                       "fp16_weight_error": ref.fp16_weight_error,
-                      "fake_quant": fake_quant},
+                      "fake_quant": fake_quant,
+                      "warnings": reference_warnings(ref)},
         "versions": versions(),
         # this process's peak (the reference outputs; training too under `run`); each conversion's and
         # verification's own peak is in its artifact entry (they run in child processes)
@@ -112,6 +114,16 @@ def export_manifest(*, recipe: Recipe, ref: Reference, ref_model: Path, out: Pat
         **(extra or {}),
         "artifacts": entries,
     }
+
+
+def reference_warnings(ref: Reference) -> list[str]:
+    """What makes the reference a weak yardstick (a near-constant model: :func:`near_constant`), per output."""
+    found = []
+    for name, head, out, y in zip(ref.output_names, ref.heads, ref.outputs, ref.labels):
+        why = near_constant(head, out, y)
+        if why:
+            found.append(f"output {name}: {why}" if ref.multi_output else why)
+    return found
 
 
 def _inside(data: str, out: Path) -> str:

@@ -71,15 +71,40 @@ def optimize_table(opt: dict[str, Any]) -> list[str]:
     return lines
 
 
+# A SLOWER line needs a difference that timing noise does not make: a quarter more and 0.01 ms more (the p50s of
+# a 0.03 ms model differ by a few percent between two runs of the same file).
+SLOWER_RATIO, SLOWER_MS = 1.25, 0.01
+
+
 def slower_than_fp32(artifacts: list[dict[str, Any]]) -> list[str]:
-    """A line per quantized artifact whose batch-1 p50 is above its fp32 twin's (same format)."""
+    """A line per quantized artifact whose batch-1 p50 is clearly above its fp32 twin's (same format)."""
     p50 = {(e["format"], e["precision"]): (e.get("latency_ms") or {}).get("p50") for e in artifacts}
     lines = []
     for e in artifacts:
         mine, fp32 = (e.get("latency_ms") or {}).get("p50"), p50.get((e["format"], "fp32"))
-        if e["precision"] != "fp32" and mine and fp32 and mine > fp32:
+        if (e["precision"] != "fp32" and mine and fp32 and mine >= SLOWER_RATIO * fp32
+                and mine - fp32 >= SLOWER_MS):
             lines.append(f"SLOWER {e['name']}: batch-1 p50 {mine:.3f} ms vs {fp32:.3f} ms for {e['format']} fp32 "
                          f"({mine / fp32:.2f}x) on this CPU")
+    return lines
+
+
+def larger_than_float(manifest: dict[str, Any]) -> list[str]:
+    """A line per reduced-precision artifact larger than its fp32 twin (same format), or than the reference model
+    where there is none, with the cause where the manifest knows it (recurrent layers unrolled)."""
+    arts = manifest["artifacts"]
+    fp32 = {e["format"]: e.get("bytes") for e in arts if e["precision"] == "fp32"}
+    lines = []
+    for e in arts:
+        base = fp32.get(e["format"])
+        than = f"{e['format']} fp32" if base else "the reference model"
+        base = base or manifest["reference"].get("bytes")
+        if e["precision"] == "fp32" or not e.get("bytes") or not base or e["bytes"] <= base:
+            continue
+        steps = [f for f in e.get("fallbacks") or [] if "unroll" in str(f)]
+        why = "; recurrent layers unrolled: the cell's ops once per time step" if steps else ""
+        lines.append(f"LARGER {e['name']}: {size_text(e['bytes'])}, {e['bytes'] / base:.1f}x {than}'s "
+                     f"{size_text(base)}{why}")
     return lines
 
 
@@ -136,6 +161,8 @@ def table(manifest: dict[str, Any]) -> str:
                      f"params {p['params']}, "
                      f"degradation {p['degradation']:+.4f} ({'ok' if p['goal_met'] else 'GOAL MISSED'})")
     lines += slower_than_fp32(manifest["artifacts"])
+    lines += larger_than_float(manifest)
+    lines += [f"WARNING reference: {w}" for w in manifest["reference"].get("warnings") or []]
     for line in (manifest.get("goals") or {}).get("missed", []):
         lines.append(f"GOAL MISSED {line}")
     for layout, rec in (manifest.get("package") or {}).items():
