@@ -197,6 +197,11 @@ def _run_graph(graph_def: Any, inputs: list[str], outputs: list[str], feeds: lis
     graph = tf.Graph()
     with graph.as_default():
         tf.graph_util.import_graph_def(graph_def, name="")
-    with tf.compat.v1.Session(graph=graph) as session:
+    config = tf.compat.v1.ConfigProto()
+    # Grappler's remapper fuses Conv2D + BiasAdd into _FusedConv2D, whose Eigen kernel (used where oneDNN is
+    # off: CPUs without AVX-512) refuses grouped convolutions (ConvNeXt's depthwise-as-grouped layers); the
+    # check runs the graph as tf2onnx reads it, unfused.
+    config.graph_options.rewrite_options.remapping = config.graph_options.rewrite_options.OFF
+    with tf.compat.v1.Session(graph=graph, config=config) as session:
         return [np.asarray(o) for o in session.run([graph.get_tensor_by_name(n) for n in outputs],
                                                    {graph.get_tensor_by_name(n): f for n, f in zip(inputs, feeds)})]
