@@ -123,6 +123,12 @@ def test_parity_miss_fails_export(mlp_model, tmp_path):
     assert manifest["artifacts"][0]["path"] == "failed/tflite_fp16.tflite"
     assert (tmp_path / "o" / "failed" / "tflite_fp16.tflite").is_file()
     assert not (tmp_path / "o" / "artifacts" / "tflite_fp16.tflite").exists()
+    # ... and says so itself, to an app developer holding only the file (issue 24, B2)
+    from dnnkit.artifacts.metadata import read_tflite_metadata
+
+    stored = read_tflite_metadata(tmp_path / "o" / "failed" / "tflite_fp16.tflite")["verification"]
+    assert stored["status"] == "failed" and stored["reason"].startswith("max abs diff")
+    assert stored["criteria"] == "strict" and stored == manifest["artifacts"][0]["metadata"]["verification"]
     again = cli("verify", str(tmp_path / "o"), "--recipe", str(recipe))
     assert again.returncode == 1 and "FAILED tflite_fp16: max abs diff" in again.stdout, again.stdout
 

@@ -8,6 +8,11 @@ reads it back. TFLite keeps it as one JSON buffer named :data:`TFLITE_NAME` in t
 ``metadata`` table, written with the flatbuffer utilities that ship in ``ai_edge_litert`` (the
 ``tflite-support`` metadata writer needs protobuf < 4); the interpreter ignores unknown metadata,
 so the file loads and runs as before.
+
+Each file also carries its own verdict under :data:`VERDICT` (``status``: ``unchecked`` when written, then
+``verified``, ``failed`` or ``inconclusive``, with the reason and the criteria), in a slot of fixed size
+(:data:`SLOT` bytes of JSON, padded with spaces): :func:`stamp_verdict` rewrites those bytes and no others,
+so the tensors and the graph a verification ran stay byte for byte the ones it ran.
 """
 
 from __future__ import annotations
@@ -17,6 +22,30 @@ import os
 from typing import Any
 
 TFLITE_NAME = "dnnkit"
+VERDICT = "verification"
+SLOT = 512
+UNCHECKED = {"status": "unchecked"}
+
+
+def _slot(verdict: dict[str, Any]) -> str:
+    """``verdict`` as JSON padded to :data:`SLOT` characters (ASCII: one byte each); a long reason is cut."""
+    text = json.dumps(verdict, sort_keys=True)
+    if len(text) > SLOT and verdict.get("reason"):
+        reason = verdict["reason"]
+        text = json.dumps({**verdict, "reason": reason[:max(0, len(reason) - (len(text) - SLOT) - 3)] + "..."},
+                          sort_keys=True)
+    if len(text) > SLOT:
+        raise ValueError(f"a verdict of {len(text)} bytes does not fit its {SLOT}-byte slot")
+    return text.ljust(SLOT)
+
+
+def _fields_json(fields: dict[str, Any]) -> str:
+    """The TFLite metadata buffer's JSON: the fields, and the verdict in its fixed-size slot."""
+    rest = {k: v for k, v in fields.items() if k != VERDICT}
+    text = json.dumps(rest, sort_keys=True)
+    if VERDICT not in fields:
+        return text
+    return text[:-1] + (", " if rest else "") + f'"{VERDICT}": ' + _slot(fields[VERDICT]) + "}"
 
 
 def weights_sha256(model: Any) -> str:
@@ -82,7 +111,7 @@ def _plain(value: Any) -> Any:
 
 def onnx_props(fields: dict[str, Any]) -> dict[str, str]:
     """``metadata_props`` entries: strings as they are, everything else as JSON."""
-    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
+    return {k: _slot(v) if k == VERDICT else v if isinstance(v, str) else json.dumps(v) for k, v in fields.items()}
 
 
 def set_onnx_metadata(proto: Any, fields: dict[str, Any]) -> None:
@@ -111,7 +140,7 @@ def add_tflite_metadata(content: bytes, fields: dict[str, Any]) -> bytes:
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-    blob = json.dumps(fields, sort_keys=True).encode("utf-8")
+    blob = _fields_json(fields).encode("utf-8")
     buffer = schema.BufferT()
     buffer.data = list(blob)
     model.buffers.append(buffer)
@@ -138,3 +167,56 @@ def read_tflite_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
                 raw = buffer.DataAsNumpy().tobytes()
             return json.loads(raw.decode("utf-8"))
     return None
+
+
+def read_onnx_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """An ONNX file's ``metadata_props`` (JSON values decoded), read without its external data."""
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    decoded: dict[str, Any] = {}
+    for key, value in props.items():
+        try:
+            decoded[key] = json.loads(value)
+        except ValueError:
+            decoded[key] = value
+    return decoded
+
+
+def read_verdict(path: str | os.PathLike[str], fmt: str) -> dict[str, Any] | None:
+    """The verdict stored in an artifact (``None`` for a file without a slot, or a format without metadata)."""
+    if fmt == "tflite":
+        return (read_tflite_metadata(path) or {}).get(VERDICT)
+    if fmt == "onnx":
+        value = read_onnx_metadata(path).get(VERDICT)
+        return value if isinstance(value, dict) else None
+    return None
+
+
+def stamp_verdict(path: str | os.PathLike[str], fmt: str, verdict: dict[str, Any]) -> bool:
+    """Store ``verdict`` in the artifact's slot, changing only the slot's bytes.
+
+    The file is rewritten beside itself and renamed into place (a hard-linked copy elsewhere keeps its bytes).
+
+    Returns:
+        Whether the file changed (``False``: no slot, or the same verdict already there).
+
+    Raises:
+        ValueError: the slot is not found exactly once, or does not read back as ``verdict``.
+    """
+    current = read_verdict(path, fmt)
+    verdict = json.loads(_slot(verdict))  # as the slot holds it (a long reason cut)
+    if current is None or current == verdict:
+        return False
+    old, new = _slot(current).encode("ascii"), _slot(verdict).encode("ascii")
+    data = open(path, "rb").read()
+    if data.count(old) != 1:
+        raise ValueError(f"{os.path.basename(path)}: its verdict slot found {data.count(old)} times, expected once")
+    tmp = f"{path}.stamp"
+    with open(tmp, "wb") as f:
+        f.write(data.replace(old, new))
+    os.replace(tmp, path)
+    if read_verdict(path, fmt) != verdict:
+        raise ValueError(f"{os.path.basename(path)}: the verdict stored does not read back")
+    return True
+

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnkit import __version__
-from dnnkit.artifacts.metadata import input_normalization, weights_sha256
+from dnnkit.artifacts.metadata import UNCHECKED, VERDICT, input_normalization, weights_sha256
 from dnnkit.child.pool import POOL
 from dnnkit.core.fileio import atomic_path, write_text
 from dnnkit.core.tensors import is_multi, predict, take
@@ -145,7 +145,8 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     metadata = {"dnnkit_version": __version__, "name": spec.name,
                 "task": inputs["heads"][0] if not multi else inputs["heads"],
                 "labels": dataset.labels or None, "reference_weights_sha256": weights_digest,
-                "input_normalization": input_normalization(keras_model, data_source(spec, data))}
+                "input_normalization": input_normalization(keras_model, data_source(spec, data)),
+                VERDICT: UNCHECKED}  # the slot finish() stores each file's verdict in
     effective = {a.name: a for a in recipe.artifacts}
     conversions = Conversions(recipe, effective, ref_model, out, rep, metadata, unsafe=unsafe,
                               fake_quant=fake_quant, keras_model=keras_model, verbose=verbose)

@@ -10,7 +10,7 @@ from typing import Any
 from dnnkit.core.staging import owned_staging
 from dnnkit.errors import SpecError
 from dnnkit.handoff.layouts import lay_out
-from dnnkit.jobs.finish import finish
+from dnnkit.jobs.finish import finish, stamp_verdicts
 from dnnkit.jobs.outfolder import updated_output
 from dnnkit.jobs.reverify import reverification
 from dnnkit.config.package import check_options
@@ -71,6 +71,7 @@ def with_packages(manifest: dict[str, Any], options: dict[str, Any] | None, out:
         return manifest
     keywords = {"dest": None, "model_name": None, "artifact": None,
                 **{k: v for k, v in options.items() if k != "layouts"}}
+    stamp_verdicts(manifest, out)  # the copies carry the verdict the folder's files do
     _lay_out_all(out, manifest, ref, recipe, options["layouts"], keywords, record_errors=True)
     return manifest
 
