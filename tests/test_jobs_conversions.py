@@ -29,7 +29,9 @@ def test_manifest_says_where_the_time_went(run_manifest):
     (converter,), (verifier,) = timings["workers"]["converter"], timings["workers"]["verifier"]
     for worker in (converter, verifier):  # started before training, one process each for the whole job
         assert worker["prestarted"] is True and worker["import_s"] > 0 and worker["waited_s"] >= 0
-    assert converter["ready_after_s"] < timings["import_s"] + timings["train_s"] + timings["data_s"] + 5
+    # the converter imported while the job loaded data and trained, so the job waited less than that import took
+    # (a bound in seconds failed on a loaded 2-core machine, where the import alone took 8.5 s)
+    assert converter["waited_s"] < converter["import_s"]
     # CPU seconds per process: TensorFlow's import alone is seconds of CPU in the parent and the converter;
     # together no more than the cores could give in the job's wall time
     from dnnkit.verification.runtimes.base import usable_cores
