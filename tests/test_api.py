@@ -27,6 +27,13 @@ def test_export_a_model_object_with_arrays(model_and_data, tmp_path, capsys):
     assert ref["test_samples"] == 360 and ref["inputs_checked"] == 1797  # 20 % held out as the test split
     with np.load(out / "reference" / "data.npz") as saved:
         np.testing.assert_array_equal(saved["x_train"], x)
+    # the report says how to use each file: its inputs and outputs, where it is, a load snippet; per class
+    onnx_entry = next(e for e in manifest["artifacts"] if e["name"] == "onnx_fp32")
+    assert onnx_entry["signature"][0] == {"io": "input", "name": "inputs", "shape": ["batch", 64], "dtype": "float"}
+    assert set(manifest["reference"]["per_class"]) == {str(d) for d in range(10)}
+    page = (out / "report.html").read_text()
+    assert "id='signature'" in page and "id='per-class'" in page
+    assert "ort.InferenceSession(&quot;artifacts/onnx_fp32.onnx&quot;)" in page
     moved = out.rename(tmp_path / "moved")
     again = dnnkit.verify(moved)  # the folder stands on its own: model and arrays are inside it
     assert again["status"] == "verified"

@@ -44,6 +44,9 @@ def test_an_int8_file_larger_than_the_model_says_so_and_why():
         "once per time step"]
     with_fp32 = {"name": "tflite_fp32", "format": "tflite", "precision": "fp32", "bytes": 90_000, "status": "verified"}
     assert larger_than_float(_manifest([with_fp32, lstm])) == []  # smaller than its fp32 twin
+    dynamic = {"name": "tflite_dynamic_int8", "format": "tflite", "precision": "dynamic_int8", "bytes": 8_730}
+    plain = {"name": "tflite_fp32", "format": "tflite", "precision": "fp32", "bytes": 8_700}
+    assert larger_than_float(_manifest([plain, dynamic])) == []  # 30 bytes more is not news
     printed = table(_manifest([lstm], warnings=["the reference predicts class 1 for 200 of 200 inputs"]))
     assert "LARGER tflite_int8" in printed
     assert "WARNING reference: the reference predicts class 1 for 200 of 200 inputs" in printed

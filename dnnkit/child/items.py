@@ -17,8 +17,12 @@ PROGRESS: Callable[[str, str, str, float, str | None], None] | None = None
 
 
 def print_progress(action: str, name: str, status: str, seconds: float, reason: str | None) -> None:
-    """One terminal line per settled item: ``  conversion tflite_int8: done in 3.1 s``."""
-    print(f"  {action} {name}: {status} in {seconds:.1f} s" + (f" ({reason[:160]})" if reason else ""), flush=True)
+    """One terminal line per settled item: ``  conversion tflite_int8: done in 3.1 s``. A timing that went as
+    expected gets none (the table shows its figures), and a reason is left to the lines under the table,
+    which give each one once."""
+    if action == "latency" and status == "done":
+        return
+    print(f"  {action} {name}: {status} in {seconds:.1f} s", flush=True)
 
 
 # CPU seconds (user + system, all threads) each worker process had used at its last settled item, by

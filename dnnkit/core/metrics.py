@@ -48,6 +48,21 @@ def predicted_classes(head: str, y_pred: np.ndarray) -> np.ndarray:
     return np.argmax(y_pred, axis=-1).astype(np.int32)
 
 
+def per_class(head: str, labels: np.ndarray, outputs: np.ndarray) -> dict[str, dict[str, float]] | None:
+    """Precision, recall, F1 and support of each class (scikit-learn) for a classifier's outputs on its labelled
+    inputs (the first ``len(labels)`` rows of ``outputs``), keyed by class id; ``None`` for other heads."""
+    if head not in ("multiclass", "binary") or labels is None or np.asarray(labels).ndim != 1 or not len(labels):
+        return None
+    from sklearn import metrics as skm
+
+    y = np.asarray(labels).astype(np.int64)
+    pred = predicted_classes(head, np.asarray(outputs)[:len(y)])
+    classes = np.unique(np.concatenate([y, pred]))
+    precision, recall, f1, support = skm.precision_recall_fscore_support(y, pred, labels=classes, zero_division=0)
+    return {str(int(c)): {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(n)}
+            for c, p, r, f, n in zip(classes, precision, recall, f1, support)}
+
+
 NEAR_CONSTANT_SHARE = 0.95  # one class in this share of the predictions
 NEAR_CONSTANT_SPREAD = 0.05  # a value output's spread under this fraction of its labels'
 

@@ -165,10 +165,6 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
                                metadata=metadata, unsafe=unsafe, fake_quant=fake_quant, verbose=verbose)
         with stage("latency_s"):
             time_artifacts(entries, out, ref, recipe, verbose, reference)
-    for entry in entries:
-        if verbose:
-            print(f"  {entry['name']}: {entry['status']}"
-                  + (f" ({entry['failure_reason']})" if entry.get("failure_reason") else ""), flush=True)
     origin = origin_record(out)
     manifest = export_manifest(recipe=recipe, ref=ref, ref_model=ref_model, out=out, model=keras_model,
                                weights_digest=weights_digest, source=source, spec_name=None if multi else spec.name,

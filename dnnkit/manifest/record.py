@@ -14,7 +14,7 @@ from typing import Any
 from dnnkit import __version__
 from dnnkit.artifacts.files import file_digest
 from dnnkit.child.memory import peak_rss_mb
-from dnnkit.core.metrics import near_constant
+from dnnkit.core.metrics import near_constant, per_class
 from dnnkit.core.tensors import inputs_info, outputs_info, rows
 from dnnkit.formats.convert import REPRODUCIBLE
 from dnnkit.config.recipe import ArtifactConfig, Recipe
@@ -106,7 +106,8 @@ def export_manifest(*, recipe: Recipe, ref: Reference, ref_model: Path, out: Pat
                       "test_samples": int(ref.n_test), "inputs_checked": int(rows(ref.x)),
                       "fp16_weight_error": ref.fp16_weight_error,
                       "fake_quant": fake_quant,
-                      "warnings": reference_warnings(ref)},
+                      "warnings": reference_warnings(ref),
+                      **({} if multi else {"per_class": per_class(ref.head, ref.labels[0], ref.outputs[0])})},
         "versions": versions(),
         # this process's peak (the reference outputs; training too under `run`); each conversion's and
         # verification's own peak is in its artifact entry (they run in child processes)

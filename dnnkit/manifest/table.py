@@ -89,6 +89,11 @@ def slower_than_fp32(artifacts: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+# A reduced-precision file is LARGER when it is half as large again and 16 KiB more (a few hundred bytes of a
+# tiny model's quantization parameters are not news; an unrolled LSTM's 8x is)
+LARGER_RATIO, LARGER_BYTES = 1.5, 16 * 1024
+
+
 def larger_than_float(manifest: dict[str, Any]) -> list[str]:
     """A line per reduced-precision artifact larger than its fp32 twin (same format), or than the reference model
     where there is none, with the cause where the manifest knows it (recurrent layers unrolled)."""
@@ -99,7 +104,8 @@ def larger_than_float(manifest: dict[str, Any]) -> list[str]:
         base = fp32.get(e["format"])
         than = f"{e['format']} fp32" if base else "the reference model"
         base = base or manifest["reference"].get("bytes")
-        if e["precision"] == "fp32" or not e.get("bytes") or not base or e["bytes"] <= base:
+        if (e["precision"] == "fp32" or not e.get("bytes") or not base or e["bytes"] < LARGER_RATIO * base
+                or e["bytes"] - base < LARGER_BYTES):
             continue
         steps = [f for f in e.get("fallbacks") or [] if "unroll" in str(f)]
         why = "; recurrent layers unrolled: the cell's ops once per time step" if steps else ""

@@ -33,7 +33,7 @@ INPUT_SQNR_NOTE_DB = 20.0  # an int8 input feature below this (noise RMS over a 
 # what a verification writes into a manifest entry beside status and failures: an entry verified again
 # drops these first, so nothing from the earlier run survives a result that lacks them
 VERIFICATION_FIELDS = ("checks", "parity", "metrics", "latency_ms", "ops", "flex_ops", "float_ops", "sparsity",
-                       "outputs", "verification", "input_quantization", "metadata", "device_fit")
+                       "outputs", "verification", "input_quantization", "metadata", "device_fit", "signature")
 
 
 def weight_sparsity(weights: dict[str, np.ndarray]) -> dict[str, Any]:
@@ -212,6 +212,10 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
             entry["device_fit"] = device_fit(p)
         except Exception as exc:  # noqa: BLE001 - a fact about the file, not a check of it
             entry["device_fit"] = {"flash_bytes": os.path.getsize(p), "error": _one_line(exc)}
+    try:
+        entry["signature"] = runner.signature()
+    except Exception as exc:  # noqa: BLE001 - a description of the file, not a check of it
+        entry["signature"] = {"error": _one_line(exc)}
     if art.format in ("tflite", "onnx"):
         entry["metadata"] = runner.metadata()
         entry["sparsity"] = weight_sparsity(runner.weights())

@@ -26,6 +26,14 @@ class OnnxRunner(Runner):
         self.input_dtypes = {i.name: {"tensor(float)": np.float32, "tensor(int32)": np.int32,
                                       "tensor(int64)": np.int64}.get(i.type, np.float32) for i in inputs}
 
+    def signature(self) -> list[dict[str, Any]]:
+        """Each input and output as onnxruntime sees it: name, shape (a dimension's name where it is free),
+        element type."""
+        return [{"io": io, "name": t.name, "shape": [d if isinstance(d, int) else str(d) for d in t.shape],
+                 "dtype": t.type.removeprefix("tensor(").removesuffix(")")}
+                for io, group in (("input", self.session.get_inputs()), ("output", self.session.get_outputs()))
+                for t in group]
+
     def _prepare(self, x: Inputs) -> dict[str, np.ndarray]:
         return {n: np.asarray(v).astype(self.input_dtypes.get(n, np.float32)) for n, v in self._feed(x).items()}
 

@@ -45,6 +45,14 @@ class SavedModelRunner(Runner):
     def _invoke(self, prepared: Any) -> Any:
         return self._fn(**prepared)
 
+    def signature(self) -> list[dict[str, Any]]:
+        """``serving_default``'s inputs and outputs: name, shape (-1: any), dtype."""
+        inputs = self._fn.structured_input_signature[1]
+        outputs = self._fn.structured_outputs
+        return [{"io": io, "name": n, "shape": [-1 if d is None else int(d) for d in spec.shape.as_list()],
+                 "dtype": spec.dtype.name}
+                for io, group in (("input", inputs), ("output", outputs)) for n, spec in group.items()]
+
     def _call(self, x: Inputs) -> list[np.ndarray]:
         out = self._invoke(self._prepare(x))
         return [out[name].numpy() for name in self.output_names]

@@ -43,6 +43,19 @@ class TFLiteRunner(Runner):
         self.interpreter.allocate_tensors()
         self._shapes = {n: tuple(d["shape"]) for n, d in self._ins.items()}
 
+    def signature(self) -> list[dict[str, Any]]:
+        """Each input and output as the interpreter sees it: name, shape (-1: any), dtype, and the scale and
+        zero point an int8 tensor is read with (``real = scale * (q - zero_point)``)."""
+        found = []
+        for io, names, details in (("input", self.input_names, [self._ins[n] for n in self.input_names]),
+                                   ("output", self.output_names, self._outs)):
+            for name, d in zip(names, details):
+                scale, zero = d.get("quantization", (0.0, 0))
+                found.append({"io": io, "name": name, "shape": [int(v) for v in d.get("shape_signature", d["shape"])],
+                              "dtype": np.dtype(d["dtype"]).name,
+                              **({"scale": float(scale), "zero_point": int(zero)} if scale else {})})
+        return found
+
     def metadata(self) -> dict[str, Any]:
         """The JSON metadata dnnkit stored in the file (empty when it has none)."""
         return read_tflite_metadata(self.path) or {}
