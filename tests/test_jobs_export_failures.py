@@ -6,7 +6,9 @@ import shutil
 
 import pytest
 
-from conftest import MODELS, RECIPES, cli, error_lines
+import numpy as np
+
+from conftest import MODELS, RECIPES, ROOT, cli, error_lines
 from dnnkit.cli import main
 
 RECIPE = """
@@ -289,3 +291,33 @@ def test_an_int8_input_too_coarse_for_its_features_is_named(tmp_path):
     assert q["worst_feature"] in (0, 3) and q["worst_feature_sqnr_db"] < 12 and q["scale"] > 0.5
     assert entry["status"] != "verified"
     assert "int8 input features: one scale" in entry["failure_reason"] and 'io = "float"' in entry["failure_reason"]
+
+
+@pytest.mark.parametrize("arrays, fragment", [
+    ({"x_train": (300, 20), "y_train": 2}, "x_train: per-sample shape [20] does not match model.input_shape [30]"),
+    ({"x_train": (300, 30), "y_train": 7}, "y_train: labels range 0..6, expected 0..1 for model.num_classes = 2"),
+    ({"features": (300, 30), "labels": 2}, "array 'x_train' is missing"),
+])
+def test_data_errors_come_before_tensorflow_loads(tmp_path, arrays, fragment):
+    """Issue 24 (B8): wrong-shape data, labels out of range and wrong npz keys were reported well but 20-27 s
+    late, after TensorFlow loaded. Read from the .keras file's config, they come first: here TensorFlow cannot
+    even be imported (a stand-in package that raises), and the same one line comes out, exit 2."""
+    import zipfile
+
+    (tmp_path / "fake" / "tensorflow").mkdir(parents=True)
+    (tmp_path / "fake" / "tensorflow" / "__init__.py").write_text("raise ImportError('tensorflow was imported')\n")
+    config = {"class_name": "Sequential", "config": {"name": "c", "layers": [
+        {"class_name": "InputLayer", "config": {"name": "features", "batch_shape": [None, 30], "dtype": "float32"}},
+        {"class_name": "Dense", "config": {"name": "logits", "units": 2, "activation": "linear"}}]}}
+    with zipfile.ZipFile(tmp_path / "m.keras", "w") as z:  # read only as far as its config
+        z.writestr("config.json", json.dumps(config))
+        z.writestr("metadata.json", "{}")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", **{k: rng.normal(size=v).astype("float32") if isinstance(v, tuple)
+                                    else rng.integers(0, v, 300) for k, v in arrays.items()})
+    result = cli("export", str(tmp_path / "m.keras"), "--recipe", "mobile", "--data", str(tmp_path / "d.npz"),
+                 "--out", str(tmp_path / "out"), env={"PYTHONPATH": f"{tmp_path / 'fake'}:{ROOT}",
+                                                      "DNNKIT_PRESTART": "0"})
+    assert result.returncode == 2, result.stderr
+    assert error_lines(result.stderr) == [next(ln for ln in error_lines(result.stderr) if fragment in ln)]
+    assert not (tmp_path / "out").exists()

@@ -13,7 +13,7 @@ from dnnkit.core.metrics import degradation, within
 from dnnkit.core.tensors import is_multi
 from dnnkit.data.load import load_data
 from dnnkit.errors import CompressionError, ModelLoadError
-from dnnkit.jobs.export import Exported, exported, finish_export
+from dnnkit.jobs.export import check_data_early, Exported, exported, finish_export
 from dnnkit.jobs.outfolder import new_output, source_of
 from dnnkit.jobs.timing import job, stage
 from dnnkit.passes.context import PassContext, multi_output_context
@@ -66,6 +66,8 @@ def compressed(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike
         return exported(model, recipe, out_dir, spec=spec, data=data, task=task, unsafe=unsafe, verbose=verbose,
                         extra=extra, label_column=label_column)  # nothing to compress: exported from the model's own runtime
     tf_keras_input = Path(model).suffix == ".h5"
+    if spec is None:
+        check_data_early(model, data, task, label_column)
     if tf_keras_input:
         keras_model, resolved = _load_tf_keras(model, task, data, label_column)
     elif spec is not None and not Path(model).is_dir():

@@ -32,9 +32,11 @@ from dnnkit.jobs.package import with_packages
 from dnnkit.jobs.reference import data_source, has_fp16, reference_inputs, reference_outputs, representative
 from dnnkit.jobs.timing import job, stage
 from dnnkit.manifest.record import artifact_entries, export_manifest
+from dnnkit.data.load import load_data
 from dnnkit.sources.h5 import source_record
+from dnnkit.sources.keras_file import check_archive
 from dnnkit.sources.open import open_source
-from dnnkit.sources.target import spec_for_model
+from dnnkit.sources.target import spec_for_model, spec_from_config
 from dnnkit.config.model import Spec, as_spec, spec_to_dict
 from dnnkit.config.recipe import Recipe, as_recipe, require_artifacts, with_samples
 from dnnkit.config.toml import dump_toml
@@ -100,6 +102,8 @@ def exported(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
     chooses among the artifacts); arguments as for :func:`export`, ``model`` may also be a SavedModel folder
     or a tf_keras ``.h5`` file."""
     recipe = require_artifacts(as_recipe(recipe))
+    if spec is None:
+        check_data_early(model, data, task, label_column)
     with open_source(model, unsafe) as (keras_model, source_dir, source_info):
         if spec is not None:
             spec = as_spec(spec)
@@ -110,6 +114,27 @@ def exported(model: str | os.PathLike[str], recipe: Recipe | str | os.PathLike[s
             spec = spec_for_model(keras_model, task, data, label_column)
         return _export_loaded(model, keras_model, source_dir, source_info, recipe, Path(out_dir), spec=spec,
                               data=data, task=task, unsafe=unsafe, verbose=verbose, extra=extra)
+
+
+EARLY_MAX_BYTES = 256 * 2**20  # data files past this are read once, after the model loads
+
+
+def check_data_early(model: str | os.PathLike[str], data: str | None, task: str | None,
+                     label_column: str | None) -> None:
+    """Data errors (missing arrays, wrong shapes, labels out of range, a CSV's label column) found before Keras
+    and TensorFlow load, from the ``.keras`` file's config alone, where it says plainly what the model takes
+    (one float input, one Dense output); otherwise, and for other sources, they are found after loading.
+
+    Raises:
+        ModelLoadError: a damaged archive; DataError: the data does not fit the model.
+    """
+    path = Path(model)
+    if data is None or path.suffix != ".keras" or not path.is_file() or Path(data).suffix.lower() not in (
+            ".npz", ".csv") or not Path(data).is_file() or Path(data).stat().st_size > EARLY_MAX_BYTES:
+        return
+    spec = spec_from_config(check_archive(path), task, data, label_column)
+    if spec is not None:
+        load_data(spec, source=data)
 
 
 def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: Path | None,

@@ -35,18 +35,60 @@ def spec_for_model(model: Any, task: str | None, source: str, label_column: str 
                     data=data)
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
     units = int(model.outputs[0].shape[-1])
+    act = None
     if task is None:
         act = output_activation(model, 0) or (
             getattr(getattr(model.layers[-1], "activation", None), "__name__", "") if model.layers else "")
-        task = "multiclass" if units > 1 else ("binary" if act == "sigmoid" else "regression")
+    return _flat_spec(model.name, shape, units, act, "int" in str(model.inputs[0].dtype), task, data)
+
+
+def _flat_spec(name: str, shape: tuple[int, ...], units: int, activation: str | None, tokens: bool,
+               task: str | None, data: DataConfig) -> Spec:
+    """The spec of a one-input, one-output model: its head ``task``, or inferred from units and activation."""
+    if task is None:
+        task = "multiclass" if units > 1 else ("binary" if activation == "sigmoid" else "regression")
     if task not in HEADS:
         raise DataError(f"task: expected one of {', '.join(HEADS)}, got {task!r}")
-    tokens = "int" in str(model.inputs[0].dtype)
     options = TransformerConfig(input="tokens", vocab_size=2**31 - 1) if tokens else MLPConfig()
     cfg = ModelConfig(family="transformer" if tokens else "mlp", input_shape=shape, head=task,
                       num_classes=units if task == "multiclass" else None,
                       output_units=units if task == "regression" else 1, options=options)
-    return Spec(name=model.name, model=cfg, data=data)
+    return Spec(name=name, model=cfg, data=data)
+
+
+def spec_from_config(config: dict[str, Any], task: str | None, source: str,
+                     label_column: str | None = None) -> Spec | None:
+    """The spec :func:`spec_for_model` would give, read from a ``.keras`` file's ``config.json`` alone (no Keras,
+    no TensorFlow), or ``None`` where the config does not say it plainly: one float input of a fixed shape
+    and one Dense output layer, in a Sequential or Functional model.
+
+    Raises:
+        DataError: as :func:`spec_for_model`.
+    """
+    body = config.get("config") if isinstance(config.get("config"), dict) else {}
+    layers = [layer for layer in body.get("layers") or [] if isinstance(layer, dict)]
+    by_name = {(layer.get("config") or {}).get("name"): layer for layer in layers}
+    if config.get("class_name") == "Sequential":
+        first, last = (layers[0], layers[-1]) if len(layers) > 1 else (None, None)
+    elif config.get("class_name") == "Functional":
+        ins, outs = body.get("input_layers"), body.get("output_layers")
+        single = lambda refs: refs[0] if isinstance(refs, list) and len(refs) == 3 and isinstance(refs[0], str) \
+            else refs[0][0] if isinstance(refs, list) and len(refs) == 1 and isinstance(refs[0], list) else None
+        first, last = by_name.get(single(ins)), by_name.get(single(outs))
+    else:
+        return None
+    if not first or not last or first.get("class_name") != "InputLayer" or last.get("class_name") != "Dense":
+        return None
+    shape, dtype = first["config"].get("batch_shape"), first["config"].get("dtype")
+    units, activation = last["config"].get("units"), last["config"].get("activation")
+    if (not isinstance(shape, list) or len(shape) < 2 or not all(isinstance(d, int) for d in shape[1:])
+            or dtype != "float32" or not isinstance(units, int) or not isinstance(activation, str)):
+        return None
+    if label_column is not None and not str(source).lower().endswith(".csv"):
+        raise DataError(f"label_column: names the label column of a .csv data source, got {label_column!r} "
+                        f"for data {source!r}")
+    return _flat_spec(str(body.get("name") or "model"), tuple(shape[1:]), units, activation, False, task,
+                      DataConfig(source=source, label_column=label_column))
 
 
 def resolve_target(target: str | os.PathLike[str], *, unsafe: bool = False,
