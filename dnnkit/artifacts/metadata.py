@@ -21,6 +21,8 @@ import json
 import os
 from typing import Any
 
+from dnnkit.artifacts import tflite_schema
+
 TFLITE_NAME = "dnnkit"
 VERDICT = "verification"
 SLOT = 512
@@ -135,19 +137,40 @@ def _doc(fields: dict[str, Any]) -> str:
 
 def add_tflite_metadata(content: bytes, fields: dict[str, Any]) -> bytes:
     """``content`` (a ``.tflite`` flatbuffer) with ``fields`` as a JSON metadata buffer named
-    :data:`TFLITE_NAME` (replacing an earlier one); tensors, signatures and other metadata unchanged."""
+    :data:`TFLITE_NAME` and as the TFLite Metadata schema's ``ModelMetadata`` (:mod:`dnnkit.artifacts.tflite_schema`,
+    its labels file zipped onto the end), replacing earlier ones; tensors, signatures and other metadata unchanged."""
     from ai_edge_litert import schema_py_generated as schema
     from ai_edge_litert.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(content))
-    blob = _fields_json(fields).encode("utf-8")
-    buffer = schema.BufferT()
-    buffer.data = list(blob)
-    model.buffers.append(buffer)
-    entry = schema.MetadataT()
-    entry.name, entry.buffer = TFLITE_NAME, len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if m.name != TFLITE_NAME] + [entry]
-    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+    inputs, outputs = _io_names(model)
+    entries = []
+    for name, blob in ((TFLITE_NAME, _fields_json(fields).encode("utf-8")),
+                       (tflite_schema.NAME, tflite_schema.model_metadata(fields, inputs, outputs))):
+        buffer = schema.BufferT()
+        buffer.data = list(blob)
+        model.buffers.append(buffer)
+        entry = schema.MetadataT()
+        entry.name, entry.buffer = name, len(model.buffers) - 1
+        entries.append(entry)
+    kept = (TFLITE_NAME, tflite_schema.NAME)
+    model.metadata = [m for m in (model.metadata or []) if _text(m.name) not in kept] + entries
+    return tflite_schema.with_associated_files(bytes(flatbuffer_utils.convert_object_to_bytearray(model)), fields)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _io_names(model: Any) -> tuple[list[str], list[str]]:
+    """The first subgraph's inputs and outputs in its order, named as its signature names them."""
+    graph = model.subgraphs[0]
+    by_tensor: dict[int, str] = {}
+    for signature in model.signatureDefs or []:
+        for item in (signature.inputs or []) + (signature.outputs or []):
+            by_tensor[item.tensorIndex] = _text(item.name)
+    return ([by_tensor.get(i, _text(graph.tensors[i].name)) for i in graph.inputs],
+            [by_tensor.get(i, _text(graph.tensors[i].name)) for i in graph.outputs])
 
 
 def read_tflite_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
