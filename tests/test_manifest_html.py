@@ -20,7 +20,8 @@ def test_the_main_job_writes_a_report_a_browser_shows(tmp_path):
     assert "<script" not in page and "<link" not in page and not re.search(r"url\((?!#)", page)  # nothing to fetch
     seen = open_in_chromium(out / "report.html", tmp_path / "report.png")
     assert seen["errors"] == [] and seen["requests"] == [(out / "report.html").as_uri()]
-    assert set(seen["charts"]) == {"chart-size", "chart-latency", "chart-training", "chart-sparsity"}
+    # no sparsity chart: nothing is pruned (it was drawn with empty bars)
+    assert set(seen["charts"]) == {"chart-size", "chart-latency", "chart-training"}
     for name, chart in seen["charts"].items():
         assert chart["width"] > 200 and chart["height"] > 150 and chart["paths"] >= 5, name
     for entry in manifest["artifacts"]:  # the table: one row per artifact with its status
@@ -60,3 +61,18 @@ def test_the_report_names_a_near_constant_reference_and_a_larger_file():
     assert "WARNING reference: the reference predicts class 1 for 200 of 200 inputs" in notes
     assert "LARGER tflite_int8: 84.6 KB, 8.5x the reference model" in notes
     assert _notes({"reference": {}, "artifacts": []}) == ""
+
+
+def test_chart_labels_that_coincide_are_one_label_and_tensors_read_as_layers():
+    from dnnkit.manifest.html import _label_groups, _layer_label, _sparsity_chart
+
+    points = [(2.30, 0.9737, "tflite_fp32", "verified"), (2.31, 0.9737, "tflite_dynamic_int8", "verified"),
+              (2.25, 0.9737, "tflite_int8", "verified"), (8.5, 0.9737, "onnx_fp32", "verified"),
+              (2.3, 0.6316, "tflite_fp16", "failed")]
+    groups = _label_groups(points)
+    assert sorted(map(sorted, groups.values())) == [["onnx_fp32"], ["tflite_dynamic_int8", "tflite_fp32", "tflite_int8"],
+                                                    ["tflite_fp16"]]
+    assert _layer_label("cancer_1/dense_1/MatMul;cancer_1/dense_1/Relu") == "dense_1"
+    assert _layer_label("StatefulPartitionedCall:0") == "model output"
+    unpruned = {"artifacts": [{"name": "a", "precision": "fp32", "sparsity": {"overall": 0.0, "tensors": {"w": 0.0}}}]}
+    assert _sparsity_chart(unpruned) is None

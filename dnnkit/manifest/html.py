@@ -238,7 +238,8 @@ def _metric_chart(manifest: dict[str, Any], metric: str | None, kind: str) -> st
     fig, ax = _axes(f"{metric} against {'size' if kind == 'size' else 'batch-1 p50 latency'}")
     for x, y, name, status in points:
         ax.scatter([x], [y], color=COLOURS.get(status, "#57606a"), s=36, zorder=3)
-        ax.annotate(name, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    for (x, y), names in _label_groups(points).items():  # one label per spot: artifacts that coincide share it
+        ax.annotate("\n".join(names), (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
     ref_value = (manifest["reference"].get("metrics") or {}).get(metric)
     if ref_value is not None:
         ax.axhline(ref_value, color=COLOURS["reference"], linestyle="--", linewidth=1, label="reference")
@@ -247,6 +248,29 @@ def _metric_chart(manifest: dict[str, Any], metric: str | None, kind: str) -> st
     ax.set_xlabel("size (KB)" if kind == "size" else "p50 latency (ms)")
     ax.set_ylabel(metric)
     return _figure(kind, fig, f"{len(points)} artifacts; green verified, red failed, amber inconclusive")
+
+
+def _label_groups(points: list[tuple[float, float, str, str]]) -> dict[tuple[float, float], list[str]]:
+    """Names by spot: points within 5 % of each other on the (log) x axis and 0.005 on the metric share one label
+    (at the first such point), so that labels of artifacts of the same size and score do not print over each
+    other."""
+    import math
+
+    groups: dict[tuple[float, float], list[str]] = {}
+    for x, y, name, _ in sorted(points, key=lambda p: (p[0], p[1])):
+        spot = next((k for k in groups if abs(math.log(x / k[0])) < 0.05 and abs(y - k[1]) < 0.005), (x, y))
+        groups.setdefault(spot, []).append(name)
+    return groups
+
+
+def _layer_label(name: str) -> str:
+    """A converter's tensor name as the Keras layer it comes from: ``cancer_1/dense_1/MatMul;...`` is
+    ``dense_1``; the graph's last tensor (``StatefulPartitionedCall:0``) is the model's output."""
+    first = name.split(";")[0]
+    if first.startswith("StatefulPartitionedCall"):
+        return "model output"
+    parts = [p for p in first.split("/") if p]
+    return parts[1] if len(parts) > 2 else first[-32:]
 
 
 def _pareto_chart(manifest: dict[str, Any]) -> str | None:
@@ -297,13 +321,16 @@ def _training_chart(manifest: dict[str, Any], out: Path) -> str | None:
     return _figure("training", fig, f"{max(len(v) for v in series.values())} epochs ({path.relative_to(out)})")
 
 
+SPARSE = 0.01  # below this share of zero weights there is no sparsity to chart
+
+
 def _sparsity_chart(manifest: dict[str, Any]) -> str | None:
     """Fraction of zero weights per layer, for the artifact with the most zeros."""
     with_tensors = [e for e in manifest["artifacts"] if (e.get("sparsity") or {}).get("tensors")]
     float_ones = [e for e in with_tensors if e["precision"] == "fp32"]  # int8 rounding adds zeros of its own
     best = max(float_ones or with_tensors, key=lambda e: e["sparsity"].get("overall", 0.0), default=None)
-    if best is None:
-        return None
+    if best is None or best["sparsity"].get("overall", 0.0) < SPARSE:
+        return None  # an unpruned model: a chart of empty bars says nothing
     tensors = best["sparsity"]["tensors"]
     names = list(tensors)[:40]
     fig, ax = _axes(f"weight sparsity per tensor: {best['name']} (overall {best['sparsity']['overall']:.1%})")
@@ -326,7 +353,7 @@ def _quantization_chart(manifest: dict[str, Any]) -> str | None:
             continue
         fig, ax = _axes(f"per-layer quantization error: {e['name']}")
         ax.barh(range(len(worst)), [w[key] for w in worst], color="#9a6700")
-        ax.set_yticks(range(len(worst)), [str(w.get("name", "?"))[-32:] for w in worst], fontsize=6)
+        ax.set_yticks(range(len(worst)), [_layer_label(str(w.get("name", "?"))) for w in worst], fontsize=6)
         ax.invert_yaxis()
         ax.set_xlabel("SQNR (dB, lower is worse)" if key == "sqnr_db" else "RMSE / scale (higher is worse)")
         return _figure("quantization", fig, f"the {len(worst)} layers {fb.get('ranked_by', 'the debugger')} ranks "
