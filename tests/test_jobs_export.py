@@ -152,7 +152,10 @@ def test_metadata_inside_artifacts_reads_back_in_their_runtimes(exported):
                 "labels": [str(i) for i in range(10)],
                 "reference_weights_sha256": manifest["reference"]["weights_sha256"],
                 "input_normalization": {"pipeline": {"scale": 0.0625, "offset": 0.0, "raw_range": [0, 16]},
-                                        "in_model": []}}
+                                        "in_model": []},
+                # each file's own verdict, stamped when the export ended (issue 24, B2)
+                "verification": {"status": "verified", "reason": None, "criteria": manifest["recipe"]["name"],
+                                 "inputs_checked": manifest["reference"]["inputs_checked"]}}
     entries = {e["name"]: e for e in manifest["artifacts"]}
     for name in ("onnx_fp32", "onnx_int8"):
         props = ort.InferenceSession(str(out / "artifacts" / f"{name}.onnx")).get_modelmeta().custom_metadata_map
