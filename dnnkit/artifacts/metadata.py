@@ -41,6 +41,11 @@ def _slot(verdict: dict[str, Any]) -> str:
     return text.ljust(SLOT)
 
 
+def as_stored(verdict: dict[str, Any]) -> dict[str, Any]:
+    """``verdict`` as its slot holds it (a long reason cut to fit)."""
+    return json.loads(_slot(verdict))
+
+
 def _fields_json(fields: dict[str, Any]) -> str:
     """The TFLite metadata buffer's JSON: the fields, and the verdict in its fixed-size slot."""
     rest = {k: v for k, v in fields.items() if k != VERDICT}
@@ -228,7 +233,7 @@ def stamp_verdict(path: str | os.PathLike[str], fmt: str, verdict: dict[str, Any
         ValueError: the slot is not found exactly once, or does not read back as ``verdict``.
     """
     current = read_verdict(path, fmt)
-    verdict = json.loads(_slot(verdict))  # as the slot holds it (a long reason cut)
+    verdict = as_stored(verdict)
     if current is None or current == verdict:
         return False
     old, new = _slot(current).encode("ascii"), _slot(verdict).encode("ascii")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnkit.artifacts.files import file_digest, gzip_size
-from dnnkit.artifacts.metadata import VERDICT, stamp_verdict
+from dnnkit.artifacts.metadata import VERDICT, as_stored, stamp_verdict
 from dnnkit.core.fileio import write_json
 from dnnkit.errors import one_line
 from dnnkit.jobs.timing import current, timings_record
@@ -101,5 +101,5 @@ def stamp_verdicts(manifest: dict[str, Any], out: Path) -> None:
             if "gzip_bytes" in entry and entry["bytes"] <= GZIP_AGAIN_MAX:
                 entry["gzip_bytes"] = gzip_size(path)
         if isinstance(entry.get("metadata"), dict):
-            entry["metadata"][VERDICT] = verdict
+            entry["metadata"][VERDICT] = as_stored(verdict)  # what the file holds, a long reason cut as it is there
 
