@@ -106,7 +106,8 @@ def export(model: ModelLike, recipe: Any, out_dir: str | os.PathLike[str], *, da
             For several inputs ``x`` is a dict by input name, for several outputs ``y`` a dict by
             output name (labelled outputs only); ``y = None`` checks values only.
         spec: the model's spec, if it has one (then ``data`` may be omitted).
-        task: ``multiclass``, ``binary`` or ``regression`` (inferred when omitted).
+        task: ``multiclass``, ``binary``, ``regression``, or per element (a step, a pixel) ``tagging`` or
+            ``sequence_regression`` (inferred from the output when omitted).
         unsafe: allow Lambda layers (trusted models only).
         verbose: as for ``keras.Model.fit``: ``"auto"`` or 1 prints what the command line prints (a line per
             stage and per conversion and check, with its time, then the table of artifacts and where the folder

@@ -1,4 +1,5 @@
-"""The builders use Keras ops only: every shipped spec also builds (and a step trains) on JAX."""
+"""The builders use Keras ops only: every shipped spec also builds (and a step trains, with its loss and
+metrics, padding masked for tagging) on JAX."""
 
 import os
 import subprocess
@@ -13,14 +14,18 @@ import dnnkit
 from dnnkit.config.model import load_spec
 from dnnkit.data.load import load_data
 from dnnkit.training.fit import make_loss
-for name in ["digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_transformer"]:
+from dnnkit.training.keras_metrics import keras_metrics
+for name in ["digits_mlp", "digits_cnn", "digits_lstm", "digits_gru", "digits_transformer", "brackets_lstm",
+             "series_gru"]:
     spec = load_spec(f"models/{name}.toml")
     model = dnnkit.build(spec)
     ds = load_data(spec)
-    model.compile(optimizer="adam", loss=make_loss(spec))
+    model.compile(optimizer="adam", loss=make_loss(spec),
+                  metrics=keras_metrics(spec.model.head, spec.train.metrics, spec.model.num_classes))
     loss = model.fit(ds.x_train[:256], ds.y_train[:256], epochs=1, batch_size=64, verbose=0).history["loss"][0]
     out = model.predict(ds.x_test[:5], verbose=0)
-    assert out.shape == (5, 10) and np.isfinite(loss), (name, out.shape, loss)
+    want = {"brackets_lstm": (5, 32, 5), "series_gru": (5, 48, 1)}.get(name, (5, 10))
+    assert out.shape == want and np.isfinite(loss), (name, out.shape, loss)
     print(name, model.count_params())
 assert "tensorflow" not in sys.modules, "builders must not import tensorflow"
 """
@@ -32,4 +37,5 @@ def test_builders_on_jax_backend():
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.split() == ["digits_mlp", "17226", "digits_cnn", "35914", "digits_lstm",
-                                     "19338", "digits_gru", "14858", "digits_transformer", "18026"]
+                                     "19338", "digits_gru", "14858", "digits_transformer", "18026",
+                                     "brackets_lstm", "21189", "series_gru", "3393"]

@@ -53,3 +53,24 @@ def test_the_manifest_records_a_near_constant_reference():
                     metrics={"accuracy": 0.5}, n_test=32)
     assert reference_warnings(ref) == ["the reference predicts class 1 for 64 of 64 inputs; 50% of the labels are: "
                                        "an artifact that does the same agrees with it, so agreement says little"]
+
+
+def test_tagging_metrics_count_labelled_steps_only():
+    y = np.array([[0, 1, 2, -1, -1], [1, 1, -1, -1, -1]])
+    logits = np.eye(3)[np.array([[0, 1, 2, 0, 0], [1, 0, 2, 2, 2]])] * 5.0  # padding steps all "wrong"
+    m = task_metrics("tagging", y, logits)
+    assert m["accuracy"] == pytest.approx(4 / 5)  # 5 labelled steps, one wrong; padding not counted
+    # macro IoU from the 5 labelled steps: class 0 1/1, class 1 2/3 (one 1 predicted 0 -> union 3), class 2 1/1
+    assert m["mean_iou"] == pytest.approx((1 / 2 + 2 / 3 + 1) / 3)
+    perfect = task_metrics("tagging", y, np.eye(3)[np.where(y < 0, 0, y)] * 5.0)
+    assert perfect["accuracy"] == 1.0 and perfect["f1"] == 1.0
+    assert degradation("tagging", perfect, m) == pytest.approx(1 / 5)
+
+
+def test_a_value_per_step_is_scored_per_step_with_psnr():
+    y = np.linspace(0, 1, 20, dtype=np.float32).reshape(2, 10, 1)
+    pred = y + 0.1
+    m = task_metrics("sequence_regression", y, pred)
+    assert m["rmse"] == pytest.approx(0.1, rel=1e-5) and m["mae"] == pytest.approx(0.1, rel=1e-5)
+    assert m["psnr_db"] == pytest.approx(20 * np.log10(1.0 / 0.1), rel=1e-4)
+    assert degradation("sequence_regression", {"rmse": 0.1}, {"rmse": 0.12}) == pytest.approx(0.2)

@@ -2,6 +2,7 @@
 says how many inputs would decide it and how to accept it."""
 
 import numpy as np
+import pytest
 
 from dnnkit.config.recipe import recipe_from_dict
 from dnnkit.verification.criteria import inputs_needed, wilson
@@ -90,3 +91,29 @@ def test_a_small_fp16_allowance_still_applies():
     parity, failures = _fp16_check(ref.outputs[0] + 0.05, fp16_error=0.01)
     assert parity["calibrated"] == 0.08 and "calibration_discarded" not in parity
     assert parity["verdict"] == "pass" and failures == []
+
+
+def test_a_tagging_artifact_is_judged_per_step_and_its_accuracy_drop_on_labelled_steps_only():
+    rng = np.random.default_rng(1)
+    n, steps = 40, 25
+    logits = rng.normal(size=(n, steps, 4)).astype("float32") * 4
+    tags = logits.argmax(-1)
+    tags[:, 20:] = -1  # padding: no label
+    ref = Reference(x=np.zeros((n, steps), "int32"), outputs=[logits], heads=["tagging"], labels=[tags],
+                    input_names=["x"], output_names=["logits"], metrics={"accuracy": 1.0}, n_test=n)
+    recipe = recipe_from_dict({"name": "r", "verify": {"min_agreement": 0.9, "max_degradation": 0.05},
+                               "artifacts": [{"name": "a", "format": "tflite", "precision": "int8"}]})
+    out = logits.copy()
+    out[:, 20:] = -out[:, 20:]  # every padding step flips: 20 % of the steps, none of them labelled
+    failures, inconclusive = [], []
+    checks = check_values(ref, 0, out, recipe.artifacts[0], recipe, True, failures, inconclusive)
+    agreement, drop = checks["top1_agreement"], checks["accuracy_drop"]
+    assert agreement["n"] == n * steps and agreement["value"] == pytest.approx(0.8)
+    assert agreement["verdict"] == "fail"  # the artifact computes another function at the padding steps
+    assert drop["n"] == n * 20 and drop["value"] == 0.0  # ... and loses no accuracy on the labelled ones
+    out = logits.copy()
+    out[:10, :10] = -out[:10, :10]  # 100 labelled steps of 800 wrong: 12.5 % accuracy lost
+    failures = []
+    checks = check_values(ref, 0, out, recipe.artifacts[0], recipe, True, failures, inconclusive)
+    assert checks["accuracy_drop"]["value"] == pytest.approx(100 / 800)
+    assert any(f["check"] == "accuracy_drop" for f in failures)

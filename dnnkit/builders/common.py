@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from dnnkit.config.model import ModelConfig, Spec
+from dnnkit.config.model import STEP_HEADS, ModelConfig, Spec
 
 _ACTIVATIONS: dict[str, Any] = {
     "linear": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -52,8 +52,9 @@ def dense_stack(x: Any, units: tuple[int, ...], cfg: ModelConfig, dtype: str,
 
 
 def head(x: Any, cfg: ModelConfig) -> Any:
-    """The output layer, always float32: logits (multiclass), sigmoid (binary) or linear."""
-    if cfg.head == "multiclass":
+    """The output layer, always float32: logits (multiclass; per step: tagging), sigmoid (binary) or linear
+    (regression; per step: sequence_regression). On a (batch, steps, width) input it acts on each step."""
+    if cfg.head in ("multiclass", "tagging"):
         return keras.layers.Dense(cfg.num_classes, name="logits", dtype="float32")(x)
     if cfg.head == "binary":
         return keras.layers.Dense(1, activation="sigmoid", name="probability",
@@ -64,3 +65,8 @@ def head(x: Any, cfg: ModelConfig) -> Any:
 def input_layer(cfg: ModelConfig, dtype: str = "float32") -> Any:
     """The model's named input."""
     return keras.Input(shape=cfg.input_shape, name="inputs", dtype=dtype)
+
+
+def per_step(cfg: ModelConfig) -> bool:
+    """Whether the head answers at every time step (no pooling over the sequence)."""
+    return cfg.head in STEP_HEADS

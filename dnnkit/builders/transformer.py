@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from dnnkit.builders.common import activation, dense_stack, head, input_layer, policy
+from dnnkit.builders.common import activation, dense_stack, head, input_layer, per_step, policy
 from dnnkit.builders.layers import ClassToken, PositionEmbedding, SinePositionEncoding
 from dnnkit.config.model import ModelConfig, Spec, TransformerConfig
 
@@ -19,7 +19,7 @@ def _block(x: Any, i: int, cfg: ModelConfig, opts: TransformerConfig, dtype: str
 
     h = norm("attn_norm")(x) if pre else x
     h = keras.layers.MultiHeadAttention(opts.num_heads, opts.key_dim, dropout=cfg.dropout,
-                                        name=f"block_{i}_attention", dtype=dtype)(h, h)
+                                        name=f"block_{i}_attention", dtype=dtype)(h, h, use_causal_mask=opts.causal)
     if cfg.dropout > 0:
         h = keras.layers.Dropout(cfg.dropout, name=f"block_{i}_attn_dropout")(h)
     x = keras.layers.Add(name=f"block_{i}_attn_add")([x, h])
@@ -38,7 +38,8 @@ def _block(x: Any, i: int, cfg: ModelConfig, opts: TransformerConfig, dtype: str
 
 
 def build_transformer(spec: Spec) -> keras.Model:
-    """Build the transformer encoder the spec describes.
+    """Build the transformer encoder the spec describes: pooled for a per-sample head, per token for a
+    per-step one; ``causal = true`` lets each position attend only to itself and earlier ones.
 
     Args:
         spec: a spec whose ``model.family`` is ``"transformer"``.
@@ -73,7 +74,7 @@ def build_transformer(spec: Spec) -> keras.Model:
         steps = x.shape[1]
         x = keras.layers.Cropping1D((0, steps - 1), name="class_token_select", dtype=dtype)(x)
         x = keras.layers.Flatten(name="class_token_flatten")(x)
-    else:
+    elif not per_step(cfg):
         x = keras.layers.GlobalAveragePooling1D(name="mean_pool", dtype=dtype)(x)
     x = dense_stack(x, opts.dense_units, cfg, dtype, prefix="dense")
     return keras.Model(inputs, head(x, cfg), name=spec.name)

@@ -18,6 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from dnnkit.errors import SpecError
+from dnnkit.config.families import (CNNConfig, FamilyConfig, MLPConfig, NORMS, RNNConfig,  # noqa: F401
+                                     TransformerConfig, read_family)
+from dnnkit.core.heads import (HEADS, LOSSES_OF, METRICS_OF, NUM_CLASSES_HEADS, OUTPUT_UNITS_HEADS,  # noqa: F401
+                                 STEP_HEADS)
+from dnnkit.core.heads import default_metrics as _default_metrics
 from dnnkit.config.shipped import MODELS, locate, missing_hint
 from dnnkit.config.tables import TableReader
 from dnnkit.config.toml import read_toml
@@ -25,7 +30,8 @@ from dnnkit.config.toml import read_toml
 FAMILIES = ("mlp", "cnn", "rnn", "transformer")
 
 
-HEADS = ("multiclass", "binary", "regression")
+# data sources built in (no file, no network): scikit-learn's digits, and seeded generators of sequence tasks
+BUILTIN_SOURCES = ("digits", "brackets", "series")
 
 
 ACTIVATIONS = (
@@ -56,9 +62,6 @@ PRECISIONS = ("none", "float16", "bfloat16")
 LAYOUTS = ("flat", "image", "sequence", "tokens")
 
 
-NORMS = ("none", "batch", "layer")
-
-
 @dataclass(frozen=True)
 class DataConfig:
     """Where the data comes from and how it is split.
@@ -76,56 +79,9 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class MLPConfig:
-    units: tuple[int, ...] = (128, 64)
-    norm: str = "none"
-
-
-@dataclass(frozen=True)
-class CNNConfig:
-    conv: str = "2d"
-    filters: tuple[int, ...] = (32, 64)
-    kernel_size: tuple[int, ...] = (3, 3)
-    strides: tuple[int, ...] = (1, 1)
-    padding: str = "same"
-    pool: str = "max"
-    pool_size: int = 2
-    batch_norm: bool = False
-    global_pool: bool = False
-    dense_units: tuple[int, ...] = (64,)
-
-
-@dataclass(frozen=True)
-class RNNConfig:
-    cell: str = "lstm"
-    units: tuple[int, ...] = (64,)
-    bidirectional: bool = False
-    return_sequences: bool = False
-    sequence_pooling: str = "mean"
-    dense_units: tuple[int, ...] = ()
-
-
-@dataclass(frozen=True)
-class TransformerConfig:
-    input: str = "features"
-    vocab_size: int | None = None
-    d_model: int = 32
-    num_blocks: int = 2
-    num_heads: int = 4
-    key_dim: int = 8
-    ff_dim: int = 64
-    norm: str = "pre"
-    positional: str = "learned"
-    pooling: str = "mean"
-    dense_units: tuple[int, ...] = ()
-
-
-FamilyConfig = MLPConfig | CNNConfig | RNNConfig | TransformerConfig
-
-
-@dataclass(frozen=True)
 class ModelConfig:
-    """The network: family, input shape, head and the family's own options."""
+    """The network: family, input shape, head and the family's own options. ``output_shape`` (per sample) is
+    set only for a model brought without a spec whose output has a class or value per element (a pixel, a step)."""
 
     family: str
     input_shape: tuple[int, ...]
@@ -135,6 +91,7 @@ class ModelConfig:
     activation: str = "relu"
     dropout: float = 0.0
     options: FamilyConfig = field(default_factory=MLPConfig)
+    output_shape: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -177,71 +134,22 @@ class Spec:
         return Path(self.path).parent if self.path else Path.cwd()
 
 
-def _read_family(t: TableReader, family: str, input_shape: tuple[int, ...]) -> FamilyConfig:
-    if family == "mlp":
-        return MLPConfig(units=t.int_list("units", MLPConfig.units, allow_empty=False),
-                         norm=t.choice("norm", NORMS, "none"))
-    if family == "cnn":
-        conv = t.choice("conv", ("1d", "2d"), "2d")
-        want_rank = 3 if conv == "2d" else 2
-        if len(input_shape) != want_rank:
-            t.fail("input_shape", list(input_shape),
-                   f"{want_rank} dimensions for a {conv} convolution "
-                   f"({'height, width, channels' if conv == '2d' else 'steps, features'})")
-        filters = t.int_list("filters", CNNConfig.filters, allow_empty=False)
-        n = len(filters)
-        return CNNConfig(
-            conv=conv, filters=filters,
-            kernel_size=t.int_list("kernel_size", 3, scalar_ok=True, length=n),
-            strides=t.int_list("strides", 1, scalar_ok=True, length=n),
-            padding=t.choice("padding", ("same", "valid"), "same"),
-            pool=t.choice("pool", ("max", "avg", "none"), "max"),
-            pool_size=t.integer("pool_size", 2),
-            batch_norm=t.boolean("batch_norm", False),
-            global_pool=t.boolean("global_pool", False),
-            dense_units=t.int_list("dense_units", CNNConfig.dense_units))
-    if family == "rnn":
-        if len(input_shape) != 2:
-            t.fail("input_shape", list(input_shape), "2 dimensions (steps, features) for an rnn")
-        return RNNConfig(
-            cell=t.choice("cell", ("lstm", "gru"), "lstm"),
-            units=t.int_list("units", RNNConfig.units, allow_empty=False),
-            bidirectional=t.boolean("bidirectional", False),
-            return_sequences=t.boolean("return_sequences", False),
-            sequence_pooling=t.choice("sequence_pooling", ("mean", "max", "flatten"), "mean"),
-            dense_units=t.int_list("dense_units", ()))
-    # transformer
-    kind = t.choice("input", ("features", "tokens"), "features")
-    want_rank = 2 if kind == "features" else 1
-    if len(input_shape) != want_rank:
-        t.fail("input_shape", list(input_shape),
-               "2 dimensions (steps, features) for feature input" if kind == "features"
-               else "1 dimension (sequence length) for token input")
-    vocab = t.integer("vocab_size", None) if kind == "tokens" else None
-    if kind == "tokens" and vocab is None:
-        raise SpecError(f"{t.origin}: model.vocab_size: required field is missing "
-                        "(token input needs a vocabulary size)")
-    return TransformerConfig(
-        input=kind, vocab_size=vocab,
-        d_model=t.integer("d_model", 32), num_blocks=t.integer("num_blocks", 2),
-        num_heads=t.integer("num_heads", 4), key_dim=t.integer("key_dim", 8),
-        ff_dim=t.integer("ff_dim", 64), norm=t.choice("norm", ("pre", "post"), "pre"),
-        positional=t.choice("positional", ("learned", "sinusoidal"), "learned"),
-        pooling=t.choice("pooling", ("mean", "cls"), "mean"),
-        dense_units=t.int_list("dense_units", ()))
-
-
 def _read_model(t: TableReader) -> ModelConfig:
     family = t.choice("family", FAMILIES)
     input_shape = t.int_list("input_shape", allow_empty=False)
     head = t.choice("head", HEADS, "multiclass")
     num_classes = None
-    if head == "multiclass":
+    if head in NUM_CLASSES_HEADS:
         num_classes = t.integer("num_classes", 10, minimum=2)
-    output_units = t.integer("output_units", 1) if head == "regression" else 1
+    output_units = t.integer("output_units", 1) if head in OUTPUT_UNITS_HEADS else 1
+    if head in STEP_HEADS and family not in ("rnn", "transformer"):
+        t.fail("head", head, "a per-sample head (multiclass, binary, regression) for a " + family +
+               "; a per-step head needs family \"rnn\" or \"transformer\"")
     activation = t.choice("activation", ACTIVATIONS, "relu")
     dropout = t.number("dropout", 0.0, low=0.0, high=1.0, high_open=True)
-    options = _read_family(t, family, input_shape)
+    options = read_family(t, family, input_shape)
+    if head in STEP_HEADS and getattr(options, "pooling", "mean") == "cls":
+        t.fail("pooling", "cls", "\"mean\" for a per-step head (a class token has no step of its own)")
     t.done()
     return ModelConfig(family=family, input_shape=input_shape, head=head,
                        num_classes=num_classes, output_units=output_units,
@@ -261,19 +169,17 @@ def _read_data(t: TableReader) -> DataConfig:
     if source.lower().endswith(".csv") and cfg.label_column is None:
         raise SpecError(f"{t.origin}: data.label_column: required field is missing "
                         f"(a CSV source needs the name of its label column)")
-    if source != "digits" and Path(source.rstrip("/")).suffix.lower() not in (".npz", ".csv", ""):
-        t.fail("source", source, '"digits", a path ending in .npz or .csv, or an image folder '
-                                 '(one sub-folder per class)')
+    if source not in BUILTIN_SOURCES and Path(source.rstrip("/")).suffix.lower() not in (".npz", ".csv", ""):
+        t.fail("source", source, ", ".join(f'"{b}"' for b in BUILTIN_SOURCES) +
+               ", a path ending in .npz or .csv, or an image folder (one sub-folder per class)")
     t.done()
     return cfg
 
 
 def _read_train(t: TableReader, head: str) -> TrainConfig:
     d = TrainConfig()
-    allowed_metrics = {"multiclass": ("accuracy", "precision", "recall", "f1"),
-                       "binary": ("accuracy", "precision", "recall", "f1"),
-                       "regression": ("mse", "rmse", "mae")}[head]
-    default_metrics = ("accuracy",) if head != "regression" else ("rmse",)
+    allowed_metrics = METRICS_OF[head]
+    default_metrics = _default_metrics(head)
     cfg = TrainConfig(
         epochs=t.integer("epochs", d.epochs),
         batch_size=t.integer("batch_size", d.batch_size),
@@ -292,9 +198,7 @@ def _read_train(t: TableReader, head: str) -> TrainConfig:
         early_stopping_patience=t.integer("early_stopping_patience", 0, minimum=0),
         strategy=t.choice("strategy", STRATEGIES, d.strategy),
         tensorboard=t.boolean("tensorboard", d.tensorboard))
-    compatible = {"multiclass": ("auto", "sparse_categorical_crossentropy", "categorical_crossentropy"),
-                  "binary": ("auto", "binary_crossentropy"),
-                  "regression": ("auto", "mse")}[head]
+    compatible = LOSSES_OF[head]
     if cfg.loss not in compatible:
         t.fail("loss", cfg.loss, f"a loss for a {head} head: " + ", ".join(repr(c) for c in compatible))
     if cfg.nesterov and cfg.optimizer != "sgd":
@@ -366,11 +270,14 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     model = asdict(spec.model)
     options = model.pop("options")
     model.update(options)
-    if spec.model.head != "regression":
+    if spec.model.head not in OUTPUT_UNITS_HEADS:
         model.pop("output_units")
+    model.pop("output_shape", None)
+    if model.get("input") != "tokens":
+        model.pop("embedding_dim", None)
     data = asdict(spec.data)
     source = spec.data.source
-    if source != "digits" and not Path(source).is_absolute():
+    if source not in BUILTIN_SOURCES and not Path(source).is_absolute():
         data["source"] = str((spec.base_dir / source).resolve())
     out: dict[str, Any] = {"name": spec.name}
     if spec.description:

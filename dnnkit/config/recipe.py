@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnkit.errors import SpecError
+from dnnkit.core.heads import is_value
 from dnnkit.config.goals import Goals, read_goals
 from dnnkit.config.package import read_package
 from dnnkit.config.passes import PassConfig, read_pass
@@ -183,7 +184,7 @@ CALIBRATION_SAMPLES = {"classes": 100, "values": 1000}
 def with_samples(recipe: "Recipe", heads: list[str]) -> "Recipe":
     """``recipe`` with every quantized artifact's ``samples`` set: as the recipe says, or the default
     for the model's outputs (:data:`CALIBRATION_SAMPLES`; the manifest records the count used)."""
-    values = any(h in ("regression", "features") for h in heads)
+    values = any(is_value(h) or h == "features" for h in heads)
     auto = CALIBRATION_SAMPLES["values" if values else "classes"]
     return dataclasses.replace(recipe, artifacts=tuple(
         dataclasses.replace(a, samples=auto) if a.samples is None and a.quantized else a for a in recipe.artifacts))

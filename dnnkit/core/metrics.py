@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dnnkit.core.heads import STEP_HEADS, is_class, is_value
 from dnnkit.core.tensors import HEAD_FEATURES
 
 
@@ -16,28 +17,39 @@ def task_metrics(head: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str,
     """Score model outputs against labels with scikit-learn.
 
     Args:
-        head: ``multiclass`` (``y_pred`` are logits/scores), ``binary`` (probabilities)
-            or ``regression``.
-        y_true: labels or targets.
+        head: ``multiclass`` (``y_pred`` are logits/scores), ``binary`` (probabilities),
+            ``regression``, or per step ``tagging`` (logits) and ``sequence_regression``.
+        y_true: labels or targets (a tag per step, below 0 for padding, for ``tagging``).
         y_pred: raw model outputs.
 
     Returns:
         accuracy, precision, recall and F1 (macro) for classification; MSE, RMSE and MAE
-        for regression.
+        for regression. Per element (a step, a pixel), each labelled element counts once (token or pixel
+        accuracy, per-step RMSE), with mean IoU for tagging and PSNR for a value per element.
     """
     from sklearn import metrics as skm
 
     y_pred = np.asarray(y_pred, dtype=np.float64)
-    if head == "regression":
+    if is_value(head):
         y_true = np.asarray(y_true, dtype=np.float64).reshape(y_pred.shape)
+        if head in STEP_HEADS:
+            y_true, y_pred = y_true.reshape(-1), y_pred.reshape(-1)
         mse = float(skm.mean_squared_error(y_true, y_pred))
-        return {"mse": mse, "rmse": float(np.sqrt(mse)),
-                "mae": float(skm.mean_absolute_error(y_true, y_pred))}
+        out = {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(skm.mean_absolute_error(y_true, y_pred))}
+        peak = float(np.ptp(y_true)) if y_true.size else 0.0
+        if head in STEP_HEADS and peak > 0 and mse > 0:  # image-to-image's figure: the targets' range over RMSE
+            out["psnr_db"] = float(20 * np.log10(peak / np.sqrt(mse)))
+        return out
     predicted = predicted_classes(head, y_pred)
+    if head == "tagging":
+        y_true, predicted = labelled_steps(y_true, predicted)
     p, r, f, _ = skm.precision_recall_fscore_support(y_true, predicted, average="macro",
                                                      zero_division=0)
-    return {"accuracy": float(skm.accuracy_score(y_true, predicted)),
-            "precision": float(p), "recall": float(r), "f1": float(f)}
+    out = {"accuracy": float(skm.accuracy_score(y_true, predicted)),
+           "precision": float(p), "recall": float(r), "f1": float(f)}
+    if head == "tagging":  # segmentation's figure: intersection over union, averaged over the classes present
+        out["mean_iou"] = float(skm.jaccard_score(y_true, predicted, average="macro", zero_division=0))
+    return out
 
 
 def predicted_classes(head: str, y_pred: np.ndarray) -> np.ndarray:
@@ -46,6 +58,13 @@ def predicted_classes(head: str, y_pred: np.ndarray) -> np.ndarray:
     if head == "binary":
         return (y_pred.reshape(len(y_pred), -1)[:, 0] >= 0.5).astype(np.int32)
     return np.argmax(y_pred, axis=-1).astype(np.int32)
+
+
+def labelled_steps(tags: np.ndarray, *per_step: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The labelled steps (tag >= 0) of ``tags`` and of each array of the same leading shape, flattened."""
+    tags = np.asarray(tags)
+    keep = tags >= 0
+    return (tags[keep],) + tuple(np.asarray(a).reshape(tags.shape + np.shape(a)[tags.ndim:])[keep] for a in per_step)
 
 
 def per_class(head: str, labels: np.ndarray, outputs: np.ndarray) -> dict[str, dict[str, float]] | None:
@@ -80,8 +99,8 @@ def near_constant(head: str, outputs: np.ndarray, labels: np.ndarray | None = No
     out = np.asarray(outputs)
     if len(out) < 20:
         return None
-    if head in ("multiclass", "binary"):
-        pred = predicted_classes(head, out)
+    if is_class(head):
+        pred = predicted_classes(head, out).reshape(-1)
         values, counts = np.unique(pred, return_counts=True)
         top = int(np.argmax(counts))
         if counts[top] < NEAR_CONSTANT_SHARE * len(pred):
@@ -91,7 +110,7 @@ def near_constant(head: str, outputs: np.ndarray, labels: np.ndarray | None = No
             share = f"; {np.mean(np.asarray(labels) == values[top]):.0%} of the labels are"
         return (f"the reference predicts class {values[top]} for {counts[top]} of {len(pred)} inputs{share}: an "
                 "artifact that does the same agrees with it, so agreement says little")
-    if head == "regression" and labels is not None and len(labels) > 1:
+    if head == "regression" and labels is not None and len(labels) > 1:  # per step: the spread is over time too
         spread = float(np.max(np.std(out.reshape(len(out), -1), axis=0)))
         scale = float(np.max(np.std(np.asarray(labels, np.float64).reshape(len(labels), -1), axis=0)))
         if scale > 0 and spread < NEAR_CONSTANT_SPREAD * scale:
@@ -113,7 +132,8 @@ def reference_metrics(heads: list[str], labels: list[np.ndarray | None], outputs
 
 
 def degradation(head: str, baseline: dict[str, float], now: dict[str, float]) -> float:
-    """How much the task metric got worse: accuracy points, or RMSE ratio - 1 for regression.
+    """How much the task metric got worse: accuracy points (token accuracy for tagging), or RMSE ratio - 1 for
+    regression (per step too).
 
     With several outputs (``head == "multi"``, metrics keyed ``NAME/metric``), the worst labelled
     output's figure.
@@ -122,7 +142,7 @@ def degradation(head: str, baseline: dict[str, float], now: dict[str, float]) ->
         drops = [baseline[k] - now[k] for k in baseline if k.endswith("/accuracy") and k in now]
         drops += [now[k] / max(baseline[k], 1e-12) - 1.0 for k in baseline if k.endswith("/rmse") and k in now]
         return max(drops) if drops else 0.0
-    if head == "regression":
+    if is_value(head):
         return now["rmse"] / max(baseline["rmse"], 1e-12) - 1.0
     return baseline["accuracy"] - now["accuracy"]
 

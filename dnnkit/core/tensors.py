@@ -88,13 +88,16 @@ def output_activation(model: Any, index: int) -> str:
     return getattr(getattr(layer, "activation", None), "__name__", "")
 
 
-def infer_head(units: int | None, activation: str, labelled: bool) -> str:
+def infer_head(units: int | None, activation: str, labelled: bool, dense: bool = False) -> str:
     """The task of one output: from its units and activation, and whether labels exist.
 
-    Labelled outputs: more than one unit is multiclass, one sigmoid unit binary, else regression.
+    Labelled outputs: more than one unit is multiclass, one sigmoid unit binary, else regression; with an
+    answer per element (``dense``: a step, a pixel) more than one unit is tagging, else sequence_regression.
     Unlabelled outputs: class scores (softmax) are multiclass (top-1 agreement is checked);
     anything else is ``features`` (hidden states, embeddings), checked by values only.
     """
+    if labelled and dense:
+        return "tagging" if units is not None and units > 1 else "sequence_regression"
     if labelled:
         if units is not None and units > 1:
             return "multiclass"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from dnnkit.errors import DataError
+from dnnkit.core.heads import PAD_LABEL, STEP_HEADS
 from dnnkit.config.model import ModelConfig
 
 
@@ -19,6 +20,8 @@ def check_labels(y: np.ndarray, model: ModelConfig, where: str) -> np.ndarray:
         raise DataError(f"{where}: expected numeric labels, got dtype {y.dtype}")
     if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise DataError(f"{where}: labels contain NaN or infinity")
+    if model.head in STEP_HEADS:
+        return _step_labels(y, model, where)
     if model.head == "regression":
         y = y.astype(np.float32)
         want = model.output_units
@@ -46,6 +49,37 @@ def check_labels(y: np.ndarray, model: ModelConfig, where: str) -> np.ndarray:
                         f"expected 0..{high - 1} for {field} = {high}"
                         if model.head == "multiclass" else
                         f"{where}: labels range {int(y.min())}..{int(y.max())}, expected 0 or 1 for {field}")
+    return y
+
+
+def _step_labels(y: np.ndarray, model: ModelConfig, where: str) -> np.ndarray:
+    """A tag or a value per element (a time step, a pixel): (samples, *elements) or (samples, *elements, units);
+    a tag below 0 is padding. A spec's model has one element per input step; a brought model's output says."""
+    shape = getattr(model, "output_shape", None)
+    elements = tuple(shape[:-1]) if shape else (model.input_shape[0],)
+    what = "output's elements" if shape else "input steps"
+    if model.head == "sequence_regression":
+        want = model.output_units
+        if y.shape[1:] == elements and want == 1:
+            y = y[..., None]
+        if y.shape[1:] != (*elements, want):
+            raise DataError(f"{where}: per-element targets have shape {list(y.shape[1:])}, expected "
+                            f"{list((*elements, want))} (the model's {list(elements)} {what}, {want} value(s) each)")
+        return y.astype(np.float32)
+    if y.shape[1:] == (*elements, 1):
+        y = y[..., 0]
+    if y.shape[1:] != elements:
+        raise DataError(f"{where}: per-element tags have shape {list(y.shape[1:])}, expected {list(elements)} (one "
+                        f"integer class per element of the model's {what}, below 0 for padding)")
+    if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+        raise DataError(f"{where}: expected integer tags, got non-integer values")
+    y = np.where(y < 0, PAD_LABEL, y).astype(np.int32)
+    high = model.num_classes
+    if y.max(initial=0) >= high:
+        raise DataError(f"{where}: tags range up to {int(y.max())}, expected 0..{high - 1} for model.num_classes = "
+                        f"{high} (below 0 for padding)")
+    if not np.any(y >= 0):
+        raise DataError(f"{where}: every step is padding (tags below 0): nothing to learn or score")
     return y
 
 

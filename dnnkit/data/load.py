@@ -10,6 +10,7 @@ from dnnkit.data.checks import check_features, check_labels
 from dnnkit.data.dataset import Dataset, split
 from dnnkit.data.files import (DIGITS_LABELS, DIGITS_LAYOUTS, class_names, digits, infer_layout, load_csv,
                                load_image_folder, load_npz)
+from dnnkit.data.tasks import TASKS, task_data
 from dnnkit.errors import DataError
 from dnnkit.config.model import Spec
 
@@ -19,7 +20,8 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
 
     Args:
         spec: the validated spec; its model section fixes the shapes and labels expected.
-        source: overrides ``spec.data.source`` (``"digits"`` or a ``.npz``/``.csv`` path).
+        source: overrides ``spec.data.source`` (``"digits"``, a built-in task of
+            :mod:`dnnkit.data.tasks`, or a ``.npz``/``.csv`` path).
 
     Returns:
         The :class:`Dataset` with train/val/test splits in the model's input layout.
@@ -30,7 +32,7 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
     cfg = spec.data
     model = spec.model
     src = source or cfg.source
-    stratify = model.head != "regression"
+    stratify = model.head in ("multiclass", "binary")
     if src == "digits":
         layout = cfg.layout or infer_layout(model)
         if layout is None or (layout != "tokens" and DIGITS_LAYOUTS[layout] != tuple(model.input_shape)):
@@ -45,6 +47,8 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
         x, y = digits(layout)
         arrays = {"x_train": x, "y_train": y}
         name, labels = "digits", DIGITS_LABELS
+    elif src in TASKS:
+        arrays, name, labels = task_data(src, model, cfg.seed), src, None
     else:
         path = Path(src)
         if not path.is_absolute():

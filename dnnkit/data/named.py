@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from dnnkit.core.heads import HEADS
 from dnnkit.core.tensors import infer_head, inputs_info, output_activation, outputs_info, rows, take
 from dnnkit.data.checks import check_input, check_labels
 from dnnkit.data.dataset import Dataset, split
@@ -97,16 +98,18 @@ def load_model_data(model: Any, source: str, cfg: Any, *, task: str | None = Non
         if set(ys) != labelled:
             raise DataError(f"{path}: y_{part} labels outputs {sorted(ys)} but y_train labels {sorted(labelled)}")
     if heads is None:
-        if task is not None and task not in ("multiclass", "binary", "regression"):
-            raise DataError(f"task: expected multiclass, binary or regression, got {task!r}")
+        if task is not None and task not in HEADS:
+            raise DataError(f"task: expected one of {', '.join(HEADS)}, got {task!r}")
         heads = [task if (task and o.name in labelled) else
-                 infer_head(o.shape[-1] if o.shape else 1, output_activation(model, k), o.name in labelled)
+                 infer_head(o.shape[-1] if o.shape else 1, output_activation(model, k), o.name in labelled,
+                            dense=len(o.shape or ()) >= 2)
                  for k, o in enumerate(outs)]
     for part, (x, ys) in splits.items():
         for k, o in enumerate(outs):
             if o.name in ys:
                 units = o.shape[-1] if o.shape else 1
-                shim = type("Head", (), {"head": heads[k], "output_units": units, "num_classes": units})
+                shim = type("Head", (), {"head": heads[k], "output_units": units, "num_classes": units,
+                                         "output_shape": tuple(o.shape or ())})
                 ys[o.name] = check_labels(ys[o.name], shim, f"{name}: y_{part}/{o.name}")
     x_train, y_train = splits["train"]
     n = rows(x_train)

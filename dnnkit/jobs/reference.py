@@ -14,7 +14,7 @@ from dnnkit.core.tensors import Inputs, concat, input_names, is_multi, output_na
 from dnnkit.data.dataset import Dataset
 from dnnkit.data.load import load_data
 from dnnkit.data.named import load_model_data, named_arrays
-from dnnkit.config.model import Spec
+from dnnkit.config.model import BUILTIN_SOURCES, Spec
 from dnnkit.config.recipe import Recipe
 from dnnkit.verification.fp16 import fp16_weight_error
 from dnnkit.verification.reference import Reference
@@ -77,7 +77,7 @@ def representative(dataset: Dataset, count: int, seed: int) -> Inputs:
 def data_source(spec: Spec, data: str | None) -> str:
     """The data the reference was scored on, as an absolute path (or "digits")."""
     src = data or spec.data.source
-    if src == "digits":
+    if src in BUILTIN_SOURCES:
         return src
     base = Path.cwd() if data else spec.base_dir  # as dnnkit.data resolves it
     return str((base / src).resolve())

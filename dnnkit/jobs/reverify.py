@@ -25,7 +25,7 @@ from dnnkit.jobs.timing import job
 from dnnkit.manifest.record import MANIFEST, apply_check
 from dnnkit.sources.open import load_reference_model
 from dnnkit.sources.target import spec_for_model
-from dnnkit.config.model import load_spec
+from dnnkit.config.model import BUILTIN_SOURCES, load_spec
 from dnnkit.config.recipe import ArtifactConfig, Recipe, VerifyConfig, as_recipe
 from dnnkit.verification.criteria import failure
 from dnnkit.verification.reference import Reference
@@ -160,7 +160,7 @@ def reverification(out: Path, *, criteria: Recipe | None = None,
     model = load_reference_model(ref_model, unsafe=unsafe)
     spec_file = out / "reference" / "spec.toml"
     data = ref_info["data"]
-    if data != "digits" and not os.path.isabs(data):
+    if data not in BUILTIN_SOURCES and not os.path.isabs(data):
         data = str(out / data)  # data saved inside the folder (the Python API's arrays)
     heads = [o["head"] for o in ref_info.get("outputs") or []] or None
     spec = (load_spec(spec_file) if spec_file.is_file()

@@ -17,6 +17,7 @@ from dnnkit.child.memory import peak_rss_mb
 from dnnkit.core.metrics import near_constant, per_class
 from dnnkit.core.tensors import inputs_info, outputs_info, rows
 from dnnkit.formats.convert import REPRODUCIBLE
+from dnnkit.config.model import BUILTIN_SOURCES
 from dnnkit.config.recipe import ArtifactConfig, Recipe
 from dnnkit.verification.artifact import VERIFICATION_FIELDS
 from dnnkit.verification.criteria import failure
@@ -130,7 +131,7 @@ def reference_warnings(ref: Reference) -> list[str]:
 def _inside(data: str, out: Path) -> str:
     """``data`` relative to ``out`` when it lies inside it (the folder may be moved, or published from its
     staged copy), else as given."""
-    if data == "digits":
+    if data in BUILTIN_SOURCES:
         return data
     path, folder = Path(data).resolve(), out.resolve()
     return path.relative_to(folder).as_posix() if folder in path.parents else data

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from dnnkit.core.heads import is_value
+
 
 def size_text(n: int | None) -> str:
     if n is None:
@@ -26,10 +28,10 @@ def main_metric(ref: dict[str, Any]) -> str | None:
     """The metric a table shows: accuracy (classifiers) or RMSE (regression); with several outputs,
     the first labelled output's, as ``NAME/metric``; ``None`` when no output has labels."""
     if ref["head"] != "multi":
-        return "accuracy" if ref["head"] != "regression" else "rmse"
+        return "rmse" if is_value(ref["head"]) else "accuracy"
     for out in ref.get("outputs") or []:
         if out.get("labelled") and out["head"] != "features":
-            return f"{out['name']}/" + ("accuracy" if out["head"] != "regression" else "rmse")
+            return f"{out['name']}/" + ("rmse" if is_value(out["head"]) else "accuracy")
     return None
 
 

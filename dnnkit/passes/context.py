@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from dnnkit.core.heads import PAD_LABEL
 from dnnkit.core.metrics import reference_metrics, task_metrics
 from dnnkit.core.tensors import output_activation, output_names, predict as predict_all, rows
 from dnnkit.data.dataset import Dataset
@@ -77,9 +78,10 @@ def multi_output_context(model: Any, spec: Any, data: str | None, task: str | No
     own = {split: predict_all(model, getattr(dataset, f"x_{split}")) for split in ("train", "val")}
     for k, (name, head) in enumerate(zip(names, heads)):
         labelled = name in dataset.y_train
-        if head == "multiclass" and labelled:
+        if head in ("multiclass", "tagging") and labelled:
             losses[name] = keras.losses.SparseCategoricalCrossentropy(
-                from_logits=output_activation(model, k) != "softmax")
+                from_logits=output_activation(model, k) != "softmax",
+                ignore_class=PAD_LABEL if head == "tagging" else None)
         elif head == "binary":
             losses[name] = keras.losses.BinaryCrossentropy()
         else:

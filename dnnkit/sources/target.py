@@ -10,7 +10,7 @@ from typing import Any
 from dnnkit.core.tensors import is_multi, output_activation
 from dnnkit.errors import DataError, ModelLoadError
 from dnnkit.sources.keras_file import load_model
-from dnnkit.config.model import HEADS, DataConfig, MLPConfig, ModelConfig, Spec, TransformerConfig, load_spec
+from dnnkit.config.model import HEADS, NUM_CLASSES_HEADS, OUTPUT_UNITS_HEADS, STEP_HEADS, DataConfig, MLPConfig, ModelConfig, Spec, TransformerConfig, load_spec
 
 
 def spec_for_model(model: Any, task: str | None, source: str, label_column: str | None = None) -> Spec:
@@ -34,25 +34,37 @@ def spec_for_model(model: Any, task: str | None, source: str, label_column: str 
                                                        options=MLPConfig()),
                     data=data)
     shape = tuple(int(d) for d in model.inputs[0].shape[1:])
-    units = int(model.outputs[0].shape[-1])
+    out_shape = tuple(model.outputs[0].shape[1:])
+    units = int(out_shape[-1])
     act = None
     if task is None:
         act = output_activation(model, 0) or (
             getattr(getattr(model.layers[-1], "activation", None), "__name__", "") if model.layers else "")
-    return _flat_spec(model.name, shape, units, act, "int" in str(model.inputs[0].dtype), task, data)
+    dense = tuple(int(d) for d in out_shape) if len(out_shape) >= 2 and all(d is not None for d in out_shape) \
+        else None
+    return _flat_spec(model.name, shape, units, act, "int" in str(model.inputs[0].dtype), task, data, dense)
 
 
 def _flat_spec(name: str, shape: tuple[int, ...], units: int, activation: str | None, tokens: bool,
-               task: str | None, data: DataConfig) -> Spec:
-    """The spec of a one-input, one-output model: its head ``task``, or inferred from units and activation."""
-    if task is None:
+               task: str | None, data: DataConfig, dense: tuple[int, ...] | None = None) -> Spec:
+    """The spec of a one-input, one-output model: its head ``task``, or inferred from units and activation
+    (a class or a value per element where the output has one per element: ``dense`` is its shape)."""
+    if task is None and dense:
+        task = "tagging" if units > 1 else "sequence_regression"
+    elif task is None:
         task = "multiclass" if units > 1 else ("binary" if activation == "sigmoid" else "regression")
     if task not in HEADS:
         raise DataError(f"task: expected one of {', '.join(HEADS)}, got {task!r}")
+    if dense and task not in STEP_HEADS:
+        raise DataError(f"task: the model's output has shape {list(dense)}, an answer per element; expected "
+                        f"tagging (a class per element) or sequence_regression (a value per element), got {task!r}")
+    if not dense and task in STEP_HEADS:
+        raise DataError(f"task: {task} needs an output with an answer per element (shape [elements..., units]), "
+                        f"got one answer per sample")
     options = TransformerConfig(input="tokens", vocab_size=2**31 - 1) if tokens else MLPConfig()
     cfg = ModelConfig(family="transformer" if tokens else "mlp", input_shape=shape, head=task,
-                      num_classes=units if task == "multiclass" else None,
-                      output_units=units if task == "regression" else 1, options=options)
+                      num_classes=units if task in NUM_CLASSES_HEADS else None,
+                      output_units=units if task in OUTPUT_UNITS_HEADS else 1, options=options, output_shape=dense)
     return Spec(name=name, model=cfg, data=data)
 
 

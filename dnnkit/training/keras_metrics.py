@@ -33,7 +33,8 @@ class MacroScore(keras.metrics.Metric):
         else:
             ids = ops.cast(ops.reshape(y_true, (-1,)), "int32")
             truth = ops.one_hot(ids, self.num_classes, dtype="float32")
-        guess = ops.one_hot(ops.argmax(y_pred, axis=-1), self.num_classes, dtype="float32")
+        # one row per sample (per step for a tagging head); a padding tag (-1) one-hots to a row of zeros
+        guess = ops.one_hot(ops.reshape(ops.argmax(y_pred, axis=-1), (-1,)), self.num_classes, dtype="float32")
         self.confusion.assign_add(ops.matmul(ops.transpose(truth), guess))
 
     def result(self):
@@ -56,16 +57,30 @@ class MacroScore(keras.metrics.Metric):
                 "one_hot": self.one_hot}
 
 
+@keras.saving.register_keras_serializable(package="dnnkit")
+class TokenAccuracy(keras.metrics.Mean):
+    """The share of labelled steps whose argmax is their tag; padding steps (tag < 0) do not count."""
+
+    def __init__(self, name: str = "accuracy", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true = ops.cast(ops.reshape(y_true, ops.shape(y_pred)[:-1]), "int32")
+        right = ops.cast(ops.equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true), "float32")
+        super().update_state(right, sample_weight=ops.cast(ops.greater_equal(y_true, 0), "float32"))
+
+
 def keras_metrics(head: str, names: tuple[str, ...], num_classes: int | None,
                   one_hot: bool = False) -> list[Any]:
     """Keras metric objects for training logs.
 
     Multiclass precision/recall/F1 are macro averages over a running confusion matrix
-    (``MacroScore``), so they work with integer labels and logits on any backend.
+    (``MacroScore``), so they work with integer labels and logits on any backend; for a tagging head they
+    count every labelled step, and accuracy is the token accuracy (padding steps left out).
     """
     out: list[Any] = []
     for name in names:
-        if head == "regression":
+        if head in ("regression", "sequence_regression"):
             out.append({"mse": keras.metrics.MeanSquaredError(name="mse"),
                         "rmse": keras.metrics.RootMeanSquaredError(name="rmse"),
                         "mae": keras.metrics.MeanAbsoluteError(name="mae")}[name])
@@ -74,6 +89,8 @@ def keras_metrics(head: str, names: tuple[str, ...], num_classes: int | None,
                         "precision": lambda: keras.metrics.Precision(name="precision"),
                         "recall": lambda: keras.metrics.Recall(name="recall"),
                         "f1": lambda: keras.metrics.F1Score(average="micro", threshold=0.5, name="f1")}[name]())
+        elif name == "accuracy" and head == "tagging":
+            out.append(TokenAccuracy(name="accuracy"))
         elif name == "accuracy":
             out.append(keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot
                        else keras.metrics.SparseCategoricalAccuracy(name="accuracy"))

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from dnnkit.artifacts.files import file_digest, gzip_size
+from dnnkit.core.heads import is_class
 from dnnkit.core.metrics import predicted_classes, reference_metrics
 from dnnkit.core.tensors import rows, take
 from dnnkit.errors import one_line
@@ -184,7 +185,7 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
             extra = {"output": ref.output_names[k]} if ref.multi_output else {}
             if quantized:
                 same = (np.array_equal(predicted_classes(head, small), predicted_classes(head, out[:n]))
-                        if head in ("multiclass", "binary") else diff <= 1e-3 * max(1.0, parity_scale(out)))
+                        if is_class(head) else diff <= 1e-3 * max(1.0, parity_scale(out)))
                 if not same:
                     failures.append(failure("second_batch", f"{where}batch {n} disagrees with the full batch",
                                             diff, None, **extra))

@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.core.metrics import predicted_classes
+from dnnkit.core.heads import is_class, is_value
+from dnnkit.core.metrics import labelled_steps, predicted_classes
 from dnnkit.core.parity import float_parity
 from dnnkit.config.recipe import ArtifactConfig, Recipe
 from dnnkit.verification.criteria import (FAIL, INCONCLUSIVE, PASS, agreement_check, degradation_check, failure,
@@ -34,7 +35,7 @@ def check_values(ref: Reference, k: int, out: np.ndarray, art: ArtifactConfig, r
     head, expected, y = ref.heads[k], ref.outputs[k], ref.labels[k]
     where = f"output {ref.output_names[k]}: " if ref.multi_output else ""
     extra = {"output": ref.output_names[k]} if ref.multi_output else {}
-    classifier = head in ("multiclass", "binary")
+    classifier = is_class(head)
     atol, rtol = recipe.atol(art), recipe.rtol(art)
     calibrated = calibration(ref, art, recipe, k)
     scale = float(np.max(np.abs(expected))) if np.size(expected) else 0.0
@@ -72,8 +73,10 @@ def check_values(ref: Reference, k: int, out: np.ndarray, art: ArtifactConfig, r
     n = ref.n_test
     z = z_for(art.candidates)  # stricter when the artifact is the pick of several candidates
     if classifier:
-        ref_cls = predicted_classes(head, expected)
-        art_cls = predicted_classes(head, out)
+        # per step for a tagging head: every step of every input counts once (padding steps too: the
+        # artifact must compute the model's function there as well)
+        ref_cls = predicted_classes(head, expected).reshape(-1)
+        art_cls = predicted_classes(head, out).reshape(-1)
         agreement = agreement_check(ref_cls, art_cls, recipe.min_agreement(art), z)
         if not quantized and parity["ok"] and agreement["verdict"] == INCONCLUSIVE and \
                 agreement["value"] >= agreement["limit"]:
@@ -82,11 +85,16 @@ def check_values(ref: Reference, k: int, out: np.ndarray, art: ArtifactConfig, r
             agreement.update(verdict=PASS, decided_by="float_parity")
         judge("top1_agreement", agreement, "top-1 agreement")
         if quantized and y is not None:
-            y = np.asarray(y).reshape(-1)
-            drop = degradation_check(checks["top1_agreement"], ref_cls[:n] == y, art_cls[:n] == y,
+            if head == "tagging":
+                y, ref_n, art_n = labelled_steps(y, predicted_classes(head, expected[:n]),
+                                                 predicted_classes(head, out[:n]))
+            else:
+                y = np.asarray(y).reshape(-1)
+                ref_n, art_n = ref_cls[:n], art_cls[:n]
+            drop = degradation_check(checks["top1_agreement"], ref_n == y, art_n == y,
                                      recipe.max_degradation(art), z)
             judge("accuracy_drop", drop, "accuracy drop")
-    elif quantized and head == "regression" and y is not None:
+    elif quantized and is_value(head) and y is not None:
         judge("rmse_ratio", rmse_ratio_check(y, expected[:n], out[:n], recipe.max_degradation(art), z=z),
               "RMSE ratio")
     elif quantized:

@@ -1,0 +1,79 @@
+"""Built-in sequence tasks: seeded generators (no file, no network) that a small model learns in minutes.
+
+- ``brackets`` (a ``tagging`` head on token ids): a string of ``(``, ``)`` and letters; each step's tag is
+  the bracket depth after it (0 .. num_classes - 1). Strings have different lengths, right-padded with
+  token 0; a padded step's tag is the padding label, so no loss or metric counts it.
+- ``series`` (a ``sequence_regression`` head on one feature per step): a noisy sum of two sines; each step's
+  target is the next step's value (one-step-ahead forecasting).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from dnnkit.core.heads import PAD_LABEL
+from dnnkit.config.model import ModelConfig
+from dnnkit.errors import DataError
+
+TASKS = ("brackets", "series")
+
+SAMPLES = 3000
+
+PAD, OPEN, CLOSE = 0, 1, 2  # brackets' token ids; 3 .. vocab_size - 1 are letters
+
+
+def task_data(source: str, model: ModelConfig, seed: int) -> dict[str, np.ndarray]:
+    """``x_train``/``y_train`` of the built-in task ``source``, laid out for ``model``.
+
+    Raises:
+        DataError: if the model does not fit the task (head, input, classes).
+    """
+    rng = np.random.default_rng(seed)
+    if source == "brackets":
+        return _brackets(model, rng)
+    return _series(model, rng)
+
+
+def _brackets(model: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    opts = model.options
+    if model.head != "tagging" or getattr(opts, "input", None) != "tokens":
+        raise DataError(f"data.source: brackets tags each token of a string, expected head \"tagging\" on "
+                        f"input = \"tokens\", got head {model.head!r} on input "
+                        f"{getattr(opts, 'input', 'features')!r}")
+    if opts.vocab_size < 4:
+        raise DataError(f"model.vocab_size: brackets needs 4 or more token ids (padding, '(', ')', letters), "
+                        f"got {opts.vocab_size}")
+    steps, depth_max = model.input_shape[0], model.num_classes - 1
+    x = np.full((SAMPLES, steps), PAD, np.int32)
+    y = np.full((SAMPLES, steps), PAD_LABEL, np.int32)
+    lengths = rng.integers(max(1, steps // 2), steps + 1, SAMPLES)
+    for i, length in enumerate(lengths):
+        depth = 0
+        for t in range(length):
+            r = rng.random()
+            if depth < depth_max and (r < 0.4 or depth == 0 and r < 0.7):
+                token, depth = OPEN, depth + 1
+            elif depth > 0 and r < 0.75:
+                token, depth = CLOSE, depth - 1
+            else:
+                token = int(rng.integers(3, opts.vocab_size))
+            x[i, t], y[i, t] = token, depth
+    return {"x_train": x, "y_train": y}
+
+
+def _series(model: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    shape = tuple(model.input_shape)
+    if model.head != "sequence_regression" or len(shape) != 2 or shape[1] != 1 or model.output_units != 1:
+        raise DataError(f"data.source: series forecasts one value per step, expected head "
+                        f"\"sequence_regression\" with model.input_shape [steps, 1] and output_units = 1, got head "
+                        f"{model.head!r} with input_shape {list(shape)}")
+    steps = shape[0]
+    t = np.arange(steps + 1, dtype=np.float64)
+    freq = rng.uniform(0.15, 0.6, (SAMPLES, 2, 1))
+    phase = rng.uniform(0, 2 * np.pi, (SAMPLES, 2, 1))
+    amp = rng.uniform(0.4, 1.0, (SAMPLES, 2, 1))
+    clean = np.sum(amp * np.sin(freq * t + phase), axis=1)
+    noisy = clean + rng.normal(0.0, 0.05, clean.shape)
+    x = noisy[:, :steps, None].astype(np.float32)
+    y = noisy[:, 1:, None].astype(np.float32)
+    return {"x_train": x, "y_train": y}
