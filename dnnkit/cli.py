@@ -182,7 +182,8 @@ def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required:
     """Options every command that loads a model or data shares."""
     p.add_argument("--data", required=data_required, help=data_help)
     p.add_argument("--label-column", metavar="NAME", help="the label column of a .csv --data")
-    p.add_argument("--task", choices=("multiclass", "binary", "regression", "tagging", "sequence_regression"),
+    p.add_argument("--task", choices=("multiclass", "binary", "regression", "tagging", "sequence_regression",
+                                      "causal_lm"),
                    help="head type of a bare model file (inferred from its output when omitted)")
     p.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
     _option(p, "--custom-objects")

@@ -32,6 +32,7 @@ LAZY_IMPORTS = {
     "dnnkit.passes.tfmot_engine": "dnnkit.passes.qat defines Keras layers",
     "dnnkit.sources.keras_file": "registering dnnkit's Keras classes imports Keras",
     "dnnkit.training.run": "dnnkit.training.keras_metrics defines a Keras metric",
+    "dnnkit.jobs.generation": "dnnkit.builders.decoding defines a Keras model (a job imports Keras after its workers start)",
 }
 HEAVY = ("keras", "tensorflow", "tf_keras")
 

@@ -104,3 +104,12 @@ def test_padding_steps_add_nothing_to_the_loss_nor_to_token_accuracy_and_f1():
     accuracy.update_state(y, wrong_once)
     assert float(accuracy.result()) == pytest.approx(4 / 5)
     assert keras.ops.convert_to_numpy(loss(y, wrong_once)) > float(loss(y, right))
+
+
+def test_a_causal_lm_spec_round_trips_and_needs_token_input():
+    s = load_spec(MODELS / "reverse_lm.toml")
+    assert spec_from_dict(spec_to_dict(s)).model == s.model and s.model.num_classes == 13
+    with pytest.raises(SpecError, match='model.input: expected "tokens" for a causal_lm head'):
+        spec({"family": "rnn", "input_shape": [8, 2], "head": "causal_lm"})
+    with pytest.raises(SpecError, match="model.bidirectional: expected false for a causal_lm head"):
+        spec({**TOKENS_LSTM, "head": "causal_lm", "num_classes": None, "bidirectional": True})

@@ -104,3 +104,22 @@ def test_a_brought_models_per_pixel_labels_are_checked_against_its_output():
                    dense=(16, 16, 3))
     with pytest.raises(DataError, match="tagging needs an output with an answer per element"):
         _flat_spec("mlp", (4,), 3, "linear", False, "tagging", DataConfig(source="x.npz"))
+
+
+def test_reverse_labels_the_next_token_at_the_answers_steps_only():
+    from dnnkit.data.tasks import EOS, SEP, reverse_answer
+
+    spec = load_spec(MODELS / "reverse_lm.toml")
+    assert spec.model.num_classes == spec.model.options.vocab_size == 13  # one logit per token id
+    arrays = task_data("reverse", spec.model, seed=0)
+    x, y = arrays["x_train"], arrays["y_train"]
+    assert x.shape == y.shape == (3000, 16)
+    for row_x, row_y in zip(x[:200], y[:200]):
+        sep = int(np.flatnonzero(row_x == SEP)[0])
+        prompt, labelled = list(row_x[:sep + 1]), np.flatnonzero(row_y >= 0)
+        answer = reverse_answer([int(t) for t in prompt])
+        assert labelled[0] == sep and list(row_y[labelled]) == answer and answer[-1] == EOS
+        assert list(row_x[sep + 1:sep + len(answer)]) == answer[:-1]  # the input is the sequence shifted by one
+    with pytest.raises(DataError, match="reverse is a language-model task"):
+        load_data(spec_from_dict({"name": "m", "data": {"source": "reverse"}, "model": {
+            "family": "transformer", "input": "tokens", "vocab_size": 8, "input_shape": [16], "head": "causal_lm"}}))

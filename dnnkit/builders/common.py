@@ -54,7 +54,7 @@ def dense_stack(x: Any, units: tuple[int, ...], cfg: ModelConfig, dtype: str,
 def head(x: Any, cfg: ModelConfig) -> Any:
     """The output layer, always float32: logits (multiclass; per step: tagging), sigmoid (binary) or linear
     (regression; per step: sequence_regression). On a (batch, steps, width) input it acts on each step."""
-    if cfg.head in ("multiclass", "tagging"):
+    if cfg.head in ("multiclass", "tagging", "causal_lm"):
         return keras.layers.Dense(cfg.num_classes, name="logits", dtype="float32")(x)
     if cfg.head == "binary":
         return keras.layers.Dense(1, activation="sigmoid", name="probability",

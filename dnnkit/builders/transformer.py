@@ -19,7 +19,7 @@ def _block(x: Any, i: int, cfg: ModelConfig, opts: TransformerConfig, dtype: str
 
     h = norm("attn_norm")(x) if pre else x
     h = keras.layers.MultiHeadAttention(opts.num_heads, opts.key_dim, dropout=cfg.dropout,
-                                        name=f"block_{i}_attention", dtype=dtype)(h, h, use_causal_mask=opts.causal)
+                                        name=f"block_{i}_attention", dtype=dtype)(h, h, use_causal_mask=opts.causal or cfg.head == "causal_lm")
     if cfg.dropout > 0:
         h = keras.layers.Dropout(cfg.dropout, name=f"block_{i}_attn_dropout")(h)
     x = keras.layers.Add(name=f"block_{i}_attn_add")([x, h])

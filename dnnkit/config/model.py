@@ -31,7 +31,7 @@ FAMILIES = ("mlp", "cnn", "rnn", "transformer")
 
 
 # data sources built in (no file, no network): scikit-learn's digits, and seeded generators of sequence tasks
-BUILTIN_SOURCES = ("digits", "brackets", "series")
+BUILTIN_SOURCES = ("digits", "brackets", "series", "reverse")
 
 
 ACTIVATIONS = (
@@ -148,6 +148,12 @@ def _read_model(t: TableReader) -> ModelConfig:
     activation = t.choice("activation", ACTIVATIONS, "relu")
     dropout = t.number("dropout", 0.0, low=0.0, high=1.0, high_open=True)
     options = read_family(t, family, input_shape)
+    if head == "causal_lm":
+        if getattr(options, "input", None) != "tokens":
+            t.fail("input", getattr(options, "input", None), "\"tokens\" for a causal_lm head (it predicts the next token)")
+        if getattr(options, "bidirectional", False):
+            t.fail("bidirectional", True, "false for a causal_lm head (a step must not see later tokens)")
+        num_classes = options.vocab_size  # one logit per token id
     if head in STEP_HEADS and getattr(options, "pooling", "mean") == "cls":
         t.fail("pooling", "cls", "\"mean\" for a per-step head (a class token has no step of its own)")
     t.done()
@@ -273,6 +279,8 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     if spec.model.head not in OUTPUT_UNITS_HEADS:
         model.pop("output_units")
     model.pop("output_shape", None)
+    if spec.model.head == "causal_lm":
+        model.pop("num_classes")  # the vocabulary's size, not a key of its own
     if model.get("input") != "tokens":
         model.pop("embedding_dim", None)
     data = asdict(spec.data)

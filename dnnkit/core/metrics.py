@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnkit.core.heads import STEP_HEADS, is_class, is_value
+from dnnkit.core.heads import STEP_CLASS_HEADS, STEP_HEADS, is_class, is_value
 from dnnkit.core.tensors import HEAD_FEATURES
 
 
@@ -41,14 +41,24 @@ def task_metrics(head: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str,
             out["psnr_db"] = float(20 * np.log10(peak / np.sqrt(mse)))
         return out
     predicted = predicted_classes(head, y_pred)
-    if head == "tagging":
-        y_true, predicted = labelled_steps(y_true, predicted)
+    exact = None
+    if head in STEP_CLASS_HEADS:
+        steps = np.asarray(y_true)
+        right = (predicted == steps) | (steps < 0)
+        exact = float(np.mean(np.all(right.reshape(len(steps), -1), axis=1))) if len(steps) else 0.0
+        y_true, predicted, logits = labelled_steps(y_true, predicted, y_pred)
     p, r, f, _ = skm.precision_recall_fscore_support(y_true, predicted, average="macro",
                                                      zero_division=0)
     out = {"accuracy": float(skm.accuracy_score(y_true, predicted)),
            "precision": float(p), "recall": float(r), "f1": float(f)}
     if head == "tagging":  # segmentation's figure: intersection over union, averaged over the classes present
         out["mean_iou"] = float(skm.jaccard_score(y_true, predicted, average="macro", zero_division=0))
+    if exact is not None:  # every labelled step of a sequence right
+        out["exact_match"] = exact
+    if head == "causal_lm" and len(y_true):  # exp of the mean next-token cross-entropy (logits in)
+        z = logits - logits.max(axis=1, keepdims=True)
+        log_p = z[np.arange(len(y_true)), y_true] - np.log(np.exp(z).sum(axis=1))
+        out["perplexity"] = float(np.exp(-np.mean(log_p)))
     return out
 
 

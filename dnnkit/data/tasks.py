@@ -5,6 +5,9 @@
   token 0; a padded step's tag is the padding label, so no loss or metric counts it.
 - ``series`` (a ``sequence_regression`` head on one feature per step): a noisy sum of two sines; each step's
   target is the next step's value (one-step-ahead forecasting).
+- ``reverse`` (a ``causal_lm`` head): a prompt of 2 .. (steps - 1) // 2 digits and ``=``, answered by the same
+  digits reversed and an end token. The model reads the sequence shifted by one and learns the next token at
+  the answer's steps only (the prompt's steps are padding in the labels): what greedy decoding then generates.
 """
 
 from __future__ import annotations
@@ -12,14 +15,16 @@ from __future__ import annotations
 import numpy as np
 
 from dnnkit.core.heads import PAD_LABEL
-from dnnkit.config.model import ModelConfig
+from dnnkit.config.model import BUILTIN_SOURCES, ModelConfig
 from dnnkit.errors import DataError
 
-TASKS = ("brackets", "series")
+TASKS = tuple(s for s in BUILTIN_SOURCES if s != "digits")  # the seeded generators below
 
 SAMPLES = 3000
 
 PAD, OPEN, CLOSE = 0, 1, 2  # brackets' token ids; 3 .. vocab_size - 1 are letters
+EOS, SEP = 11, 12  # reverse's end and "=" tokens; digit d is token d + 1
+REVERSE_VOCAB = 13
 
 
 def task_data(source: str, model: ModelConfig, seed: int) -> dict[str, np.ndarray]:
@@ -31,6 +36,8 @@ def task_data(source: str, model: ModelConfig, seed: int) -> dict[str, np.ndarra
     rng = np.random.default_rng(seed)
     if source == "brackets":
         return _brackets(model, rng)
+    if source == "reverse":
+        return _reverse(model, rng)
     return _series(model, rng)
 
 
@@ -58,6 +65,40 @@ def _brackets(model: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndar
             else:
                 token = int(rng.integers(3, opts.vocab_size))
             x[i, t], y[i, t] = token, depth
+    return {"x_train": x, "y_train": y}
+
+
+def reverse_prompts(count: int, steps: int, seed: int) -> list[list[int]]:
+    """``count`` seeded prompts of the reverse task (digit tokens then ``=``), for generation checks."""
+    rng = np.random.default_rng(seed)
+    return [_reverse_pair(rng, steps)[0] for _ in range(count)]
+
+
+def reverse_answer(prompt: list[int]) -> list[int]:
+    """The answer the reverse task expects for ``prompt``: its digits reversed, then the end token."""
+    return prompt[:-1][::-1] + [EOS]
+
+
+def _reverse_pair(rng: np.random.Generator, steps: int) -> tuple[list[int], list[int]]:
+    n = int(rng.integers(2, (steps - 1) // 2 + 1))
+    prompt = [int(d) + 1 for d in rng.integers(0, 10, n)] + [SEP]
+    return prompt, reverse_answer(prompt)
+
+
+def _reverse(model: ModelConfig, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    opts = model.options
+    steps = model.input_shape[0]
+    if model.head != "causal_lm" or opts.vocab_size < REVERSE_VOCAB or steps < 5:
+        raise DataError(f"data.source: reverse is a language-model task, expected head \"causal_lm\" with "
+                        f"model.vocab_size >= {REVERSE_VOCAB} and input_shape [5 or more], got head {model.head!r} "
+                        f"with vocab_size {getattr(opts, 'vocab_size', None)} and input_shape {list(model.input_shape)}")
+    x = np.full((SAMPLES, steps), PAD, np.int32)
+    y = np.full((SAMPLES, steps), PAD_LABEL, np.int32)
+    for i in range(SAMPLES):
+        prompt, answer = _reverse_pair(rng, steps)
+        seq = prompt + answer
+        x[i, :len(seq) - 1] = seq[:-1]
+        y[i, len(prompt) - 1:len(seq) - 1] = answer  # the next token, at the answer's steps only
     return {"x_train": x, "y_train": y}
 
 

@@ -9,6 +9,10 @@
 
 Converters never judge their artifacts (:mod:`dnnkit.verification` does, in another process).
 
-May import: :mod:`dnnkit.artifacts`, :mod:`dnnkit.core`, :mod:`dnnkit.child` (memory), :mod:`dnnkit.errors`;
+- :mod:`~dnnkit.formats.generation`: a causal LM's cached step model (prefill / decode signatures) as
+  SavedModel, TFLite and ONNX.
+
+May import: :mod:`dnnkit.artifacts`, :mod:`dnnkit.core`, :mod:`dnnkit.child` (memory), :mod:`dnnkit.builders` (the
+step model of a causal LM, :mod:`dnnkit.builders.decoding`), :mod:`dnnkit.errors`;
 never :mod:`dnnkit.verification`.
 """

@@ -27,6 +27,7 @@ from dnnkit.errors import ModelLoadError
 from dnnkit.jobs.conversions import Conversions, time_artifacts
 from dnnkit.jobs.fallback import selective_fallback
 from dnnkit.jobs.finish import finish
+from dnnkit.jobs.generation import generation_section
 from dnnkit.jobs.outfolder import new_output, origin_record, source_of
 from dnnkit.jobs.package import with_packages
 from dnnkit.jobs.reference import data_source, has_fp16, reference_inputs, reference_outputs, representative
@@ -190,11 +191,16 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
                                metadata=metadata, unsafe=unsafe, fake_quant=fake_quant, verbose=verbose)
         with stage("latency_s"):
             time_artifacts(entries, out, ref, recipe, verbose, reference)
+    generation = None
+    if not multi and spec.model.head == "causal_lm":
+        with stage("generation_s"):
+            generation = generation_section(keras_model, ref_model, dataset, out, recipe, verbose)
     origin = origin_record(out)
     manifest = export_manifest(recipe=recipe, ref=ref, ref_model=ref_model, out=out, model=keras_model,
                                weights_digest=weights_digest, source=source, spec_name=None if multi else spec.name,
                                data=data_source(spec, data), fake_quant=fake_quant, entries=entries,
-                               extra={**({"origin": origin} if origin else {}), **(extra or {})})
+                               extra={**({"origin": origin} if origin else {}),
+                                      **({"generation": generation} if generation else {}), **(extra or {})})
     return Exported(manifest, ref, recipe)
 
 

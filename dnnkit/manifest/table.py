@@ -119,7 +119,8 @@ def larger_than_float(manifest: dict[str, Any]) -> list[str]:
 TIME_STAGES = (("train_s", "training"), ("passes_s", "compression passes"), ("reference_s", "reference outputs"),
                ("conversions_s", "conversions"), ("verifications_s", "checks"),
                ("overlap_s", "checks during conversions"),
-               ("selective_fallback_s", "selective fallback"), ("latency_s", "timing"), ("report_s", "report"))
+               ("selective_fallback_s", "selective fallback"), ("latency_s", "timing"),
+               ("generation_s", "generation artifacts"), ("report_s", "report"))
 
 
 def time_line(timings: dict[str, Any] | None) -> list[str]:
@@ -131,6 +132,22 @@ def time_line(timings: dict[str, Any] | None) -> list[str]:
     cpu = timings.get("cpu_s") or {}
     used = f"; CPU {sum(cpu.values()):.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + ")" if cpu else ""
     return [f"TIME {timings['wall_s']:.1f} s: " + ", ".join(parts) + used + " (manifest timings)"]
+
+
+def generation_lines(section: dict[str, Any] | None) -> list[str]:
+    """One line per generation artifact: its sequences as Keras's, exact match, decode speed, status."""
+    if not section:
+        return []
+    lines = [f"generation: {section['prompts']} held-out prompts decoded greedily through each step artifact "
+             f"(cache of {section['capacity']} positions); Keras's exact match {section['keras_exact_match']:.4f}"]
+    for name, e in section["artifacts"].items():
+        if "same_as_keras" in e:
+            lines.append(f"  {name}: {e['same_as_keras']:.4f} of sequences as Keras's, exact match "
+                         f"{e['exact_match']:.4f}, {e['tokens_per_s']} tokens/s, {e['status'].upper()}")
+        else:
+            lines.append(f"  {name}: {e['status'].upper()}")
+        lines += [f"  FAILED {name}: {f}" for f in (e.get("failures") or [])]
+    return lines
 
 
 def table(manifest: dict[str, Any]) -> str:
@@ -176,6 +193,7 @@ def table(manifest: dict[str, Any]) -> str:
     for layout, rec in (manifest.get("package") or {}).items():
         lines.append(f"package {layout}: {rec['artifact']} -> {rec['path']} (version {rec['version']}): "
                      + (rec["status"].upper() + (f" ({rec['failure_reason']})" if rec.get("failure_reason") else "")))
+    lines += generation_lines(manifest.get("generation"))
     lines += time_line(manifest.get("timings"))
     n_ok = len(manifest["artifacts"]) - len(failed)
     n_inc = sum(e["status"] == "inconclusive" for e in manifest["artifacts"])

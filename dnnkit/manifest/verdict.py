@@ -58,6 +58,10 @@ def decide(manifest: dict[str, Any]) -> dict[str, Any]:
             continue
         failures.append(failure("artifact", f"{entry['name']}: {reason}", entry.get("status"), "verified",
                                 artifact=entry["name"]))
+    for name, entry in ((manifest.get("generation") or {}).get("artifacts") or {}).items():
+        if entry.get("status") != "verified":
+            failures.append(failure("generation", f"{name}: " + "; ".join(entry.get("failures") or ["failed"]),
+                                    entry.get("status"), "verified", artifact=name))
     goals = manifest.get("goals")
     if goals is not None:
         missed = []

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from dnnkit.core.tensors import batch_for, rows
-from dnnkit.core.heads import PAD_LABEL
+from dnnkit.core.heads import PAD_LABEL, STEP_CLASS_HEADS
 from dnnkit.config.model import Spec, TrainConfig
 
 
@@ -69,7 +69,7 @@ def make_loss(spec: Spec, losses: Any = None) -> Any:
 
         losses = keras.losses
     head, loss = spec.model.head, spec.train.loss
-    if head == "tagging":  # padding steps (tag -1) add nothing to the loss
+    if head in STEP_CLASS_HEADS:  # padding steps (tag -1) add nothing to the loss
         return losses.SparseCategoricalCrossentropy(from_logits=True, ignore_class=PAD_LABEL)
     if head == "multiclass":
         name = "CategoricalCrossentropy" if loss == "categorical_crossentropy" else "SparseCategoricalCrossentropy"

@@ -89,7 +89,7 @@ def keras_metrics(head: str, names: tuple[str, ...], num_classes: int | None,
                         "precision": lambda: keras.metrics.Precision(name="precision"),
                         "recall": lambda: keras.metrics.Recall(name="recall"),
                         "f1": lambda: keras.metrics.F1Score(average="micro", threshold=0.5, name="f1")}[name]())
-        elif name == "accuracy" and head == "tagging":
+        elif name == "accuracy" and head in ("tagging", "causal_lm"):
             out.append(TokenAccuracy(name="accuracy"))
         elif name == "accuracy":
             out.append(keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.core.heads import is_class, is_value
+from dnnkit.core.heads import STEP_CLASS_HEADS, is_class, is_value
 from dnnkit.core.metrics import labelled_steps, predicted_classes
 from dnnkit.core.parity import float_parity
 from dnnkit.config.recipe import ArtifactConfig, Recipe
@@ -85,7 +85,7 @@ def check_values(ref: Reference, k: int, out: np.ndarray, art: ArtifactConfig, r
             agreement.update(verdict=PASS, decided_by="float_parity")
         judge("top1_agreement", agreement, "top-1 agreement")
         if quantized and y is not None:
-            if head == "tagging":
+            if head in STEP_CLASS_HEADS:
                 y, ref_n, art_n = labelled_steps(y, predicted_classes(head, expected[:n]),
                                                  predicted_classes(head, out[:n]))
             else:

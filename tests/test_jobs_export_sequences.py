@@ -122,3 +122,58 @@ def test_a_brought_segmentation_model_and_autoencoder_are_judged_per_pixel(tmp_p
     assert ae["reference"]["metrics"]["psnr_db"] > 10
     int8 = artifact_checks(ae)["onnx_int8"]
     assert int8["checks"]["rmse_ratio"]["value"] <= 1.1
+
+
+SMALL = """name = "small"
+[[artifacts]]
+name = "tflite_fp32"
+format = "tflite"
+precision = "fp32"
+[[artifacts]]
+name = "onnx_fp32"
+format = "onnx"
+precision = "fp32"
+"""
+
+
+def test_reverse_lm_generates_through_every_step_artifact_exactly_as_keras(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    recipe = tmp_path / "small.toml"
+    recipe.write_text(SMALL)
+    out = tmp_path / "reverse"
+    result = cli("run", str(MODELS / "reverse_lm.toml"), "--recipe", str(recipe), "--out", str(out), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["reference"]["metrics"]["exact_match"] >= 0.95  # the spec's stated floor (teacher-forced)
+    gen = manifest["generation"]
+    assert gen["prompts"] >= 200 and gen["capacity"] == 16 and gen["keras_exact_match"] >= 0.95
+    assert set(gen["artifacts"]) == {"decoder_saved_model", "decoder_tflite_fp32", "decoder_tflite_dynamic_int8",
+                                     "decoder_onnx_fp32"}
+    for name, entry in gen["artifacts"].items():
+        assert entry["status"] == "verified", (name, entry.get("failures"))
+        assert (out / entry["path"]).exists() and entry["path"].startswith("artifacts/generation/")
+        if entry["precision"] == "fp32":
+            assert entry["same_as_keras"] == 1.0  # every token of every held-out prompt
+        if entry["format"] == "tflite":
+            assert entry["ops"] and not entry["flex_ops"] and "WHILE" not in entry["ops"]
+    assert "decoder_tflite_fp32: 1.0000 of sequences as Keras's" in result.stdout
+    # the loops a phone app and a server write, with nothing but their runtime
+    for example in ("generate_tflite.py", "generate_onnx.py"):
+        run = subprocess.run([sys.executable, str(ROOT / "examples" / example), str(out), "--digits", "31415"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-2000:]
+        assert run.stdout.strip().splitlines()[-1].startswith("31415 -> 51413")
+    # a generation process that crashes is contained: the other artifacts stand, the verdict fails
+    again = tmp_path / "again"
+    crashed = cli("compress", str(out / "run"), "--recipe", str(recipe), "--out", str(again), timeout=900,
+                  env={"DNNKIT_INJECT_GENERATION_FAULT": "generation:crash"})
+    assert crashed.returncode == 1, crashed.stdout[-2000:] + crashed.stderr[-2000:]
+    manifest = json.loads((again / "manifest.json").read_text())
+    assert all(e["status"] == "verified" for e in manifest["artifacts"]) and manifest["status"] == "failed"
+    reasons = [f for e in manifest["generation"]["artifacts"].values() for f in e["failures"]]
+    assert reasons and all("generation process crashed" in r for r in reasons)
+    assert not (again / "artifacts" / "generation").exists()

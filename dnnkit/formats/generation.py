@@ -1,0 +1,147 @@
+"""Generation artifacts of a causal_lm Transformer: the cached step model (:class:`dnnkit.builders.decoding.
+CachedDecoder`) as a SavedModel and a TFLite file with two signatures, ``prefill`` (the whole window, right-
+padded) and ``decode`` (one token), and as one ONNX file whose token axis is dynamic (prefill and decode are
+the same graph). Batch 1; the cache is passed in and out, so no loop, no variable and no dynamic slice is in
+any graph (builtin ops only). The teacher-forced full-sequence artifacts are written as before, elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from dnnkit.builders.decoding import CachedDecoder, cache_names
+
+# name -> (format, precision): what export_decoders writes
+DECODERS = {"decoder_saved_model": ("saved_model", "fp32"), "decoder_tflite_fp32": ("tflite", "fp32"),
+            "decoder_tflite_dynamic_int8": ("tflite", "dynamic_int8"), "decoder_onnx_fp32": ("onnx", "fp32")}
+FILES = {"decoder_saved_model": "saved_model", "decoder_tflite_fp32": "decoder_fp32.tflite",
+         "decoder_tflite_dynamic_int8": "decoder_dynamic_int8.tflite", "decoder_onnx_fp32": "decoder_step.onnx"}
+
+
+def _functions(decoder: Any) -> dict[str, Any]:
+    import tensorflow as tf
+
+    caches = {n: tf.TensorSpec(decoder.cache_shape(1), tf.float32, name=n) for n in cache_names(decoder.blocks)}
+
+    def signature(length: int | None, name: str) -> Any:
+        spec = {"tokens": tf.TensorSpec((1, length), tf.int32, name="tokens"),
+                "input_pos": tf.TensorSpec((1, length), tf.int32, name="input_pos"), **caches}
+
+        def step(inputs: dict[str, Any]) -> dict[str, Any]:
+            return decoder(inputs)
+        step.__name__ = name  # the TFLite signature's key
+        return tf.function(step, input_signature=[spec])
+
+    names = cache_names(decoder.blocks)
+    flat = [tf.TensorSpec((1, None), tf.int32, name="tokens"), tf.TensorSpec((1, None), tf.int32, name="input_pos"),
+            *caches.values()]
+
+    @tf.function(input_signature=flat)
+    def step(tokens: Any, input_pos: Any, *cache: Any) -> dict[str, Any]:  # tf2onnx reads flat arguments
+        return decoder({"tokens": tokens, "input_pos": input_pos, **dict(zip(names, cache))})
+
+    return {"prefill": signature(decoder.capacity, "prefill"), "decode": signature(1, "decode"), "step": step}
+
+
+def _named(frozen: Any, traced: Any) -> Any:
+    """``frozen`` (flat outputs ``output_0..``) called from a function with ``traced``'s named inputs and
+    outputs (a dict flattens by sorted keys)."""
+    import tensorflow as tf
+
+    keys = sorted(traced.get_concrete_function().structured_outputs)
+    order = [t.name.split(":")[0] for t in frozen.inputs]
+
+    def call(inputs: dict[str, Any]) -> dict[str, Any]:
+        return dict(zip(keys, frozen(*[inputs[n] for n in order])))
+    call.__name__ = traced.__name__
+    return tf.function(call, input_signature=traced.input_signature).get_concrete_function()
+
+
+def onnx_name(name: str, side: str) -> str:
+    """The ONNX name of a step tensor, Optimum's: ``input_ids``, ``position_ids``, ``past_key_values.{i}.key``
+    / ``.value`` in, ``logits``, ``present.{i}.key`` / ``.value`` out (same layout: batch, heads, positions,
+    head_dim; here the positions are the cache's fixed capacity, written at ``position_ids``)."""
+    if name.startswith("kv_cache_"):
+        _, _, kind, i = name.split("_")
+        return f"{'past_key_values' if side == 'in' else 'present'}.{i}.{'key' if kind == 'k' else 'value'}"
+    return {"tokens": "input_ids", "input_pos": "position_ids"}.get(name, name)
+
+
+def _onnx(step: Any, opset: int) -> Any:
+    """The step function frozen (variables as constants) and converted by tf2onnx, its inputs and outputs
+    named as Hugging Face Optimum's decoders are (:func:`onnx_name`)."""
+    import tf2onnx
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    try:  # Keras's tf2onnx shim for NumPy 2 (np.object, np.cast)
+        from keras.src.export.tf2onnx_lib import patch_tf2onnx
+
+        patch_tf2onnx()
+    except ImportError:  # pragma: no cover - older or newer Keras
+        pass
+    frozen = convert_variables_to_constants_v2(step.get_concrete_function())
+    graph_def = frozen.graph.as_graph_def()
+    inputs = [t.name for t in frozen.inputs]
+    outputs = [t.name for t in frozen.outputs]
+    proto, _ = tf2onnx.convert.from_graph_def(graph_def, input_names=inputs, output_names=outputs, opset=opset)
+    structured = step.get_concrete_function().structured_outputs
+    keys = sorted(structured) if isinstance(structured, dict) else []  # TensorFlow flattens a dict by sorted keys
+    rename = {o: onnx_name(k, "out") for o, k in zip(outputs, keys)} if len(keys) == len(outputs) else {}
+    rename.update({name: onnx_name(name.split(":")[0], "in") for name in inputs})
+    for node in proto.graph.node:
+        node.input[:] = [rename.get(n, n) for n in node.input]
+        node.output[:] = [rename.get(n, n) for n in node.output]
+    for value in list(proto.graph.input) + list(proto.graph.output):
+        value.name = rename.get(value.name, value.name)
+    return proto
+
+
+def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str, ...] = tuple(DECODERS),
+                    opset: int = 17) -> dict[str, dict[str, Any]]:
+    """Write the generation artifacts ``names`` of ``model`` into ``folder``.
+
+    Args:
+        model: the causal_lm ``keras.Model``.
+        folder: where the files go (``FILES`` names them).
+        names: which of :data:`DECODERS` to write.
+        opset: the ONNX opset.
+
+    Returns:
+        Per name: ``{"path", "format", "precision", "signatures", "ops"}`` or ``{"error"}`` (one line).
+    """
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    decoder = CachedDecoder(model)
+    fns = _functions(decoder)
+    saved = folder / FILES["decoder_saved_model"]
+    # Both signatures frozen (weights as constants): the TFLite converter would otherwise keep weights the two
+    # signatures share as resource variables (VAR_HANDLE / READ_VARIABLE ops), and could not quantize them.
+    frozen = {k: _named(convert_variables_to_constants_v2(fns[k].get_concrete_function()), fns[k])
+              for k in ("prefill", "decode")}
+    tf.saved_model.save(tf.Module(), str(saved), signatures=frozen)
+    out: dict[str, dict[str, Any]] = {}
+    for name in names:
+        fmt, precision = DECODERS[name]
+        path = folder / FILES[name]
+        try:
+            if fmt == "tflite":
+                conv = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["prefill", "decode"])
+                if precision == "dynamic_int8":
+                    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                path.write_bytes(conv.convert())
+            elif fmt == "onnx":
+                path.write_bytes(_onnx(fns["step"], opset).SerializeToString())
+            out[name] = {"path": str(path), "format": fmt, "precision": precision,
+                         "signatures": ["prefill", "decode"] if fmt != "onnx" else ["step"]}
+        except Exception as exc:  # noqa: BLE001 - a converter's failure is this artifact's, the rest go on
+            out[name] = {"format": fmt, "precision": precision, "error": " ".join(str(exc).split())[:300]}
+    if "decoder_saved_model" in names:
+        out["decoder_saved_model"] = {"path": str(saved), "format": "saved_model", "precision": "fp32",
+                                      "signatures": ["prefill", "decode"]}
+    return out

@@ -1,0 +1,84 @@
+"""Generation for a causal_lm model: its cached step artifacts written and checked token for token (in a
+child process, :mod:`dnnkit.workers.generation`), recorded in the manifest's ``generation`` section.
+
+The held-out prompts come from the test split: a row's prompt is its tokens up to the first labelled step
+(a causal_lm label is the next token), its answer the labelled tokens. Keras generates the reference tokens
+here, recomputing the whole prefix per token (:func:`dnnkit.builders.decoding.greedy_full`).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dnnkit.child.items import run_job
+from dnnkit.config.recipe import Recipe
+from dnnkit.data.dataset import Dataset
+
+WORKER = "dnnkit.workers.generation"
+NAMES = ("decoder_saved_model", "decoder_tflite_fp32", "decoder_tflite_dynamic_int8", "decoder_onnx_fp32")
+TIMEOUT_S = 900.0
+
+
+def prompts_of(dataset: Dataset) -> tuple[list[list[int]], list[list[int]]]:
+    """The test split's prompts and answers (rows without a labelled step are skipped)."""
+    prompts, answers = [], []
+    for x, y in zip(np.asarray(dataset.x_test), np.asarray(dataset.y_test)):
+        steps = np.flatnonzero(y >= 0)
+        if len(steps):
+            prompts.append([int(t) for t in x[:steps[0] + 1]])
+            answers.append([int(t) for t in y[steps]])
+    return prompts, answers
+
+
+def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path, recipe: Recipe,
+                       verbose: bool = False) -> dict[str, Any]:
+    """Write, check and place the generation artifacts of ``model``; returns the manifest's section.
+
+    Args:
+        model: the loaded causal_lm ``keras.Model`` (the reference).
+        model_path: its file, loaded again in the child.
+        dataset: its data (the test split gives the prompts).
+        out: the output folder (staged): passed files go to ``artifacts/generation/``, failed ones to
+            ``failed/generation/``.
+        recipe: the export recipe (its ``[verify]`` limits judge the quantized artifacts).
+        verbose: print a progress line.
+    """
+    from dnnkit.builders.decoding import CachedDecoder, cache_names, greedy_full
+
+    decoder = CachedDecoder(model)
+    prompts, answers = prompts_of(dataset)
+    reference = greedy_full(model, prompts, [len(a) for a in answers])
+    keras_exact = float(np.mean([r == a for r, a in zip(reference, answers)])) if answers else 0.0
+    staging = out / "logs" / "generation-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    item = {"model": str(model_path), "folder": str(staging), "names": list(NAMES), "prompts": prompts,
+            "reference": reference, "answers": answers, "capacity": decoder.capacity,
+            "cache_shapes": {n: list(decoder.cache_shape(1)) for n in cache_names(decoder.blocks)},
+            "min_agreement": recipe.verify.min_agreement, "max_degradation": recipe.verify.max_degradation}
+    if verbose:
+        print(f"generation: {len(NAMES)} step artifacts, {len(prompts)} held-out prompts ...", flush=True)
+    result = run_job(WORKER, ["generation"], {"generation": TIMEOUT_S}, lambda name: {**item, "name": name},
+                     log_path=out / "logs" / "dnnkit.log", action="generation", process="generation process")
+    settled = result["generation"]
+    artifacts: dict[str, Any] = {}
+    for name in NAMES:
+        entry = dict(settled["info"].get(name) or {}) if settled["status"] == "done" else {}
+        if not entry:
+            entry = {"verdict": "fail", "failures": [settled.get("reason") or "not written"]}
+        entry["status"] = "verified" if entry["verdict"] == "pass" else "failed"
+        source = Path(entry.pop("path")) if entry.get("path") else None
+        if source is not None and source.exists():
+            home = out / ("artifacts" if entry["status"] == "verified" else "failed") / "generation" / source.name
+            home.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(str(source), str(home))
+            entry["path"] = home.relative_to(out).as_posix()
+        artifacts[name] = entry
+    shutil.rmtree(staging, ignore_errors=True)
+    return {"prompts": len(prompts), "capacity": decoder.capacity, "cache": "fixed capacity, written at input_pos",
+            "keras_exact_match": keras_exact, "sample": [{"prompt": p, "keras": r} for p, r in
+                                                         zip(prompts[:5], reference[:5])],
+            "artifacts": artifacts}
