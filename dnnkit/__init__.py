@@ -26,6 +26,7 @@ _LAZY = {
     "optimize": ("dnnkit.api", "optimize"),
     "verify": ("dnnkit.api", "verify"),
     "package": ("dnnkit.jobs.package", "package"),
+    "generate": ("dnnkit.jobs.generate", "generate"),
     "load_recipe": ("dnnkit.config.recipe", "load_recipe"),
 }
 

@@ -27,6 +27,7 @@ PACKAGE = ROOT / "dnnkit"
 # module -> why it imports dnnkit modules inside functions (anywhere else that is a violation)
 LAZY_IMPORTS = {
     "dnnkit.cli": "each command imports what it runs when it runs: `dnnkit --help` imports argparse only",
+    "dnnkit.cli.commands": "each command imports what it runs when it runs: `dnnkit --help` imports argparse only",
     "dnnkit.builders": "the builder modules define Keras models: importing them imports Keras",
     "dnnkit.builders.common": "dnnkit.builders.layers defines Keras layers",
     "dnnkit.passes.tfmot_engine": "dnnkit.passes.qat defines Keras layers",
@@ -194,7 +195,7 @@ def test_function_level_imports_are_where_they_keep_keras_out():
     assert {m for m, _, _ in found} <= set(LAZY_IMPORTS), [f for f in found if f[0] not in LAZY_IMPORTS]
     known = modules()
     for module, line, target in found:
-        if module == "dnnkit.cli":
+        if module.startswith("dnnkit.cli"):
             continue
         assert imports_heavy_at_top(known[target]), f"{module}:{line} imports {target} lazily, which imports no Keras"
     # and so the light modules stay light: the jobs, the workers and the API import no Keras or TensorFlow
@@ -228,7 +229,7 @@ def test_no_module_is_large_and_no_package_is_flat():
     sizes = {m: len(p.read_text().splitlines()) for m, p in known.items()}
     assert max(sizes.values()) <= 400, sorted(sizes.items(), key=lambda kv: -kv[1])[:3]
     top = [m for m in known if m.count(".") == 1 and not (PACKAGE / m.split(".")[1]).is_dir()]
-    assert sorted(top) == ["dnnkit.__main__", "dnnkit.api", "dnnkit.cli", "dnnkit.errors"]
+    assert sorted(top) == ["dnnkit.__main__", "dnnkit.api", "dnnkit.errors"]
 
 
 # test files that test no one module: the architecture itself, and the examples/ scripts

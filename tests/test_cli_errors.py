@@ -98,7 +98,7 @@ def test_missing_spec_file(capsys):
     assert capsys.readouterr().err.strip() == ("dnnkit: error: models/nope.toml: spec file not found; expected a file "
                                                "or one of the shipped names: brackets_lstm, digits_cnn, "
                                                "digits_cnn_small, digits_gru, digits_lstm, digits_mlp, "
-                                               "digits_transformer, reverse_lm, series_gru")
+                                               "digits_transformer, reverse_gru_lm, reverse_lm, series_gru")
 
 
 def test_bad_epochs_flag_is_exit_2(capsys):

@@ -123,3 +123,17 @@ def test_reverse_labels_the_next_token_at_the_answers_steps_only():
     with pytest.raises(DataError, match="reverse is a language-model task"):
         load_data(spec_from_dict({"name": "m", "data": {"source": "reverse"}, "model": {
             "family": "transformer", "input": "tokens", "vocab_size": 8, "input_shape": [16], "head": "causal_lm"}}))
+
+
+def test_a_task_generates_as_many_sequences_as_data_samples_says_and_names_its_tokens():
+    spec = load_spec(MODELS / "reverse_gru_lm.toml")
+    assert spec.data.samples == 6000
+    data = load_data(spec)
+    assert len(data.x_train) + len(data.x_val) + len(data.x_test) == 6000
+    assert data.labels == ["<pad>", *"0123456789", "<eos>", "="]  # the vocabulary, stored as the files' labels
+    with pytest.raises(Exception, match=r"data.samples: expected no value: only a seeded task .* got 500"):
+        spec_from_dict({"name": "d", "data": {"source": "digits", "samples": 500},
+                        "model": {"family": "mlp", "input_shape": [64]}})
+    with pytest.raises(Exception, match=r"data.samples: expected an integer >= 100 up to 200000, got 5"):
+        spec_from_dict({"name": "d", "data": {"source": "reverse", "samples": 5},
+                        "model": {"family": "mlp", "input_shape": [64]}})

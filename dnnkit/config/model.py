@@ -76,6 +76,7 @@ class DataConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     seed: int = 0
+    samples: int | None = None  # how many sequences a seeded task generates (default TASK_SAMPLES)
 
 
 @dataclass(frozen=True)
@@ -171,7 +172,11 @@ def _read_data(t: TableReader) -> DataConfig:
         val_fraction=t.number("val_fraction", 0.1, low=0.0, high=0.5, high_open=True),
         test_fraction=t.number("test_fraction", 0.2, low=0.0, high=0.5, high_open=True,
                                low_open=True),
-        seed=t.integer("seed", 0, minimum=0))
+        seed=t.integer("seed", 0, minimum=0),
+        samples=t.integer("samples", None, minimum=100, maximum=200_000))
+    if cfg.samples is not None and source not in BUILTIN_SOURCES[1:]:
+        t.fail("samples", cfg.samples, "no value: only a seeded task (" + ", ".join(BUILTIN_SOURCES[1:]) +
+               ") generates a number of samples")
     if source.lower().endswith(".csv") and cfg.label_column is None:
         raise SpecError(f"{t.origin}: data.label_column: required field is missing "
                         f"(a CSV source needs the name of its label column)")

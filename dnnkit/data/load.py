@@ -48,7 +48,8 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
         arrays = {"x_train": x, "y_train": y}
         name, labels = "digits", DIGITS_LABELS
     elif src in TASKS:
-        arrays, name, labels = task_data(src, model, cfg.seed), src, None
+        arrays, name = task_data(src, model, cfg.seed, cfg.samples), src
+        labels = class_names(arrays, src, None)
     else:
         path = Path(src)
         if not path.is_absolute():
@@ -61,7 +62,7 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
             raise DataError(f"data.source: file not found: {src}")
         elif path.suffix.lower() == ".npz":
             arrays = load_npz(path)
-            labels = class_names(arrays, str(path), model.num_classes if model.head == "multiclass" else
+            labels = class_names(arrays, str(path), model.num_classes if model.head in ("multiclass", "causal_lm") else
                                  2 if model.head == "binary" else None)
         elif path.suffix.lower() == ".csv":
             if not cfg.label_column:

@@ -1,8 +1,11 @@
-"""Generation artifacts of a causal_lm Transformer: the cached step model (:class:`dnnkit.builders.decoding.
-CachedDecoder`) as a SavedModel and a TFLite file with two signatures, ``prefill`` (the whole window, right-
-padded) and ``decode`` (one token), and as one ONNX file whose token axis is dynamic (prefill and decode are
-the same graph). Batch 1; the cache is passed in and out, so no loop, no variable and no dynamic slice is in
-any graph (builtin ops only). The teacher-forced full-sequence artifacts are written as before, elsewhere.
+"""Generation artifacts of a causal_lm model: its step model (:func:`dnnkit.builders.decoding.step_model`: a
+Transformer's KV-cached step, an RNN's step with its ``h``/``c`` states) as a SavedModel and TFLite files with
+two signatures, ``prefill`` (the whole window, right-padded) and ``decode`` (one token), and as one ONNX step
+file (a Transformer's token axis is dynamic, so prefill and decode are the same graph; an RNN's step takes one
+token, and a prompt is fed token by token). Batch 1; the state is passed in and out, so no loop, no variable
+and no dynamic slice is in any graph (builtin ops only). Precisions: fp32; fp16 and dynamic-range int8 in TFLite;
+dynamic-range int8 in ONNX (onnxruntime's ``quantize_dynamic``). The teacher-forced full-sequence artifacts are
+written as before, elsewhere.
 """
 
 from __future__ import annotations
@@ -11,19 +14,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from dnnkit.builders.decoding import CachedDecoder, cache_names
-
-# name -> (format, precision): what export_decoders writes
-DECODERS = {"decoder_saved_model": ("saved_model", "fp32"), "decoder_tflite_fp32": ("tflite", "fp32"),
-            "decoder_tflite_dynamic_int8": ("tflite", "dynamic_int8"), "decoder_onnx_fp32": ("onnx", "fp32")}
-FILES = {"decoder_saved_model": "saved_model", "decoder_tflite_fp32": "decoder_fp32.tflite",
-         "decoder_tflite_dynamic_int8": "decoder_dynamic_int8.tflite", "decoder_onnx_fp32": "decoder_step.onnx"}
+from dnnkit.builders.decoding import step_model
+from dnnkit.core.generation import STEP_ARTIFACTS, onnx_name
 
 
 def _functions(decoder: Any) -> dict[str, Any]:
     import tensorflow as tf
 
-    caches = {n: tf.TensorSpec(decoder.cache_shape(1), tf.float32, name=n) for n in cache_names(decoder.blocks)}
+    caches = {n: tf.TensorSpec(shape, tf.float32, name=n) for n, shape in decoder.state_shapes(1).items()}
 
     def signature(length: int | None, name: str) -> Any:
         spec = {"tokens": tf.TensorSpec((1, length), tf.int32, name="tokens"),
@@ -34,8 +32,9 @@ def _functions(decoder: Any) -> dict[str, Any]:
         step.__name__ = name  # the TFLite signature's key
         return tf.function(step, input_signature=[spec])
 
-    names = cache_names(decoder.blocks)
-    flat = [tf.TensorSpec((1, None), tf.int32, name="tokens"), tf.TensorSpec((1, None), tf.int32, name="input_pos"),
+    names = list(caches)
+    axis = decoder.token_axis
+    flat = [tf.TensorSpec((1, axis), tf.int32, name="tokens"), tf.TensorSpec((1, axis), tf.int32, name="input_pos"),
             *caches.values()]
 
     @tf.function(input_signature=flat)
@@ -57,16 +56,6 @@ def _named(frozen: Any, traced: Any) -> Any:
         return dict(zip(keys, frozen(*[inputs[n] for n in order])))
     call.__name__ = traced.__name__
     return tf.function(call, input_signature=traced.input_signature).get_concrete_function()
-
-
-def onnx_name(name: str, side: str) -> str:
-    """The ONNX name of a step tensor, Optimum's: ``input_ids``, ``position_ids``, ``past_key_values.{i}.key``
-    / ``.value`` in, ``logits``, ``present.{i}.key`` / ``.value`` out (same layout: batch, heads, positions,
-    head_dim; here the positions are the cache's fixed capacity, written at ``position_ids``)."""
-    if name.startswith("kv_cache_"):
-        _, _, kind, i = name.split("_")
-        return f"{'past_key_values' if side == 'in' else 'present'}.{i}.{'key' if kind == 'k' else 'value'}"
-    return {"tokens": "input_ids", "input_pos": "position_ids"}.get(name, name)
 
 
 def _onnx(step: Any, opset: int) -> Any:
@@ -98,14 +87,27 @@ def _onnx(step: Any, opset: int) -> Any:
     return proto
 
 
-def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str, ...] = tuple(DECODERS),
+def _quantize_dynamic(path: Path) -> None:
+    """``path`` (an fp32 ONNX step file) replaced by onnxruntime's dynamic-range int8 twin: int8 MatMul
+    weights, activations quantized per call."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fp32 = path.with_suffix(".fp32.onnx")
+    path.replace(fp32)
+    try:
+        quantize_dynamic(str(fp32), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul", "Gemm"])
+    finally:
+        fp32.unlink(missing_ok=True)
+
+
+def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str, ...] = tuple(STEP_ARTIFACTS),
                     opset: int = 17) -> dict[str, dict[str, Any]]:
     """Write the generation artifacts ``names`` of ``model`` into ``folder``.
 
     Args:
         model: the causal_lm ``keras.Model``.
-        folder: where the files go (``FILES`` names them).
-        names: which of :data:`DECODERS` to write.
+        folder: where the files go (:data:`dnnkit.core.generation.STEP_ARTIFACTS` names them).
+        names: which of ``STEP_ARTIFACTS`` to write.
         opset: the ONNX opset.
 
     Returns:
@@ -114,29 +116,35 @@ def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    decoder = CachedDecoder(model)
+    decoder = step_model(model)
     fns = _functions(decoder)
-    saved = folder / FILES["decoder_saved_model"]
+    saved = folder / STEP_ARTIFACTS["decoder_saved_model"][2]
     # Both signatures frozen (weights as constants): the TFLite converter would otherwise keep weights the two
     # signatures share as resource variables (VAR_HANDLE / READ_VARIABLE ops), and could not quantize them.
     frozen = {k: _named(convert_variables_to_constants_v2(fns[k].get_concrete_function()), fns[k])
               for k in ("prefill", "decode")}
     tf.saved_model.save(tf.Module(), str(saved), signatures=frozen)
     out: dict[str, dict[str, Any]] = {}
+    onnx_fp32: list[bytes] = []  # converted once, for every ONNX precision
     for name in names:
-        fmt, precision = DECODERS[name]
-        path = folder / FILES[name]
+        fmt, precision, file = STEP_ARTIFACTS[name]
+        path = folder / file
         try:
             if fmt == "tflite":
                 conv = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["prefill", "decode"])
-                if precision == "dynamic_int8":
+                if precision in ("fp16", "dynamic_int8"):
                     conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                if precision == "fp16":
+                    conv.target_spec.supported_types = [tf.float16]
                 path.write_bytes(conv.convert())
             elif fmt == "onnx":
-                path.write_bytes(_onnx(fns["step"], opset).SerializeToString())
+                if not onnx_fp32:
+                    onnx_fp32.append(_onnx(fns["step"], opset).SerializeToString())
+                path.write_bytes(onnx_fp32[0])
+                if precision == "dynamic_int8":
+                    _quantize_dynamic(path)
             out[name] = {"path": str(path), "format": fmt, "precision": precision,
                          "signatures": ["prefill", "decode"] if fmt != "onnx" else ["step"]}
         except Exception as exc:  # noqa: BLE001 - a converter's failure is this artifact's, the rest go on

@@ -14,13 +14,17 @@ from typing import Any
 
 import numpy as np
 
+from dnnkit.artifacts.files import file_digest
 from dnnkit.child.items import run_job
 from dnnkit.config.recipe import Recipe
+from dnnkit.core.generation import STEP_ARTIFACTS
 from dnnkit.data.dataset import Dataset
 
 WORKER = "dnnkit.workers.generation"
-NAMES = ("decoder_saved_model", "decoder_tflite_fp32", "decoder_tflite_dynamic_int8", "decoder_onnx_fp32")
+NAMES = tuple(STEP_ARTIFACTS)
 TIMEOUT_S = 900.0
+SAMPLES = 5  # prompts shown with their generations in the manifest and report.html
+EOS_NAMES = ("<eos>", "</s>", "<|endoftext|>", "<end>")
 
 
 def prompts_of(dataset: Dataset) -> tuple[list[list[int]], list[list[int]]]:
@@ -47,9 +51,9 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
         recipe: the export recipe (its ``[verify]`` limits judge the quantized artifacts).
         verbose: print a progress line.
     """
-    from dnnkit.builders.decoding import CachedDecoder, cache_names, greedy_full
+    from dnnkit.builders.decoding import greedy_full, step_model
 
-    decoder = CachedDecoder(model)
+    decoder = step_model(model)
     prompts, answers = prompts_of(dataset)
     reference = greedy_full(model, prompts, [len(a) for a in answers])
     keras_exact = float(np.mean([r == a for r, a in zip(reference, answers)])) if answers else 0.0
@@ -57,7 +61,7 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
     shutil.rmtree(staging, ignore_errors=True)
     item = {"model": str(model_path), "folder": str(staging), "names": list(NAMES), "prompts": prompts,
             "reference": reference, "answers": answers, "capacity": decoder.capacity,
-            "cache_shapes": {n: list(decoder.cache_shape(1)) for n in cache_names(decoder.blocks)},
+            "cache_shapes": {n: list(shape) for n, shape in decoder.state_shapes(1).items()},
             "min_agreement": recipe.verify.min_agreement, "max_degradation": recipe.verify.max_degradation}
     if verbose:
         print(f"generation: {len(NAMES)} step artifacts, {len(prompts)} held-out prompts ...", flush=True)
@@ -69,6 +73,7 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
         entry = dict(settled["info"].get(name) or {}) if settled["status"] == "done" else {}
         if not entry:
             entry = {"verdict": "fail", "failures": [settled.get("reason") or "not written"]}
+        entry["format"], entry["precision"], _ = STEP_ARTIFACTS[name]
         entry["status"] = "verified" if entry["verdict"] == "pass" else "failed"
         source = Path(entry.pop("path")) if entry.get("path") else None
         if source is not None and source.exists():
@@ -76,9 +81,23 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
             home.parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(source), str(home))
             entry["path"] = home.relative_to(out).as_posix()
+            entry["sha256"], entry["size_bytes"] = file_digest(home)
         artifacts[name] = entry
     shutil.rmtree(staging, ignore_errors=True)
-    return {"prompts": len(prompts), "capacity": decoder.capacity, "cache": "fixed capacity, written at input_pos",
+    vocabulary = dataset.labels if dataset.labels and len(dataset.labels) == decoder.vocab else None
+    return {"prompts": len(prompts), "capacity": decoder.capacity, "vocab_size": decoder.vocab,
+            "state": {n: list(shape) for n, shape in decoder.state_shapes(1).items()},
+            "cache": ("fixed capacity, written at input_pos" if decoder.token_axis is None
+                      else "recurrent state, carried from step to step"),
+            "vocabulary": vocabulary, "eos": end_token(vocabulary),
             "keras_exact_match": keras_exact, "sample": [{"prompt": p, "keras": r} for p, r in
-                                                         zip(prompts[:5], reference[:5])],
+                                                         zip(prompts[:SAMPLES], reference[:SAMPLES])],
             "artifacts": artifacts}
+
+
+def end_token(vocabulary: list[str] | None) -> int | None:
+    """The end-of-sequence token's id, where the vocabulary names one (``<eos>``, ``</s>``, ...)."""
+    for i, token in enumerate(vocabulary or []):
+        if token in EOS_NAMES:
+            return i
+    return None

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from dnnkit.core.fileio import write_text
+from dnnkit.manifest.generation import generation_html
 from dnnkit.manifest.usage import per_class_section, use_section
 from dnnkit.manifest.table import larger_than_float, main_metric, parity_text, size_text, slower_than_fp32
 
@@ -65,7 +66,7 @@ def render(manifest: dict[str, Any], out: Path) -> str:
                      f"(objective {_e(opt['goals']['objective'])}, max degradation {opt['goals']['max_degradation']:g})"
                      "</p>")
     parts += ["<h2>Charts</h2><div class='charts'>", *charts, "</div>"]
-    parts += [use_section(manifest), per_class_section(manifest)]
+    parts += [generation_html(manifest), use_section(manifest), per_class_section(manifest)]
     parts += [_throughput_section(manifest), _device_section(manifest), _package_section(manifest),
               _timings_section(manifest), "<h2>Versions</h2>", _versions(manifest), "</body></html>"]
     return "\n".join(p for p in parts if p)

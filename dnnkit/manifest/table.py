@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnnkit.core.heads import is_value
+from dnnkit.manifest.generation import generation_lines
 
 
 def size_text(n: int | None) -> str:
@@ -132,22 +133,6 @@ def time_line(timings: dict[str, Any] | None) -> list[str]:
     cpu = timings.get("cpu_s") or {}
     used = f"; CPU {sum(cpu.values()):.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + ")" if cpu else ""
     return [f"TIME {timings['wall_s']:.1f} s: " + ", ".join(parts) + used + " (manifest timings)"]
-
-
-def generation_lines(section: dict[str, Any] | None) -> list[str]:
-    """One line per generation artifact: its sequences as Keras's, exact match, decode speed, status."""
-    if not section:
-        return []
-    lines = [f"generation: {section['prompts']} held-out prompts decoded greedily through each step artifact "
-             f"(cache of {section['capacity']} positions); Keras's exact match {section['keras_exact_match']:.4f}"]
-    for name, e in section["artifacts"].items():
-        if "same_as_keras" in e:
-            lines.append(f"  {name}: {e['same_as_keras']:.4f} of sequences as Keras's, exact match "
-                         f"{e['exact_match']:.4f}, {e['tokens_per_s']} tokens/s, {e['status'].upper()}")
-        else:
-            lines.append(f"  {name}: {e['status'].upper()}")
-        lines += [f"  FAILED {name}: {f}" for f in (e.get("failures") or [])]
-    return lines
 
 
 def table(manifest: dict[str, Any]) -> str:

@@ -2,9 +2,10 @@
 artifact in its own runtime (TensorFlow, the LiteRT interpreter, onnxruntime) by the same loop
 (:func:`dnnkit.core.generation.greedy`), against the tokens Keras generates recomputing the whole prefix.
 
-A float artifact must give exactly Keras's sequences (rate 1.0; anything less fails). A quantized one is
-judged by how many sequences it gives as Keras does (at least ``min_agreement``) and by the exact-match
-accuracy it loses against the task's answers (at most ``max_degradation``), each at 95 % confidence.
+An fp32 artifact must give exactly Keras's sequences (rate 1.0; anything less fails). A reduced-precision one
+(fp16, dynamic-range int8: its rounding may flip a near-tie between two tokens) is judged by how many sequences
+it gives as Keras does (at least ``min_agreement``) and by the exact-match accuracy it loses against the task's
+answers (at most ``max_degradation``), each at 95 % confidence.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.core.generation import greedy
+from dnnkit.core.generation import greedy, onnx_name, state_name
 from dnnkit.verification.criteria import FAIL, PASS, agreement_check, degradation_check
 
 
@@ -32,24 +33,27 @@ def _tflite_step(path: str) -> tuple[Any, int, list[str]]:
     return step, width, ops
 
 
-def _onnx_step(path: str) -> tuple[Any, None, list[str]]:
-    """The ONNX step takes Optimum's names: input_ids, position_ids, past_key_values.{i}.key/.value in,
-    logits and present.{i}.key/.value out; its token axis is dynamic, so the prompt goes in unpadded."""
+def _onnx_step(path: str) -> tuple[Any, int | None, list[str]]:
+    """The ONNX step takes Optimum's names (:func:`dnnkit.core.generation.onnx_name`); a dynamic token axis
+    takes the prompt unpadded, a fixed one of 1 (an RNN's step) token by token."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
     outputs = [o.name for o in session.get_outputs()]
+    axis = next(i.shape[1] for i in session.get_inputs() if i.name == "input_ids")
+    ops = sorted({n.op_type for n in _onnx_nodes(path)})
 
     def step(tokens: np.ndarray, pos: np.ndarray, caches: dict[str, np.ndarray]) -> tuple:
-        feed = {"input_ids": tokens, "position_ids": pos}
-        for name, value in caches.items():
-            _, _, kind, i = name.split("_")
-            feed[f"past_key_values.{i}.{'key' if kind == 'k' else 'value'}"] = value
+        feed = {"input_ids": tokens, "position_ids": pos, **{onnx_name(k, "in"): v for k, v in caches.items()}}
         got = dict(zip(outputs, session.run(outputs, feed)))
-        new = {f"kv_cache_{'k' if part == 'key' else 'v'}_{i}": got[f"present.{i}.{part}"]
-               for i, part in (n.split(".")[1:] for n in outputs if n.startswith("present."))}
-        return got["logits"], new
-    return step, None, []
+        return got.pop("logits"), {state_name(k): v for k, v in got.items()}
+    return step, axis if isinstance(axis, int) else None, ops
+
+
+def _onnx_nodes(path: str) -> list[Any]:
+    import onnx
+
+    return list(onnx.load(path, load_external_data=False).graph.node)
 
 
 def _saved_model_step(path: str) -> tuple[Any, int, list[str]]:
@@ -66,6 +70,9 @@ def _saved_model_step(path: str) -> tuple[Any, int, list[str]]:
         return out.pop("logits"), out
     return step, width, []
 
+
+LOOPS = {"WHILE", "Loop", "Scan"}  # TFLite's and ONNX's loop ops: a step graph holds none
+SAMPLES = 5  # generations kept per artifact for the report
 
 RUNNERS = {"tflite": _tflite_step, "onnx": _onnx_step, "saved_model": _saved_model_step}
 
@@ -101,14 +108,15 @@ def check_generation(fmt: str, precision: str, path: str, prompts: list[list[int
         "format": fmt, "precision": precision, "prompts": len(prompts), "same_as_keras": float(same.mean()),
         "exact_match": float(art_right.mean()), "keras_exact_match": float(ref_right.mean()),
         "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None, "ops": ops,
-        "flex_ops": [o for o in ops if o.startswith("Flex")], "failures": []}
+        "flex_ops": [o for o in ops if o.startswith("Flex")], "failures": [],
+        "samples": [{"prompt": p, "generated": g} for p, g in zip(prompts[:SAMPLES], generated[:SAMPLES])]}
     mismatch = next((i for i, s in enumerate(same) if not s), None)
     if mismatch is not None:
         result["first_mismatch"] = {"prompt": prompts[mismatch], "keras": reference[mismatch],
                                     "artifact": generated[mismatch]}
-    if result["flex_ops"] or "WHILE" in ops:
-        result["failures"].append(f"ops outside the builtin set or a loop in the graph: "
-                                  f"{result['flex_ops'] + (['WHILE'] if 'WHILE' in ops else [])}")
+    loops = sorted(set(ops) & LOOPS)
+    if result["flex_ops"] or loops:
+        result["failures"].append(f"ops outside the builtin set or a loop in the graph: {result['flex_ops'] + loops}")
     if precision == "fp32":
         if mismatch is not None:
             result["failures"].append(f"{int((~same).sum())} of {len(same)} sequences differ from Keras's (a float "

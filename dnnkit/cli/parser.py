@@ -1,20 +1,13 @@
-"""The ``dnnkit`` command line: thin argument parsing over the Python API.
-
-Exit codes: 0 ok, 1 a check or run failed, 2 bad input (one line on stderr, no traceback).
-Nothing heavy is imported until a subcommand runs, so ``dnnkit --help`` stays fast.
-"""
+"""The ``dnnkit`` argument parser: every command, its arguments and their help."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import sys
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from dnnkit import __version__
-from dnnkit.core.quiet import quiet_tensorflow as _quiet_tensorflow
-from dnnkit.errors import DnnkitError
+from dnnkit.cli.commands import (cmd_build, cmd_evaluate, cmd_export, cmd_generate, cmd_optimize, cmd_package,
+                                 cmd_recipes, cmd_run, cmd_train, cmd_verify)
 
 
 def _positive(text: str) -> int:
@@ -25,156 +18,6 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
     return value
-
-
-# Each command imports what it runs when it runs (the stages import NumPy, the jobs start TensorFlow workers):
-# ``dnnkit --help`` imports argparse only.
-def cmd_build(args: argparse.Namespace) -> int:
-    from dnnkit.config.model import load_spec
-
-    spec = load_spec(args.spec)
-    _quiet_tensorflow()
-    from dnnkit.builders import build
-
-    model = build(spec)
-    model.summary(print_fn=lambda line, *a, **k: print(line))
-    print(f"model: {model.name}  family: {spec.model.family}  parameters: {model.count_params()}")
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from dnnkit.config.model import load_spec
-
-    spec = load_spec(args.spec)
-    _quiet_tensorflow()
-    from dnnkit.training.run import train
-
-    run = train(spec, args.out, strategy=args.strategy, epochs=args.epochs,
-                cpu_devices=args.cpu_devices, data=args.data, verbose=0 if args.quiet else 2)
-    if run.resumed_from_epoch:
-        print(f"resumed from epoch {run.resumed_from_epoch} (BackupAndRestore)")
-    print(f"trained {spec.name} with strategy {run.strategy} ({run.replicas} replicas) "
-          f"in {run.train_seconds:.1f} s -> {run.out_dir}")
-    print("test " + "  ".join(f"{k}={v:.4f}" for k, v in run.metrics.items()))
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    _quiet_tensorflow()
-    from dnnkit.jobs.evaluate import evaluate
-
-    metrics = evaluate(args.target, args.data, split=args.split, task=args.task, unsafe=args.unsafe,
-                       label_column=args.label_column)
-    if args.json:
-        print(json.dumps(metrics, indent=2, sort_keys=True))
-    else:
-        print(f"{args.split} " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    return 0
-
-
-def _print_result(manifest: dict, args: argparse.Namespace, out: Any) -> int:
-    """The manifest (``--json``) or its table, and the exit code its status gives."""
-    from pathlib import Path
-
-    from dnnkit.manifest.table import table
-
-    if args.json:
-        print(json.dumps(manifest, indent=2))
-    else:
-        print(table(manifest))
-        where = Path(out)
-        print(f"output: {where}  manifest: {where / 'manifest.json'}  logs: {where / 'logs'}")
-    return 0 if manifest["status"] == "verified" else 1
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from dnnkit.jobs.run import DEFAULT_RECIPE, DEFAULT_SPEC, default_path, run
-    from dnnkit.config.model import load_spec
-    from dnnkit.config.recipe import load_recipe
-
-    spec = load_spec(args.spec or default_path(DEFAULT_SPEC))
-    recipe = load_recipe(args.recipe or default_path(DEFAULT_RECIPE))
-    args.out_folder = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{recipe.name}"
-    _quiet_tensorflow()
-    manifest = run(spec, recipe, args.out_folder, verbose=True, epochs=args.epochs, overwrite=args.overwrite)
-    return _print_result(manifest, args, args.out_folder)
-
-
-def cmd_export(args: argparse.Namespace) -> int:
-    """``export`` and ``compress``: a model (and the recipe's passes, if any) into verified artifacts."""
-    from dnnkit.jobs.compress import compress
-    from dnnkit.jobs.export import export
-    from dnnkit.config.recipe import load_recipe
-
-    recipe = load_recipe(args.recipe)
-    args.out_folder = args.out
-    _quiet_tensorflow()
-    convert = compress if args.command == "compress" else export
-    manifest = convert(args.model, recipe, args.out, data=args.data, task=args.task, unsafe=args.unsafe,
-                       verbose=True, overwrite=args.overwrite, label_column=args.label_column)
-    return _print_result(manifest, args, args.out)
-
-
-def cmd_optimize(args: argparse.Namespace) -> int:
-    """``optimize``: goals from the recipe's [optimize] table, overridden by the flags."""
-    from dnnkit.jobs.optimize import optimize
-    from dnnkit.config.goals import goals_from
-    from dnnkit.config.recipe import load_recipe
-
-    recipe = load_recipe(args.recipe) if args.recipe else None
-    goals = goals_from({"target": args.runtime, "max_degradation": args.max_degradation,
-                        "max_size_kb": args.max_size_kb, "max_latency_ms": args.max_latency_ms,
-                        "objective": args.objective}, base=recipe.optimize if recipe else None,
-                       origin="dnnkit optimize")
-    args.out_folder = args.out
-    _quiet_tensorflow()
-    manifest = optimize(args.model, args.out, goals=goals, recipe=recipe, data=args.data, task=args.task,
-                        unsafe=args.unsafe, verbose=True, overwrite=args.overwrite, label_column=args.label_column)
-    return _print_result(manifest, args, args.out)
-
-
-def _criteria(args: argparse.Namespace) -> Any:
-    """The recipe ``--recipe`` names (its [verify] criteria judge), or ``None`` for the defaults."""
-    from dnnkit.config.recipe import load_recipe
-
-    return load_recipe(args.recipe) if args.recipe else None
-
-
-def cmd_verify(args: argparse.Namespace) -> int:
-    recipe = _criteria(args)
-    _quiet_tensorflow()
-    from dnnkit.jobs.reverify import verify_dir
-
-    args.out_folder = args.out_dir
-    manifest = verify_dir(args.out_dir, recipe=recipe, unsafe=args.unsafe, verbose=not args.json)
-    return _print_result(manifest, args, args.out_dir)
-
-
-def cmd_package(args: argparse.Namespace) -> int:
-    """``package``: serving layouts of a verified artifact, verified again where they lie."""
-    recipe = _criteria(args)
-    _quiet_tensorflow()
-    from dnnkit.jobs.package import package
-
-    args.out_folder = args.out_dir
-    manifest = package(args.out_dir, args.layout, dest=args.dest, model_name=args.model_name, version=args.version,
-                       max_batch_size=args.max_batch_size, artifact=args.artifact, unsafe=args.unsafe,
-                       recipe=recipe)
-    return _print_result(manifest, args, args.out_dir)
-
-
-def cmd_recipes(args: argparse.Namespace) -> int:
-    """``recipes``: the recipes that ship with dnnkit, by name."""
-    from dnnkit.config.shipped import RECIPES, describe
-
-    rows = describe(RECIPES)
-    width = max(len(name) for name, _ in rows)
-    for name, text in rows:
-        print(f"{name:<{width}}  {text}")
-    print(f"use one as --recipe NAME (files in {RECIPES}), or give a recipe file of your own")
-    return 0
 
 
 def _model_options(p: argparse.ArgumentParser, *, data_help: str, data_required: bool = False,
@@ -324,6 +167,20 @@ def parser() -> argparse.ArgumentParser:
                         description="List the export recipes that ship inside the package, with what each makes.")
     rs.set_defaults(func=cmd_recipes)
 
+    g = sub.add_parser("generate", help="generate tokens after a prompt with a verified step artifact",
+                       description="Greedy generation from a causal_lm export folder: the prompt prefilled, then one "
+                                   "token per decode call of a verified step artifact, run in its own runtime "
+                                   "(LiteRT, onnxruntime, TensorFlow), until the end token or --max-new tokens.")
+    g.add_argument("out_dir", help="folder written by dnnkit run/export for a causal_lm model")
+    prompt = g.add_mutually_exclusive_group(required=True)
+    prompt.add_argument("--prompt", help="token ids, separated by spaces or commas (e.g. \"4 2 5 13\")")
+    prompt.add_argument("--text", help="the prompt as text, split into the model's vocabulary (e.g. \"314=\")")
+    g.add_argument("--artifact", help="which step artifact (default: decoder_tflite_fp32, else the first verified)")
+    g.add_argument("--max-new", type=_positive, help="most tokens generated (default: the cache's room)")
+    g.add_argument("--json", action="store_true", help="print the result as JSON")
+    _option(g, "--verbose")
+    g.set_defaults(func=cmd_generate)
+
     v = sub.add_parser("verify", help="re-verify an export folder (checksums and parity)",
                        description="Run every artifact of an export folder in its runtime again "
                                    "and check it against the reference model.")
@@ -335,66 +192,3 @@ def parser() -> argparse.ArgumentParser:
     _option(v, "--verbose")
     v.set_defaults(func=cmd_verify)
     return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI and return its exit code."""
-    from dnnkit.core.faults import UNPUBLISHED, Terminated, crash_line, end_on_sigterm, filesystem_error
-    from dnnkit.core.quiet import ThirdPartyLog
-
-    args = parser().parse_args(argv)
-    func: Callable[[argparse.Namespace], int] = args.func
-    capture = ThirdPartyLog(enabled=hasattr(args, "verbose") and not args.verbose)
-    end_on_sigterm()
-    code, crash = 1, None
-    with capture:
-        try:
-            if hasattr(args, "verbose") and not getattr(args, "json", False):  # a line per item, with its time
-                from dnnkit.child import items
-
-                items.PROGRESS = items.print_progress
-            if getattr(args, "custom_objects", None):
-                from dnnkit.sources.keras_file import use_custom_objects
-
-                use_custom_objects(args.custom_objects)
-            code = func(args)
-        except DnnkitError as exc:
-            print(f"dnnkit: error: {exc}", file=capture.terminal, flush=True)
-            code = exc.exit_code
-        except KeyboardInterrupt:
-            print(f"dnnkit: interrupted; {UNPUBLISHED}", file=capture.terminal, flush=True)
-            code = 130
-        except Terminated:
-            print(f"dnnkit: terminated (SIGTERM); {UNPUBLISHED}", file=capture.terminal, flush=True)
-            code = 143
-        except Exception as exc:  # noqa: BLE001 - last line of defence for a one-line report
-            if os.environ.get("DNNKIT_DEBUG"):
-                raise
-            crash = exc
-    out = getattr(args, "out_folder", None)
-    if crash is None:
-        _keep_log(capture, out if code not in (2, 130, 143) else None)
-        return code
-    log = _keep_log(capture, None if filesystem_error(crash) is not None else out)
-    print(crash_line(crash, log), file=capture.terminal, flush=True)
-    return 1
-
-
-def _keep_log(capture: Any, out: Any) -> Any:
-    """The captured third-party log appended to ``OUT/logs/dnnkit.log`` (``None`` where it cannot be)."""
-    try:
-        return capture.keep_in(out)
-    except OSError:
-        return None
-
-
-def entry() -> Any:
-    """Console-script entry point. The process ends without Python's teardown, which after a run
-    spends over a second freeing TensorFlow's modules (everything dnnkit writes is closed by then)."""
-    code = main()
-    import logging
-
-    logging.shutdown()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)
