@@ -43,6 +43,16 @@ def trained_runs(tmp_path_factory) -> dict:
 RECIPES = ROOT / "export"
 
 
+def run_spec(base: Path, spec: str, artifact: str = "tflite_fp32") -> subprocess.CompletedProcess:
+    """``dnnkit run models/SPEC.toml`` into ``base/out`` with a recipe of one fp32 ``artifact`` (tflite_fp32 or
+    onnx_fp32): the cheapest export, for tests about what else the run writes (a generative model's step files)."""
+    recipe = base / "one.toml"
+    recipe.write_text(f'name = "one"\n[[artifacts]]\nname = "{artifact}"\nformat = "{artifact.split("_")[0]}"\n')
+    result = cli("run", str(MODELS / f"{spec}.toml"), "--recipe", str(recipe), "--out", str(base / "out"), timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return result
+
+
 def digits_dense(epochs: int, seed: int = 0, train: int | None = None) -> tuple:
     """A 64-32-10 Dense classifier on sklearn's digits (pixels / 16), trained on the first ``train``
     rows (all by default): ``(model, x, y)``."""

@@ -163,10 +163,10 @@ def test_reverse_lm_generates_through_every_step_artifact_exactly_as_keras(tmp_p
     assert "decoder_tflite_fp32: 1.0000 of sequences as Keras's" in result.stdout
     # the loops a phone app and a server write, with nothing but their runtime
     for example in ("generate_tflite.py", "generate_onnx.py"):
-        run = subprocess.run([sys.executable, str(ROOT / "examples" / example), str(out), "--digits", "31415"],
+        run = subprocess.run([sys.executable, str(ROOT / "examples" / example), str(out), "--text", "31415="],
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr[-2000:]
-        assert run.stdout.strip().splitlines()[-1].startswith("31415 -> 51413")
+        assert run.stdout.strip().splitlines()[-1].startswith("31415= -> 51413")
     # a generation process that crashes is contained: the other artifacts stand, the verdict fails
     again = tmp_path / "again"
     crashed = cli("compress", str(out / "run"), "--recipe", str(recipe), "--out", str(again), timeout=900,

@@ -9,30 +9,17 @@ import numpy as np
 import pytest
 
 import dnnkit
-from conftest import MODELS, ROOT, cli, error_lines
+from conftest import ROOT, cli, error_lines, run_spec
 from dnnkit.cli import main
 from dnnkit.core.generation import STEP_ARTIFACTS
 from dnnkit.errors import DataError, ModelLoadError
 
 pytestmark = pytest.mark.slow
 
-SMALL = """name = "small"
-[[artifacts]]
-name = "tflite_fp32"
-format = "tflite"
-precision = "fp32"
-"""
-
-
 @pytest.fixture(scope="module")
 def gru_lm(tmp_path_factory):
     base = tmp_path_factory.mktemp("gru_lm")
-    (base / "small.toml").write_text(SMALL)
-    out = base / "out"
-    result = cli("run", str(MODELS / "reverse_gru_lm.toml"), "--recipe", str(base / "small.toml"), "--out", str(out),
-                 timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
-    return out, result.stdout
+    return base / "out", run_spec(base, "reverse_gru_lm").stdout
 
 
 def test_every_step_artifact_of_a_gru_lm_generates_keras_tokens(gru_lm):
@@ -104,7 +91,7 @@ def test_a_process_sees_exit_2_and_no_traceback_and_python_sees_data_errors(gru_
         dnnkit.generate(ROOT / "tests", [1])
     (tmp_path / "classifier").mkdir()
     (tmp_path / "classifier" / "manifest.json").write_text('{"status": "verified", "artifacts": []}')
-    with pytest.raises(DataError, match="holds no generation artifacts, expected the export of a causal_lm model"):
+    with pytest.raises(DataError, match="holds no generation artifacts, expected the export of a causal_lm or seq2seq model"):
         dnnkit.generate(tmp_path / "classifier", [1])
     # a step file changed since its check is refused, not run
     import shutil
@@ -123,7 +110,7 @@ def test_the_examples_generate_with_the_gru_state_using_only_their_runtime(gru_l
     out, _ = gru_lm
     _, keras_tokens, prompt_text, answer = samples(out)[0]
     for example in ("generate_tflite.py", "generate_onnx.py"):
-        run = subprocess.run([sys.executable, str(ROOT / "examples" / example), str(out), "--digits",
-                              prompt_text.rstrip("=")], capture_output=True, text=True, timeout=300)
+        run = subprocess.run([sys.executable, str(ROOT / "examples" / example), str(out), "--text", prompt_text],
+                             capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr[-2000:]
-        assert run.stdout.strip().splitlines()[-1] == f"{prompt_text.rstrip('=')} -> {answer} (tokens {keras_tokens})"
+        assert run.stdout.strip().splitlines()[-1] == f"{prompt_text} -> {answer} (tokens {keras_tokens})"

@@ -30,7 +30,11 @@ def build(spec: Spec | str | os.PathLike[str] | dict[str, Any]) -> "keras.Model"
     from dnnkit.builders.cnn import build_cnn
     from dnnkit.builders.mlp import build_mlp
     from dnnkit.builders.rnn import build_rnn
+    from dnnkit.builders.seq2seq import build_seq2seq
     from dnnkit.builders.transformer import build_transformer
+
+    if spec.model.head == "seq2seq":
+        return build_seq2seq(spec)
 
     builders = {"mlp": build_mlp, "cnn": build_cnn, "rnn": build_rnn,
                 "transformer": build_transformer}

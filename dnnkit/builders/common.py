@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from dnnkit.config.model import STEP_HEADS, ModelConfig, Spec
+from dnnkit.config.model import LOGIT_HEADS, STEP_HEADS, ModelConfig, Spec
 
 _ACTIVATIONS: dict[str, Any] = {
     "linear": "linear", "sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu",
@@ -54,7 +54,7 @@ def dense_stack(x: Any, units: tuple[int, ...], cfg: ModelConfig, dtype: str,
 def head(x: Any, cfg: ModelConfig) -> Any:
     """The output layer, always float32: logits (multiclass; per step: tagging), sigmoid (binary) or linear
     (regression; per step: sequence_regression). On a (batch, steps, width) input it acts on each step."""
-    if cfg.head in ("multiclass", "tagging", "causal_lm"):
+    if cfg.head in LOGIT_HEADS:
         return keras.layers.Dense(cfg.num_classes, name="logits", dtype="float32")(x)
     if cfg.head == "binary":
         return keras.layers.Dense(1, activation="sigmoid", name="probability",

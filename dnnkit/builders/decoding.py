@@ -1,11 +1,14 @@
-"""Step-by-step decoding of a dnnkit language model (a ``causal_lm`` head): :func:`step_model` gives the model's
-step (a Transformer's KV-cached step, :mod:`dnnkit.builders.kv_cache`; an RNN's step with its ``h``/``c`` states,
-:mod:`dnnkit.builders.rnn_step`), and :func:`greedy_full` the tokens a cache must reproduce.
+"""Step-by-step decoding of a dnnkit generative model (a ``causal_lm`` or ``seq2seq`` head): :func:`step_model`
+gives the model's step (a Transformer's KV-cached step, :mod:`dnnkit.builders.kv_cache`; an RNN's step with its
+``h``/``c`` states, :mod:`dnnkit.builders.rnn_step`; an encoder-decoder's, :mod:`dnnkit.builders.seq2seq_step`),
+and :func:`greedy_full` the tokens a cache must reproduce.
 
 Every step model answers the same questions: ``capacity`` (the positions a sequence may use), ``vocab``,
 ``state_shapes(batch)`` (each state tensor's shape by name), ``empty_cache(batch)``, ``token_axis`` (the ONNX
 step's token axis: ``None`` for any number of tokens, 1 where the step takes one token at a time), and
-``call({"tokens", "input_pos", **state}) -> {"logits", **state}``. Keras ops only.
+``call({"tokens", "input_pos", **state}) -> {"logits", **state}``. An encoder-decoder's also has
+``source_steps``, ``encoder_shapes(batch)`` (what each call reads from the encoder: ``encoder_hidden_states``)
+and ``encode(source)``. Keras ops only.
 """
 
 from __future__ import annotations
@@ -17,16 +20,20 @@ from keras import ops
 
 from dnnkit.builders.kv_cache import CachedDecoder, cache_names
 from dnnkit.builders.rnn_step import RecurrentDecoder
+from dnnkit.builders.seq2seq_step import Seq2SeqStep, is_seq2seq
 
-__all__ = ["CachedDecoder", "RecurrentDecoder", "cache_names", "greedy_full", "step_model"]
+__all__ = ["CachedDecoder", "RecurrentDecoder", "Seq2SeqStep", "cache_names", "greedy_full", "step_model"]
 
 
 def step_model(model: Any) -> Any:
-    """The step model of a dnnkit causal_lm ``model``: KV-cached for a Transformer, stateful for an RNN.
+    """The step model of a dnnkit causal_lm or seq2seq ``model``: KV-cached for a Transformer, stateful for an
+    RNN, with an ``encode`` for an encoder-decoder.
 
     Raises:
-        ValueError: if the model is neither.
+        ValueError: if the model is none of these.
     """
+    if is_seq2seq(model):
+        return Seq2SeqStep(model)
     names = {layer.name for layer in model.layers}
     if "block_0_attention" in names:
         return CachedDecoder(model)
@@ -39,8 +46,9 @@ def greedy_full(model: Any, prompts: list[list[int]], max_new: list[int] | int,
     every prompt in one batch.
 
     Args:
-        model: the causal_lm ``keras.Model`` (fixed length ``steps``).
-        prompts: token ids, each at least one token.
+        model: the causal_lm or seq2seq ``keras.Model`` (fixed length ``steps``).
+        prompts: token ids, each at least one token (a seq2seq model's: the source steps, then the decoder's
+            first tokens).
         max_new: the most tokens generated, per prompt or for all.
         eos: the end token: a prompt's generation stops after it.
 
@@ -48,6 +56,7 @@ def greedy_full(model: Any, prompts: list[list[int]], max_new: list[int] | int,
         The generated tokens of each prompt (never past the model's ``steps`` positions).
     """
     steps = int(model.inputs[0].shape[1])
+    offset = steps - int(model.outputs[0].shape[1])  # a seq2seq model's source steps have no output
     limits = [max_new] * len(prompts) if isinstance(max_new, int) else list(max_new)
     seqs = [list(p) for p in prompts]
     new: list[list[int]] = [[] for _ in prompts]
@@ -58,7 +67,7 @@ def greedy_full(model: Any, prompts: list[list[int]], max_new: list[int] | int,
             x[row, :len(seqs[i])] = seqs[i]
         logits = ops.convert_to_numpy(model(x, training=False))
         for row, i in enumerate(live):
-            token = int(np.argmax(logits[row, len(seqs[i]) - 1]))
+            token = int(np.argmax(logits[row, len(seqs[i]) - 1 - offset]))
             seqs[i].append(token)
             new[i].append(token)
         live = [i for i in live if len(new[i]) < limits[i] and len(seqs[i]) <= steps and new[i][-1] != eos]

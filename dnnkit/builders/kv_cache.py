@@ -12,6 +12,7 @@ ops only.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import keras
@@ -19,6 +20,13 @@ import numpy as np
 from keras import ops
 
 NEG = -1e9  # the score of a position a query may not see
+
+
+def post_layers(model: Any) -> list[Any]:
+    """The layers after the last block or recurrent layer, in order: the spec's dense stack and the logits
+    (dropout left out: identity at inference)."""
+    return [layer for layer in model.layers
+            if re.fullmatch(r"dense_\d+(_bn|_ln|_act)?|logits|attention_out", layer.name)]
 
 
 def cache_names(blocks: int) -> list[str]:
@@ -42,11 +50,13 @@ class CachedDecoder(keras.Model):
         if "token_embedding" not in names or "logits" not in names or "block_0_attention" not in names:
             raise ValueError(f"model {model.name!r}: expected a dnnkit causal_lm Transformer (token_embedding, "
                              "block_0_attention, logits layers)")
-        self.blocks = sum(1 for n in names if n.endswith("_attention") and n.startswith("block_"))
+        self.blocks = sum(1 for n in names if re.fullmatch(r"block_\d+_attention", n))
         self.layer_map = names
         attention = names["block_0_attention"]
         self.heads, self.head_dim = attention.num_heads, attention.key_dim
-        self.capacity = int(model.inputs[0].shape[1])
+        self.capacity = int(model.outputs[0].shape[1])  # the positions the decoder answers at
+        self.cross = "block_0_cross_attention" in names  # a seq2seq decoder: attends over the encoder's output
+        self.post = post_layers(model)
         self.vocab = int(model.outputs[0].shape[-1])
         self.pre_norm = "final_norm" in names
         self.learned_positions = "position_embedding" in names
@@ -115,10 +125,18 @@ class CachedDecoder(keras.Model):
             x = x + h
             if not self.pre_norm:
                 x = norm1(x)
+            if self.cross:
+                norm = layers[f"block_{i}_cross_norm"]
+                h = norm(x) if self.pre_norm else x
+                x = x + layers[f"block_{i}_cross_attention"](h, inputs["encoder_hidden_states"])
+                if not self.pre_norm:
+                    x = norm(x)
             h = norm2(x) if self.pre_norm else x
             x = x + layers[f"block_{i}_ff_out"](layers[f"block_{i}_ff_in"](h))
             if not self.pre_norm:
                 x = norm2(x)
         if self.pre_norm:
             x = layers["final_norm"](x)
-        return {"logits": layers["logits"](x), **out}
+        for layer in self.post:
+            x = layer(x)
+        return {"logits": x, **out}

@@ -19,6 +19,35 @@ RECURRENT = (keras.layers.LSTM, keras.layers.GRU)
 SKIPPED = (keras.layers.InputLayer, keras.layers.Dropout)  # identity at inference
 
 
+def state_shapes_of(layers: list[Any], batch: int) -> dict[str, tuple[int, ...]]:
+    """``h_{i}`` (and ``c_{i}`` for an LSTM) of each recurrent layer: (batch, units)."""
+    out: dict[str, tuple[int, ...]] = {}
+    for i, layer in enumerate(layers):
+        out[f"h_{i}"] = (batch, layer.units)
+        if isinstance(layer, keras.layers.LSTM):
+            out[f"c_{i}"] = (batch, layer.units)
+    return out
+
+
+def run_cells(layer: Any, i: int, x: Any, valid: Any, inputs: dict[str, Any], out: dict[str, Any]) -> Any:
+    """The recurrent ``layer`` (the ``i``-th) over ``x`` (B, L, features), one cell call per step, from the
+    state ``inputs["h_{i}"]`` (and ``c_{i}``); a step where ``valid`` (B, L) is false keeps the state. Writes the
+    final state into ``out``; returns the outputs (B, L, units)."""
+    lstm = isinstance(layer, keras.layers.LSTM)
+    state = [ops.cast(inputs[f"h_{i}"], "float32")] + ([ops.cast(inputs[f"c_{i}"], "float32")] if lstm else [])
+    outputs = []
+    for t in range(x.shape[1]):
+        y, new = layer.cell(ops.cast(x[:, t], "float32"), state, training=False)
+        new = list(new) if isinstance(new, (list, tuple)) else [new]
+        keep = valid[:, t, None]
+        state = [ops.where(keep, n, s) for n, s in zip(new, state)]
+        outputs.append(y)
+    out[f"h_{i}"] = state[0]
+    if lstm:
+        out[f"c_{i}"] = state[1]
+    return ops.stack(outputs, axis=1)
+
+
 class RecurrentDecoder(keras.Model):
     """One step of ``model`` (a dnnkit causal_lm RNN) over ``tokens`` at ``input_pos``, with its states.
 
@@ -48,31 +77,14 @@ class RecurrentDecoder(keras.Model):
 
     def state_shapes(self, batch: int) -> dict[str, tuple[int, ...]]:
         """Each state tensor's shape for ``batch`` sequences, by name: ``h_{i}`` (and ``c_{i}`` for an LSTM)."""
-        out: dict[str, tuple[int, ...]] = {}
-        for i, layer in enumerate(self.recurrent):
-            out[f"h_{i}"] = (batch, layer.units)
-            if isinstance(layer, keras.layers.LSTM):
-                out[f"c_{i}"] = (batch, layer.units)
-        return out
+        return state_shapes_of(self.recurrent, batch)
 
     def empty_cache(self, batch: int) -> dict[str, np.ndarray]:
         """Zeroed states for ``batch`` sequences (what the model starts every sequence from)."""
         return {n: np.zeros(s, np.float32) for n, s in self.state_shapes(batch).items()}
 
     def _run(self, layer: Any, i: int, x: Any, valid: Any, inputs: dict[str, Any], out: dict[str, Any]) -> Any:
-        lstm = isinstance(layer, keras.layers.LSTM)
-        state = [ops.cast(inputs[f"h_{i}"], "float32")] + ([ops.cast(inputs[f"c_{i}"], "float32")] if lstm else [])
-        outputs = []
-        for t in range(x.shape[1]):
-            y, new = layer.cell(ops.cast(x[:, t], "float32"), state, training=False)
-            new = list(new) if isinstance(new, (list, tuple)) else [new]
-            keep = valid[:, t, None]
-            state = [ops.where(keep, n, s) for n, s in zip(new, state)]
-            outputs.append(y)
-        out[f"h_{i}"] = state[0]
-        if lstm:
-            out[f"c_{i}"] = state[1]
-        return ops.stack(outputs, axis=1)
+        return run_cells(layer, i, x, valid, inputs, out)
 
     def call(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Args: ``inputs`` with ``tokens`` (B, L) int32, ``input_pos`` (B, L) int32 and every state tensor.

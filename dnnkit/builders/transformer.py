@@ -11,27 +11,35 @@ from dnnkit.builders.layers import ClassToken, PositionEmbedding, SinePositionEn
 from dnnkit.config.model import ModelConfig, Spec, TransformerConfig
 
 
-def _block(x: Any, i: int, cfg: ModelConfig, opts: TransformerConfig, dtype: str) -> Any:
+def block(x: Any, i: int, cfg: ModelConfig, opts: TransformerConfig, dtype: str, *, prefix: str = "block",
+          causal: bool = False, memory: Any = None) -> Any:
+    """One Transformer block: self-attention (causal or not), cross-attention over ``memory`` (a seq2seq
+    decoder's), a feed-forward pair; pre- or post-norm. Its layers are named ``{prefix}_{i}_...``."""
     pre = opts.norm == "pre"
 
     def norm(name: str) -> keras.layers.Layer:
-        return keras.layers.LayerNormalization(epsilon=1e-6, name=f"block_{i}_{name}", dtype=dtype)
+        return keras.layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_{i}_{name}", dtype=dtype)
 
-    h = norm("attn_norm")(x) if pre else x
-    h = keras.layers.MultiHeadAttention(opts.num_heads, opts.key_dim, dropout=cfg.dropout,
-                                        name=f"block_{i}_attention", dtype=dtype)(h, h, use_causal_mask=opts.causal or cfg.head == "causal_lm")
-    if cfg.dropout > 0:
-        h = keras.layers.Dropout(cfg.dropout, name=f"block_{i}_attn_dropout")(h)
-    x = keras.layers.Add(name=f"block_{i}_attn_add")([x, h])
-    if not pre:
-        x = norm("attn_norm")(x)
+    def attend(x: Any, kind: str, value: Any, causal_mask: bool) -> Any:
+        h = norm(f"{kind}_norm")(x) if pre else x
+        h = keras.layers.MultiHeadAttention(opts.num_heads, opts.key_dim, dropout=cfg.dropout,
+                                            name=f"{prefix}_{i}_{'attention' if kind == 'attn' else 'cross_attention'}",
+                                            dtype=dtype)(h, h if value is None else value, use_causal_mask=causal_mask)
+        if cfg.dropout > 0:
+            h = keras.layers.Dropout(cfg.dropout, name=f"{prefix}_{i}_{kind}_dropout")(h)
+        x = keras.layers.Add(name=f"{prefix}_{i}_{kind}_add")([x, h])
+        return x if pre else norm(f"{kind}_norm")(x)
+
+    x = attend(x, "attn", None, causal)
+    if memory is not None:
+        x = attend(x, "cross", memory, False)
     h = norm("ff_norm")(x) if pre else x
     h = keras.layers.Dense(opts.ff_dim, activation=activation(cfg.activation),
-                           name=f"block_{i}_ff_in", dtype=dtype)(h)
+                           name=f"{prefix}_{i}_ff_in", dtype=dtype)(h)
     if cfg.dropout > 0:
-        h = keras.layers.Dropout(cfg.dropout, name=f"block_{i}_ff_dropout")(h)
-    h = keras.layers.Dense(opts.d_model, name=f"block_{i}_ff_out", dtype=dtype)(h)
-    x = keras.layers.Add(name=f"block_{i}_ff_add")([x, h])
+        h = keras.layers.Dropout(cfg.dropout, name=f"{prefix}_{i}_ff_dropout")(h)
+    h = keras.layers.Dense(opts.d_model, name=f"{prefix}_{i}_ff_out", dtype=dtype)(h)
+    x = keras.layers.Add(name=f"{prefix}_{i}_ff_add")([x, h])
     if not pre:
         x = norm("ff_norm")(x)
     return x
@@ -67,7 +75,7 @@ def build_transformer(spec: Spec) -> keras.Model:
     if cfg.dropout > 0:
         x = keras.layers.Dropout(cfg.dropout, name="embedding_dropout")(x)
     for i in range(opts.num_blocks):
-        x = _block(x, i, cfg, opts, dtype)
+        x = block(x, i, cfg, opts, dtype, causal=opts.causal or cfg.head == "causal_lm")
     if opts.norm == "pre":
         x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_norm", dtype=dtype)(x)
     if cls:

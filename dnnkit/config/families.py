@@ -41,6 +41,7 @@ class RNNConfig:
     return_sequences: bool = False
     sequence_pooling: str = "mean"
     dense_units: tuple[int, ...] = ()
+    attention: bool = False  # seq2seq: the decoder attends over the encoder's states (Luong, dot product)
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,8 @@ def read_family(t: TableReader, family: str, input_shape: tuple[int, ...]) -> Fa
             bidirectional=t.boolean("bidirectional", False),
             return_sequences=t.boolean("return_sequences", False),
             sequence_pooling=t.choice("sequence_pooling", ("mean", "max", "flatten"), "mean"),
-            dense_units=t.int_list("dense_units", ()))
+            dense_units=t.int_list("dense_units", ()),
+            attention=t.boolean("attention", False))
     # transformer
     kind, vocab = _input_kind(t, input_shape, "a transformer")
     return TransformerConfig(

@@ -20,8 +20,8 @@ from typing import Any
 from dnnkit.errors import SpecError
 from dnnkit.config.families import (CNNConfig, FamilyConfig, MLPConfig, NORMS, RNNConfig,  # noqa: F401
                                      TransformerConfig, read_family)
-from dnnkit.core.heads import (HEADS, LOSSES_OF, METRICS_OF, NUM_CLASSES_HEADS, OUTPUT_UNITS_HEADS,  # noqa: F401
-                                 STEP_HEADS)
+from dnnkit.core.heads import (GENERATIVE_HEADS, HEADS, LOGIT_HEADS, LOSSES_OF, METRICS_OF,  # noqa: F401
+                                NUM_CLASSES_HEADS, OUTPUT_UNITS_HEADS, STEP_HEADS)
 from dnnkit.core.heads import default_metrics as _default_metrics
 from dnnkit.config.shipped import MODELS, locate, missing_hint
 from dnnkit.config.tables import TableReader
@@ -31,7 +31,7 @@ FAMILIES = ("mlp", "cnn", "rnn", "transformer")
 
 
 # data sources built in (no file, no network): scikit-learn's digits, and seeded generators of sequence tasks
-BUILTIN_SOURCES = ("digits", "brackets", "series", "reverse")
+BUILTIN_SOURCES = ("digits", "brackets", "series", "reverse", "addition")
 
 
 ACTIVATIONS = (
@@ -93,6 +93,12 @@ class ModelConfig:
     dropout: float = 0.0
     options: FamilyConfig = field(default_factory=MLPConfig)
     output_shape: tuple[int, ...] | None = None
+    source_steps: int | None = None  # seq2seq: the input's first steps are the source, the rest the decoder's
+
+    @property
+    def output_steps(self) -> int:
+        """The steps a per-step head answers: every input step, or a seq2seq model's target steps."""
+        return self.input_shape[0] - (self.source_steps or 0)
 
 
 @dataclass(frozen=True)
@@ -149,18 +155,23 @@ def _read_model(t: TableReader) -> ModelConfig:
     activation = t.choice("activation", ACTIVATIONS, "relu")
     dropout = t.number("dropout", 0.0, low=0.0, high=1.0, high_open=True)
     options = read_family(t, family, input_shape)
-    if head == "causal_lm":
+    source_steps = None
+    if head in GENERATIVE_HEADS:
         if getattr(options, "input", None) != "tokens":
-            t.fail("input", getattr(options, "input", None), "\"tokens\" for a causal_lm head (it predicts the next token)")
+            t.fail("input", getattr(options, "input", None), f"\"tokens\" for a {head} head (it predicts the next token)")
         if getattr(options, "bidirectional", False):
-            t.fail("bidirectional", True, "false for a causal_lm head (a step must not see later tokens)")
+            t.fail("bidirectional", True, f"false for a {head} head (a step must not see later tokens)")
         num_classes = options.vocab_size  # one logit per token id
+    if head == "seq2seq":
+        source_steps = t.integer("source_steps", minimum=1, maximum=input_shape[0] - 1)
+    if getattr(options, "attention", False) and head != "seq2seq":
+        t.fail("attention", True, "false: attention over an encoder's states needs head \"seq2seq\"")
     if head in STEP_HEADS and getattr(options, "pooling", "mean") == "cls":
         t.fail("pooling", "cls", "\"mean\" for a per-step head (a class token has no step of its own)")
     t.done()
     return ModelConfig(family=family, input_shape=input_shape, head=head,
                        num_classes=num_classes, output_units=output_units,
-                       activation=activation, dropout=dropout, options=options)
+                       activation=activation, dropout=dropout, options=options, source_steps=source_steps)
 
 
 def _read_data(t: TableReader) -> DataConfig:
@@ -284,8 +295,12 @@ def spec_to_dict(spec: Spec) -> dict[str, Any]:
     if spec.model.head not in OUTPUT_UNITS_HEADS:
         model.pop("output_units")
     model.pop("output_shape", None)
-    if spec.model.head == "causal_lm":
+    if spec.model.head in GENERATIVE_HEADS:
         model.pop("num_classes")  # the vocabulary's size, not a key of its own
+    if spec.model.source_steps is None:
+        model.pop("source_steps")
+    if spec.model.head != "seq2seq" and spec.model.family == "rnn":
+        model.pop("attention", None)
     if model.get("input") != "tokens":
         model.pop("embedding_dim", None)
     data = asdict(spec.data)

@@ -37,6 +37,11 @@ STEP_ARTIFACTS = {
 }
 
 
+def encoder_file(step_file: str) -> str:
+    """The ONNX encoder file written beside an encoder-decoder's ONNX step file (``encoder.onnx``, ...)."""
+    return step_file.replace("decoder_step", "encoder")
+
+
 def onnx_name(name: str, side: str) -> str:
     """The ONNX name of a step tensor (``side`` "in" or "out"): Optimum's for tokens, positions and caches."""
     if name.startswith("kv_cache_"):
@@ -44,7 +49,7 @@ def onnx_name(name: str, side: str) -> str:
         return f"{'past_key_values' if side == 'in' else 'present'}.{i}.{'key' if kind == 'k' else 'value'}"
     if name[:2] in ("h_", "c_"):
         return f"{'past_state' if side == 'in' else 'present_state'}.{name[2:]}.{name[0]}"
-    return {"tokens": "input_ids", "input_pos": "position_ids"}.get(name, name)
+    return {"tokens": "input_ids", "input_pos": "position_ids", "source": "input_ids"}.get(name, name)
 
 
 def state_name(onnx: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dnnkit.core.heads import STEP_CLASS_HEADS, STEP_HEADS, is_class, is_value
+from dnnkit.core.heads import GENERATIVE_HEADS, STEP_CLASS_HEADS, STEP_HEADS, is_class, is_value
 from dnnkit.core.tensors import HEAD_FEATURES
 
 
@@ -55,7 +55,7 @@ def task_metrics(head: str, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str,
         out["mean_iou"] = float(skm.jaccard_score(y_true, predicted, average="macro", zero_division=0))
     if exact is not None:  # every labelled step of a sequence right
         out["exact_match"] = exact
-    if head == "causal_lm" and len(y_true):  # exp of the mean next-token cross-entropy (logits in)
+    if head in GENERATIVE_HEADS and len(y_true):  # exp of the mean next-token cross-entropy (logits in)
         z = logits - logits.max(axis=1, keepdims=True)
         log_p = z[np.arange(len(y_true)), y_true] - np.log(np.exp(z).sum(axis=1))
         out["perplexity"] = float(np.exp(-np.mean(log_p)))

@@ -56,8 +56,8 @@ def _step_labels(y: np.ndarray, model: ModelConfig, where: str) -> np.ndarray:
     """A tag or a value per element (a time step, a pixel): (samples, *elements) or (samples, *elements, units);
     a tag below 0 is padding. A spec's model has one element per input step; a brought model's output says."""
     shape = getattr(model, "output_shape", None)
-    elements = tuple(shape[:-1]) if shape else (model.input_shape[0],)
-    what = "output's elements" if shape else "input steps"
+    elements = tuple(shape[:-1]) if shape else (model.output_steps,)
+    what = "output's elements" if shape else "target steps" if model.source_steps else "input steps"
     if model.head == "sequence_regression":
         want = model.output_units
         if y.shape[1:] == elements and want == 1:

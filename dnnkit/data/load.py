@@ -13,6 +13,7 @@ from dnnkit.data.files import (DIGITS_LABELS, DIGITS_LAYOUTS, class_names, digit
 from dnnkit.data.tasks import TASKS, task_data
 from dnnkit.errors import DataError
 from dnnkit.config.model import Spec
+from dnnkit.core.heads import GENERATIVE_HEADS
 
 
 def load_data(spec: Spec, source: str | None = None) -> Dataset:
@@ -62,7 +63,7 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
             raise DataError(f"data.source: file not found: {src}")
         elif path.suffix.lower() == ".npz":
             arrays = load_npz(path)
-            labels = class_names(arrays, str(path), model.num_classes if model.head in ("multiclass", "causal_lm") else
+            labels = class_names(arrays, str(path), model.num_classes if model.head in ("multiclass", *GENERATIVE_HEADS) else
                                  2 if model.head == "binary" else None)
         elif path.suffix.lower() == ".csv":
             if not cfg.label_column:

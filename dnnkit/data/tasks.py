@@ -8,6 +8,9 @@
 - ``reverse`` (a ``causal_lm`` head): a prompt of 2 .. (steps - 1) // 2 digits and ``=``, answered by the same
   digits reversed and an end token. The model reads the sequence shifted by one and learns the next token at
   the answer's steps only (the prompt's steps are padding in the labels): what greedy decoding then generates.
+- ``addition`` (a ``seq2seq`` head): the source is a sum as text, ``"12+345"`` (each number of 1 ..
+  (source_steps - 1) // 2 digits, right-padded), the target its value, ``"357"``, and an end token; the decoder
+  reads the target behind a start token (keras-io's addition_rnn task, as an encoder-decoder).
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ EOS, SEP = 11, 12  # reverse's end and "=" tokens; digit d is token d + 1
 REVERSE_VOCAB = 13
 # reverse's tokens as text (the artifacts' labels; `dnnkit generate --text` reads and writes them)
 REVERSE_TOKENS = ("<pad>", *"0123456789", "<eos>", "=")
+# addition's tokens: digit d is token d + 1
+ADDITION_TOKENS = ("<pad>", *"0123456789", "+", "<bos>", "<eos>")
+PLUS, BOS, ADD_EOS = 11, 12, 13
 
 
 def task_data(source: str, model: ModelConfig, seed: int, samples: int | None = None) -> dict[str, np.ndarray]:
@@ -42,6 +48,8 @@ def task_data(source: str, model: ModelConfig, seed: int, samples: int | None = 
         return _brackets(model, rng, n)
     if source == "reverse":
         return _reverse(model, rng, n)
+    if source == "addition":
+        return _addition(model, rng, n)
     return _series(model, rng, n)
 
 
@@ -104,6 +112,28 @@ def _reverse(model: ModelConfig, rng: np.random.Generator, n: int) -> dict[str, 
         x[i, :len(seq) - 1] = seq[:-1]
         y[i, len(prompt) - 1:len(seq) - 1] = answer  # the next token, at the answer's steps only
     names = np.array(REVERSE_TOKENS + tuple(f"<{i}>" for i in range(REVERSE_VOCAB, opts.vocab_size)))
+    return {"x_train": x, "y_train": y, "class_names": names}
+
+
+def _addition(model: ModelConfig, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    opts = model.options
+    source, target = model.source_steps or 0, model.output_steps
+    digits = (source - 1) // 2
+    if model.head != "seq2seq" or opts.vocab_size < len(ADDITION_TOKENS) or digits < 1 or target < digits + 2:
+        raise DataError(f"data.source: addition is a seq2seq task, expected head \"seq2seq\" with model.vocab_size >= "
+                        f"{len(ADDITION_TOKENS)}, source_steps >= 3 and (input_shape - source_steps) >= a sum's digits + "
+                        f"2, got head {model.head!r} with vocab_size {getattr(opts, 'vocab_size', None)}, source_steps "
+                        f"{model.source_steps} and input_shape {list(model.input_shape)}")
+    x = np.full((n, source + target), PAD, np.int32)
+    y = np.full((n, target), PAD_LABEL, np.int32)
+    for i in range(n):
+        a, b = (int(rng.integers(0, 10 ** int(rng.integers(1, digits + 1)))) for _ in range(2))
+        query = [int(c) + 1 if c.isdigit() else PLUS for c in f"{a}+{b}"]
+        answer = [int(c) + 1 for c in str(a + b)] + [ADD_EOS]
+        x[i, :len(query)] = query
+        x[i, source:source + len(answer)] = [BOS] + answer[:-1]
+        y[i, :len(answer)] = answer
+    names = np.array(ADDITION_TOKENS + tuple(f"<{i}>" for i in range(len(ADDITION_TOKENS), opts.vocab_size)))
     return {"x_train": x, "y_train": y, "class_names": names}
 
 

@@ -1,8 +1,10 @@
-"""Generation artifacts of a causal_lm model: its step model (:func:`dnnkit.builders.decoding.step_model`: a
-Transformer's KV-cached step, an RNN's step with its ``h``/``c`` states) as a SavedModel and TFLite files with
-two signatures, ``prefill`` (the whole window, right-padded) and ``decode`` (one token), and as one ONNX step
-file (a Transformer's token axis is dynamic, so prefill and decode are the same graph; an RNN's step takes one
-token, and a prompt is fed token by token). Batch 1; the state is passed in and out, so no loop, no variable
+"""Generation artifacts of a causal_lm or seq2seq model: its step model (:func:`dnnkit.builders.decoding.
+step_model`: a Transformer's KV-cached step, an RNN's step with its ``h``/``c`` states) as a SavedModel and TFLite
+files with two signatures, ``prefill`` (the whole window, right-padded) and ``decode`` (one token), and a third,
+``encode`` (the source to ``encoder_hidden_states`` and an RNN decoder's first state) for an encoder-decoder;
+and as one ONNX step file (a Transformer's token axis is dynamic, so prefill and decode are the same graph; an
+RNN's step takes one token, and a prompt is fed token by token), with ``encoder.onnx`` beside it for an
+encoder-decoder. Batch 1; the state is passed in and out, so no loop, no variable
 and no dynamic slice is in any graph (builtin ops only). Precisions: fp32; fp16 and dynamic-range int8 in TFLite;
 dynamic-range int8 in ONNX (onnxruntime's ``quantize_dynamic``). The teacher-forced full-sequence artifacts are
 written as before, elsewhere.
@@ -15,13 +17,18 @@ from pathlib import Path
 from typing import Any
 
 from dnnkit.builders.decoding import step_model
-from dnnkit.core.generation import STEP_ARTIFACTS, onnx_name
+from dnnkit.core.generation import STEP_ARTIFACTS, encoder_file, onnx_name
+from dnnkit.errors import one_line
 
 
 def _functions(decoder: Any) -> dict[str, Any]:
+    """The step model's functions: ``prefill``, ``decode`` (and ``encode`` for an encoder-decoder) with named
+    inputs and outputs, and ``step`` (and ``encoder``) with flat arguments, for tf2onnx."""
     import tensorflow as tf
 
     caches = {n: tf.TensorSpec(shape, tf.float32, name=n) for n, shape in decoder.state_shapes(1).items()}
+    encoded = getattr(decoder, "encoder_shapes", lambda batch: {})(1)
+    caches.update({n: tf.TensorSpec(shape, tf.float32, name=n) for n, shape in encoded.items()})
 
     def signature(length: int | None, name: str) -> Any:
         spec = {"tokens": tf.TensorSpec((1, length), tf.int32, name="tokens"),
@@ -41,7 +48,15 @@ def _functions(decoder: Any) -> dict[str, Any]:
     def step(tokens: Any, input_pos: Any, *cache: Any) -> dict[str, Any]:  # tf2onnx reads flat arguments
         return decoder({"tokens": tokens, "input_pos": input_pos, **dict(zip(names, cache))})
 
-    return {"prefill": signature(decoder.capacity, "prefill"), "decode": signature(1, "decode"), "step": step}
+    fns = {"prefill": signature(decoder.capacity, "prefill"), "decode": signature(1, "decode"), "step": step}
+    if hasattr(decoder, "encode"):
+        source = tf.TensorSpec((1, decoder.source_steps), tf.int32, name="source")
+
+        def encode(inputs: dict[str, Any]) -> dict[str, Any]:
+            return decoder.encode(inputs["source"])
+        fns["encode"] = tf.function(encode, input_signature=[{"source": source}])
+        fns["encoder"] = tf.function(lambda source: decoder.encode(source), input_signature=[source])
+    return fns
 
 
 def _named(frozen: Any, traced: Any) -> Any:
@@ -105,13 +120,14 @@ def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str
     """Write the generation artifacts ``names`` of ``model`` into ``folder``.
 
     Args:
-        model: the causal_lm ``keras.Model``.
+        model: the causal_lm or seq2seq ``keras.Model``.
         folder: where the files go (:data:`dnnkit.core.generation.STEP_ARTIFACTS` names them).
         names: which of ``STEP_ARTIFACTS`` to write.
         opset: the ONNX opset.
 
     Returns:
-        Per name: ``{"path", "format", "precision", "signatures", "ops"}`` or ``{"error"}`` (one line).
+        Per name: ``{"path", "format", "precision", "signatures"}`` (and ``"encoder_path"``: an encoder-decoder's
+        ONNX encoder) or ``{"format", "precision", "error"}`` (one line).
     """
     import tensorflow as tf
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
@@ -123,17 +139,20 @@ def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str
     saved = folder / STEP_ARTIFACTS["decoder_saved_model"][2]
     # Both signatures frozen (weights as constants): the TFLite converter would otherwise keep weights the two
     # signatures share as resource variables (VAR_HANDLE / READ_VARIABLE ops), and could not quantize them.
+    signatures = (["encode"] if "encode" in fns else []) + ["prefill", "decode"]
     frozen = {k: _named(convert_variables_to_constants_v2(fns[k].get_concrete_function()), fns[k])
-              for k in ("prefill", "decode")}
+              for k in signatures}
     tf.saved_model.save(tf.Module(), str(saved), signatures=frozen)
     out: dict[str, dict[str, Any]] = {}
-    onnx_fp32: list[bytes] = []  # converted once, for every ONNX precision
+    onnx_fp32: dict[str, bytes] = {}  # converted once, for every ONNX precision
     for name in names:
         fmt, precision, file = STEP_ARTIFACTS[name]
         path = folder / file
         try:
+            entry: dict[str, Any] = {"path": str(path), "format": fmt, "precision": precision,
+                                     "signatures": signatures if fmt != "onnx" else ["step"]}
             if fmt == "tflite":
-                conv = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=["prefill", "decode"])
+                conv = tf.lite.TFLiteConverter.from_saved_model(str(saved), signature_keys=signatures)
                 if precision in ("fp16", "dynamic_int8"):
                     conv.optimizations = [tf.lite.Optimize.DEFAULT]
                 if precision == "fp16":
@@ -141,15 +160,23 @@ def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str
                 path.write_bytes(conv.convert())
             elif fmt == "onnx":
                 if not onnx_fp32:
-                    onnx_fp32.append(_onnx(fns["step"], opset).SerializeToString())
-                path.write_bytes(onnx_fp32[0])
-                if precision == "dynamic_int8":
-                    _quantize_dynamic(path)
-            out[name] = {"path": str(path), "format": fmt, "precision": precision,
-                         "signatures": ["prefill", "decode"] if fmt != "onnx" else ["step"]}
+                    onnx_fp32["step"] = _onnx(fns["step"], opset).SerializeToString()
+                    if "encoder" in fns:
+                        onnx_fp32["encoder"] = _onnx(fns["encoder"], opset).SerializeToString()
+                files = {"step": path}
+                if "encoder" in onnx_fp32:
+                    files["encoder"] = entry["encoder_path"] = path.with_name(encoder_file(file))
+                    entry["signatures"] = ["encoder", "step"]
+                for part, where in files.items():
+                    where.write_bytes(onnx_fp32[part])
+                    if precision == "dynamic_int8":
+                        _quantize_dynamic(where)
+                if "encoder_path" in entry:
+                    entry["encoder_path"] = str(entry["encoder_path"])
+            out[name] = entry
         except Exception as exc:  # noqa: BLE001 - a converter's failure is this artifact's, the rest go on
-            out[name] = {"format": fmt, "precision": precision, "error": " ".join(str(exc).split())[:300]}
+            out[name] = {"format": fmt, "precision": precision, "error": one_line(exc)}
     if "decoder_saved_model" in names:
         out["decoder_saved_model"] = {"path": str(saved), "format": "saved_model", "precision": "fp32",
-                                      "signatures": ["prefill", "decode"]}
+                                      "signatures": signatures}
     return out

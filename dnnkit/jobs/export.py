@@ -39,6 +39,7 @@ from dnnkit.sources.keras_file import check_archive
 from dnnkit.sources.open import open_source
 from dnnkit.sources.target import spec_for_model, spec_from_config
 from dnnkit.config.model import Spec, as_spec, spec_to_dict
+from dnnkit.core.heads import GENERATIVE_HEADS
 from dnnkit.config.recipe import Recipe, as_recipe, require_artifacts, with_samples
 from dnnkit.config.toml import dump_toml
 from dnnkit.verification.reference import Reference
@@ -192,7 +193,7 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
         with stage("latency_s"):
             time_artifacts(entries, out, ref, recipe, verbose, reference)
     generation = None
-    if not multi and spec.model.head == "causal_lm":
+    if not multi and spec.model.head in GENERATIVE_HEADS:
         with stage("generation_s"):
             generation = generation_section(keras_model, ref_model, dataset, out, recipe, verbose)
     origin = origin_record(out)

@@ -17,7 +17,7 @@ from dnnkit.artifacts.files import file_digest
 from dnnkit.core.generation import check_room, detokenize, greedy, prompt_tokens
 from dnnkit.errors import DataError, ModelLoadError
 from dnnkit.manifest.record import MANIFEST
-from dnnkit.verification.generation import RUNNERS
+from dnnkit.verification.generation import RUNNERS, start_state
 
 # the artifact used when none is named: the first of these that verified
 PREFERRED = ("decoder_tflite_fp32", "decoder_onnx_fp32", "decoder_saved_model")
@@ -28,8 +28,9 @@ def generate(out_dir: str | os.PathLike[str], prompt: Any = None, *, text: str |
     """Generate greedily after ``prompt`` with a verified step artifact of the export folder ``out_dir``.
 
     Args:
-        out_dir: a folder written by ``dnnkit run``/``export`` for a causal_lm model.
-        prompt: token ids (a list, a 1-D integer array, or a string of ids).
+        out_dir: a folder written by ``dnnkit run``/``export`` for a causal_lm or seq2seq model.
+        prompt: token ids (a list, a 1-D integer array, or a string of ids): a language model's prompt, or an
+            encoder-decoder's source (right-padded; the decoder starts from its start token).
         text: the prompt as text instead (the model's vocabulary, recorded at export, splits it into tokens).
         artifact: which step artifact (default: the first verified of ``PREFERRED``).
         max_new: the most tokens generated (default: as many as the cache has room for); generation also
@@ -49,21 +50,37 @@ def generate(out_dir: str | os.PathLike[str], prompt: Any = None, *, text: str |
     name, entry = _artifact(section, artifact)
     vocabulary, eos = section.get("vocabulary"), section.get("eos")
     ids = prompt_tokens(prompt, int(section["vocab_size"]), vocabulary, text)
-    count = check_room(ids, max_new, int(section["capacity"]))
-    path = (out / entry["path"]).resolve()
-    if out.resolve() not in path.parents or not path.exists():
-        raise ModelLoadError(f"artifact: {entry['path']} is missing from {out}")
-    if entry.get("sha256") and file_digest(path)[0] != entry["sha256"]:
-        raise ModelLoadError(f"artifact: {entry['path']} changed since it was verified (its sha256 differs from the "
-                             f"manifest's); run the export again")
-    step, width, _ = RUNNERS[entry["format"]](str(path))
-    state = {k: np.zeros(shape, np.float32) for k, shape in section["state"].items()}
+    source_steps = int(section.get("source_steps") or 0)
+    full = ids
+    if source_steps:  # the source, right-padded, then the decoder's start token
+        if len(ids) > source_steps:
+            raise DataError(f"prompt: {len(ids)} source tokens, expected at most {source_steps} (the encoder's "
+                            "source steps)")
+        full = ids + [int(section["pad"])] * (source_steps - len(ids)) + [int(section["decoder_start"])]
+    count = check_room(full[source_steps:], max_new, int(section["capacity"]))
+    paths = {key: _checked(out, entry, key) for key in ("path", "encoder_path") if entry.get(key)}
+    runner = RUNNERS[entry["format"]](*(str(p) for p in paths.values()))
+    empty = {k: np.zeros(shape, np.float32) for k, shape in section["state"].items()}
     begin = time.perf_counter()
-    tokens = greedy(step, state, ids, int(section["capacity"]), count, eos=eos, prefill_len=width)
+    state, decoder_prompt = start_state(runner, empty, full, source_steps)
+    tokens = greedy(runner.step, state, decoder_prompt, int(section["capacity"]), count, eos=eos,
+                    prefill_len=runner.width)
     seconds = time.perf_counter() - begin
     return {"artifact": name, "format": entry["format"], "precision": entry["precision"], "prompt": ids,
             "tokens": tokens, "text": detokenize(tokens, vocabulary, eos), "seconds": round(seconds, 4),
             "tokens_per_s": round(len(tokens) / seconds, 1) if seconds > 0 else None}
+
+
+def _checked(out: Path, entry: dict[str, Any], key: str) -> Path:
+    """The file ``entry[key]`` names, inside ``out`` and unchanged since its check."""
+    path = (out / entry[key]).resolve()
+    if out.resolve() not in path.parents or not path.exists():
+        raise ModelLoadError(f"artifact: {entry[key]} is missing from {out}")
+    recorded = entry.get("sha256" if key == "path" else "encoder_sha256")
+    if recorded and file_digest(path)[0] != recorded:
+        raise ModelLoadError(f"artifact: {entry[key]} changed since it was verified (its sha256 differs from the "
+                             f"manifest's); run the export again")
+    return path
 
 
 def _section(out: Path) -> dict[str, Any]:
@@ -76,8 +93,8 @@ def _section(out: Path) -> dict[str, Any]:
         raise DataError(f"out_dir: {out / MANIFEST} cannot be read ({exc})") from None
     section = manifest.get("generation") if isinstance(manifest, dict) else None
     if not section or "state" not in section:
-        raise DataError(f"out_dir: {out} holds no generation artifacts, expected the export of a causal_lm model "
-                        "(a spec with head = \"causal_lm\")")
+        raise DataError(f"out_dir: {out} holds no generation artifacts, expected the export of a causal_lm or "
+                        "seq2seq model (a spec with head = \"causal_lm\" or \"seq2seq\")")
     return section
 
 

@@ -1,8 +1,9 @@
-"""Generation for a causal_lm model: its cached step artifacts written and checked token for token (in a
+"""Generation for a causal_lm or seq2seq model: its step artifacts written and checked token for token (in a
 child process, :mod:`dnnkit.workers.generation`), recorded in the manifest's ``generation`` section.
 
 The held-out prompts come from the test split: a row's prompt is its tokens up to the first labelled step
-(a causal_lm label is the next token), its answer the labelled tokens. Keras generates the reference tokens
+(a label is the next token; an encoder-decoder's prompt is its source, then the decoder's start token), its
+answer the labelled tokens. Keras generates the reference tokens
 here, recomputing the whole prefix per token (:func:`dnnkit.builders.decoding.greedy_full`).
 """
 
@@ -27,13 +28,14 @@ SAMPLES = 5  # prompts shown with their generations in the manifest and report.h
 EOS_NAMES = ("<eos>", "</s>", "<|endoftext|>", "<end>")
 
 
-def prompts_of(dataset: Dataset) -> tuple[list[list[int]], list[list[int]]]:
-    """The test split's prompts and answers (rows without a labelled step are skipped)."""
+def prompts_of(dataset: Dataset, source_steps: int = 0) -> tuple[list[list[int]], list[list[int]]]:
+    """The test split's prompts and answers (rows without a labelled step are skipped). An encoder-decoder's
+    prompt is its source steps, then the decoder's tokens up to its first labelled step (the start token)."""
     prompts, answers = [], []
     for x, y in zip(np.asarray(dataset.x_test), np.asarray(dataset.y_test)):
         steps = np.flatnonzero(y >= 0)
         if len(steps):
-            prompts.append([int(t) for t in x[:steps[0] + 1]])
+            prompts.append([int(t) for t in x[:source_steps + steps[0] + 1]])
             answers.append([int(t) for t in y[steps]])
     return prompts, answers
 
@@ -54,7 +56,8 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
     from dnnkit.builders.decoding import greedy_full, step_model
 
     decoder = step_model(model)
-    prompts, answers = prompts_of(dataset)
+    source_steps = int(getattr(decoder, "source_steps", 0))
+    prompts, answers = prompts_of(dataset, source_steps)
     reference = greedy_full(model, prompts, [len(a) for a in answers])
     keras_exact = float(np.mean([r == a for r, a in zip(reference, answers)])) if answers else 0.0
     staging = out / "logs" / "generation-staging"
@@ -62,6 +65,7 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
     item = {"model": str(model_path), "folder": str(staging), "names": list(NAMES), "prompts": prompts,
             "reference": reference, "answers": answers, "capacity": decoder.capacity,
             "cache_shapes": {n: list(shape) for n, shape in decoder.state_shapes(1).items()},
+            "source_steps": source_steps,
             "min_agreement": recipe.verify.min_agreement, "max_degradation": recipe.verify.max_degradation}
     if verbose:
         print(f"generation: {len(NAMES)} step artifacts, {len(prompts)} held-out prompts ...", flush=True)
@@ -75,17 +79,25 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
             entry = {"verdict": "fail", "failures": [settled.get("reason") or "not written"]}
         entry["format"], entry["precision"], _ = STEP_ARTIFACTS[name]
         entry["status"] = "verified" if entry["verdict"] == "pass" else "failed"
-        source = Path(entry.pop("path")) if entry.get("path") else None
-        if source is not None and source.exists():
-            home = out / ("artifacts" if entry["status"] == "verified" else "failed") / "generation" / source.name
-            home.parent.mkdir(parents=True, exist_ok=True)
-            shutil.move(str(source), str(home))
-            entry["path"] = home.relative_to(out).as_posix()
-            entry["sha256"], entry["size_bytes"] = file_digest(home)
+        for key in ("path", "encoder_path"):  # an encoder-decoder's ONNX encoder goes with its step file
+            source = Path(entry.pop(key)) if entry.get(key) else None
+            if source is not None and source.exists():
+                home = out / ("artifacts" if entry["status"] == "verified" else "failed") / "generation" / source.name
+                home.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(str(source), str(home))
+                entry[key] = home.relative_to(out).as_posix()
+                digest = "sha256" if key == "path" else "encoder_sha256"
+                entry[digest], size = file_digest(home)
+                entry["size_bytes"] = entry.get("size_bytes", 0) + size
         artifacts[name] = entry
     shutil.rmtree(staging, ignore_errors=True)
     vocabulary = dataset.labels if dataset.labels and len(dataset.labels) == decoder.vocab else None
-    return {"prompts": len(prompts), "capacity": decoder.capacity, "vocab_size": decoder.vocab,
+    seq2seq = {}
+    if source_steps:  # what `dnnkit generate` needs to turn a source into a prompt
+        starts = [p[source_steps] for p in prompts]
+        seq2seq = {"source_steps": source_steps, "decoder_start": max(set(starts), key=starts.count) if starts else 0,
+                   "pad": vocabulary.index("<pad>") if vocabulary and "<pad>" in vocabulary else 0}
+    return {"prompts": len(prompts), "capacity": decoder.capacity, "vocab_size": decoder.vocab, **seq2seq,
             "state": {n: list(shape) for n, shape in decoder.state_shapes(1).items()},
             "cache": ("fixed capacity, written at input_pos" if decoder.token_axis is None
                       else "recurrent state, carried from step to step"),

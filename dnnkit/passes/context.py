@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.core.heads import PAD_LABEL, STEP_CLASS_HEADS
+from dnnkit.core.heads import LOGIT_HEADS, PAD_LABEL, STEP_CLASS_HEADS
 from dnnkit.core.metrics import reference_metrics, task_metrics
 from dnnkit.core.tensors import output_activation, output_names, predict as predict_all, rows
 from dnnkit.data.dataset import Dataset
@@ -78,7 +78,7 @@ def multi_output_context(model: Any, spec: Any, data: str | None, task: str | No
     own = {split: predict_all(model, getattr(dataset, f"x_{split}")) for split in ("train", "val")}
     for k, (name, head) in enumerate(zip(names, heads)):
         labelled = name in dataset.y_train
-        if head in ("multiclass", "tagging", "causal_lm") and labelled:
+        if head in LOGIT_HEADS and labelled:
             losses[name] = keras.losses.SparseCategoricalCrossentropy(
                 from_logits=output_activation(model, k) != "softmax",
                 ignore_class=PAD_LABEL if head in STEP_CLASS_HEADS else None)

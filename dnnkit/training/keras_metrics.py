@@ -8,6 +8,8 @@ from typing import Any
 import keras
 from keras import ops
 
+from dnnkit.core.heads import STEP_CLASS_HEADS
+
 
 @keras.saving.register_keras_serializable(package="dnnkit")
 class MacroScore(keras.metrics.Metric):
@@ -89,7 +91,7 @@ def keras_metrics(head: str, names: tuple[str, ...], num_classes: int | None,
                         "precision": lambda: keras.metrics.Precision(name="precision"),
                         "recall": lambda: keras.metrics.Recall(name="recall"),
                         "f1": lambda: keras.metrics.F1Score(average="micro", threshold=0.5, name="f1")}[name]())
-        elif name == "accuracy" and head in ("tagging", "causal_lm"):
+        elif name == "accuracy" and head in STEP_CLASS_HEADS:
             out.append(TokenAccuracy(name="accuracy"))
         elif name == "accuracy":
             out.append(keras.metrics.CategoricalAccuracy(name="accuracy") if one_hot

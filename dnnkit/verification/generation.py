@@ -11,15 +11,29 @@ answers (at most ``max_degradation``), each at 95 % confidence.
 from __future__ import annotations
 
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 
-from dnnkit.core.generation import greedy, onnx_name, state_name
+from dnnkit.core.generation import Step, greedy, onnx_name, state_name
 from dnnkit.verification.criteria import FAIL, PASS, agreement_check, degradation_check
 
 
-def _tflite_step(path: str) -> tuple[Any, int, list[str]]:
+@dataclass
+class Runner:
+    """A step artifact opened in its runtime: ``step`` (see :data:`dnnkit.core.generation.Step`; the state it
+    returns keeps what it was given and did not change, ``encoder_hidden_states``), the prefill's fixed width
+    (``None``: any; 1: token by token), the graph's ops, and ``encode`` (source (1, S) -> the decoder's first
+    state and ``encoder_hidden_states``) for an encoder-decoder."""
+
+    step: Step
+    width: int | None
+    ops: list[str]
+    encode: Callable[[np.ndarray], dict[str, np.ndarray]] | None = None
+
+
+def _tflite(path: str, encoder_path: str | None = None) -> Runner:
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_path=path)
@@ -29,11 +43,15 @@ def _tflite_step(path: str) -> tuple[Any, int, list[str]]:
 
     def step(tokens: np.ndarray, pos: np.ndarray, caches: dict[str, np.ndarray]) -> tuple:
         out = (prefill if tokens.shape[1] > 1 else decode)(tokens=tokens, input_pos=pos, **caches)
-        return out.pop("logits"), out
-    return step, width, ops
+        return out.pop("logits"), {**caches, **out}
+    encode = None
+    if "encode" in interpreter.get_signature_list():
+        runner = interpreter.get_signature_runner("encode")
+        encode = lambda source: runner(source=source)  # noqa: E731
+    return Runner(step, width, ops, encode)
 
 
-def _onnx_step(path: str) -> tuple[Any, int | None, list[str]]:
+def _onnx(path: str, encoder_path: str | None = None) -> Runner:
     """The ONNX step takes Optimum's names (:func:`dnnkit.core.generation.onnx_name`); a dynamic token axis
     takes the prompt unpadded, a fixed one of 1 (an RNN's step) token by token."""
     import onnxruntime as ort
@@ -46,8 +64,15 @@ def _onnx_step(path: str) -> tuple[Any, int | None, list[str]]:
     def step(tokens: np.ndarray, pos: np.ndarray, caches: dict[str, np.ndarray]) -> tuple:
         feed = {"input_ids": tokens, "position_ids": pos, **{onnx_name(k, "in"): v for k, v in caches.items()}}
         got = dict(zip(outputs, session.run(outputs, feed)))
-        return got.pop("logits"), {state_name(k): v for k, v in got.items()}
-    return step, axis if isinstance(axis, int) else None, ops
+        return got.pop("logits"), {**caches, **{state_name(k): v for k, v in got.items()}}
+    encode = None
+    if encoder_path:
+        encoder = ort.InferenceSession(encoder_path, providers=["CPUExecutionProvider"])
+        ops = sorted(set(ops) | {n.op_type for n in _onnx_nodes(encoder_path)})
+        names = [o.name for o in encoder.get_outputs()]
+        encode = lambda source: {state_name(k): v for k, v in  # noqa: E731
+                                 zip(names, encoder.run(names, {"input_ids": source}))}
+    return Runner(step, axis if isinstance(axis, int) else None, ops, encode)
 
 
 def _onnx_nodes(path: str) -> list[Any]:
@@ -56,7 +81,7 @@ def _onnx_nodes(path: str) -> list[Any]:
     return list(onnx.load(path, load_external_data=False).graph.node)
 
 
-def _saved_model_step(path: str) -> tuple[Any, int, list[str]]:
+def _saved_model(path: str, encoder_path: str | None = None) -> Runner:
     import tensorflow as tf
 
     loaded = tf.saved_model.load(path)
@@ -67,38 +92,57 @@ def _saved_model_step(path: str) -> tuple[Any, int, list[str]]:
         out = (prefill if tokens.shape[1] > 1 else decode)(tokens=tf.constant(tokens), input_pos=tf.constant(pos),
                                                            **{k: tf.constant(v) for k, v in caches.items()})
         out = {k: v.numpy() for k, v in out.items()}
-        return out.pop("logits"), out
-    return step, width, []
+        return out.pop("logits"), {**caches, **out}
+    encode = None
+    if "encode" in loaded.signatures:
+        fn = loaded.signatures["encode"]
+        encode = lambda source: {k: v.numpy() for k, v in fn(source=tf.constant(source)).items()}  # noqa: E731
+    return Runner(step, width, [], encode)
 
 
 LOOPS = {"WHILE", "Loop", "Scan"}  # TFLite's and ONNX's loop ops: a step graph holds none
 SAMPLES = 5  # generations kept per artifact for the report
 
-RUNNERS = {"tflite": _tflite_step, "onnx": _onnx_step, "saved_model": _saved_model_step}
+RUNNERS: dict[str, Callable[..., Runner]] = {"tflite": _tflite, "onnx": _onnx, "saved_model": _saved_model}
 
 
-def check_generation(fmt: str, precision: str, path: str, prompts: list[list[int]], reference: list[list[int]],
-                     answers: list[list[int]], cache_shapes: dict[str, list[int]], capacity: int,
-                     min_agreement: float, max_degradation: float) -> dict[str, Any]:
-    """Decode every prompt through the artifact at ``path`` and judge it against Keras's tokens.
+def start_state(runner: Runner, empty: dict[str, np.ndarray], prompt: list[int],
+                source_steps: int) -> tuple[dict[str, np.ndarray], list[int]]:
+    """The state to start from and the tokens to prefill: for an encoder-decoder, the prompt's first
+    ``source_steps`` tokens encoded and its rest; else the empty state and the whole prompt."""
+    if not source_steps:
+        return dict(empty), prompt
+    if runner.encode is None:
+        raise ValueError("an encoder-decoder's step artifact has no encoder (an encode signature or encoder.onnx)")
+    encoded = runner.encode(np.array([prompt[:source_steps]], np.int32))
+    return {**empty, **{k: np.asarray(v) for k, v in encoded.items()}}, prompt[source_steps:]
+
+
+def check_generation(made: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
+    """Decode every prompt through the step artifact ``made`` and judge it against Keras's tokens.
 
     Args:
-        fmt, precision: the artifact's format and precision (fp32 must match exactly).
-        prompts: the held-out prompts.
-        reference: the tokens Keras generates for each (as many as its answer has).
-        answers: the task's answers (the labelled next tokens).
-        cache_shapes: each cache tensor's shape (batch 1).
-        capacity: the cache's positions.
-        min_agreement, max_degradation: the quantized artifact's limits.
+        made: the artifact: ``format``, ``precision`` (fp32 must match exactly), ``path`` (and
+            ``encoder_path``, an encoder-decoder's ONNX encoder).
+        task: ``prompts`` (held out; an encoder-decoder's: its source steps, then the decoder's first tokens),
+            ``reference`` (the tokens Keras generates for each, as many as its answer has), ``answers`` (the
+            labelled next tokens), ``cache_shapes`` (each state tensor's shape, batch 1), ``capacity`` (the
+            decoder's positions), ``source_steps`` (0 for a language model), ``min_agreement`` and
+            ``max_degradation`` (a reduced-precision artifact's limits).
 
     Returns:
         ``{"verdict", "prompts", "same_as_keras", "exact_match", "tokens_per_s", "failures", ...}``.
     """
-    step, width, ops = RUNNERS[fmt](path)
-    empty = {k: np.zeros(s, np.float32) for k, s in cache_shapes.items()}
+    fmt, precision = made["format"], made["precision"]
+    prompts, reference, answers = task["prompts"], task["reference"], task["answers"]
+    runner = RUNNERS[fmt](made["path"], made.get("encoder_path"))
+    ops = runner.ops
+    empty = {k: np.zeros(s, np.float32) for k, s in task["cache_shapes"].items()}
     begin, generated = time.perf_counter(), []
     for prompt, ref in zip(prompts, reference):
-        generated.append(greedy(step, dict(empty), prompt, capacity, max_new=len(ref), prefill_len=width))
+        state, decoder_prompt = start_state(runner, empty, prompt, int(task.get("source_steps") or 0))
+        generated.append(greedy(runner.step, state, decoder_prompt, task["capacity"], max_new=len(ref),
+                                prefill_len=runner.width))
     seconds = time.perf_counter() - begin
     tokens = sum(len(g) for g in generated)
     same = np.array([g == r for g, r in zip(generated, reference)])
@@ -122,8 +166,8 @@ def check_generation(fmt: str, precision: str, path: str, prompts: list[list[int
             result["failures"].append(f"{int((~same).sum())} of {len(same)} sequences differ from Keras's (a float "
                                       f"artifact must match every token), first at prompt {prompts[mismatch]}")
     else:
-        agreement = agreement_check(np.ones(len(same), int), same.astype(int), min_agreement)
-        drop = degradation_check(agreement, ref_right, art_right, max_degradation)
+        agreement = agreement_check(np.ones(len(same), int), same.astype(int), task["min_agreement"])
+        drop = degradation_check(agreement, ref_right, art_right, task["max_degradation"])
         result["agreement"], result["exact_match_drop"] = agreement, drop
         for what, check in (("sequences as Keras's", agreement), ("exact-match drop", drop)):
             if check["verdict"] != PASS:

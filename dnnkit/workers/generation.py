@@ -18,6 +18,7 @@ from typing import Any
 from dnnkit.child.serve import serve
 from dnnkit.formats.generation import export_decoders
 from dnnkit.sources.open import load_reference_model
+from dnnkit.errors import one_line
 from dnnkit.verification.generation import check_generation
 
 
@@ -42,11 +43,9 @@ def work(item: dict[str, Any]) -> dict[str, Any]:
             results[name] = {**made, "verdict": "fail", "failures": [f"conversion failed: {made['error']}"]}
             continue
         try:
-            checked = check_generation(made["format"], made["precision"], made["path"], item["prompts"],
-                                       item["reference"], item["answers"], item["cache_shapes"], item["capacity"],
-                                       item["min_agreement"], item["max_degradation"])
+            checked = check_generation(made, item)
         except Exception as exc:  # noqa: BLE001 - a runtime that cannot run the file fails this artifact only
-            checked = {"verdict": "fail", "failures": [f"runtime failed: {' '.join(str(exc).split())[:300]}"]}
+            checked = {"verdict": "fail", "failures": [f"runtime failed: {one_line(exc)}"]}
         results[name] = {**made, **checked}
     return results
 

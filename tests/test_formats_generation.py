@@ -1,0 +1,39 @@
+"""A Transformer encoder-decoder's step artifacts (an `encode` signature and encoder.onnx beside the decoder's
+step, the decoder's KV cache passed in and out, `encoder_hidden_states` read on every call) written and driven in
+TensorFlow, LiteRT and onnxruntime: the fp32 files give every token Keras gives, with builtin ops only."""
+
+import keras
+import numpy as np
+import pytest
+
+import dnnkit
+from dnnkit.builders.decoding import greedy_full
+from dnnkit.config.model import spec_from_dict
+from dnnkit.core.generation import STEP_ARTIFACTS
+from dnnkit.formats.generation import export_decoders
+from dnnkit.verification.generation import check_generation
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_transformer_seq2seq_generates_keras_tokens_through_every_fp32_step_file(tmp_path):
+    keras.utils.set_random_seed(7)
+    model = dnnkit.build(spec_from_dict({"name": "s2s", "model": {
+        "family": "transformer", "input": "tokens", "vocab_size": 12, "input_shape": [10], "head": "seq2seq",
+        "source_steps": 6, "d_model": 16, "num_heads": 2, "key_dim": 8, "ff_dim": 32}}))
+    rng = np.random.default_rng(0)
+    prompts = [[int(t) for t in rng.integers(0, 12, 6)] + [1] for _ in range(24)]
+    reference = greedy_full(model, prompts, 4)
+    names = ("decoder_saved_model", "decoder_tflite_fp32", "decoder_onnx_fp32")
+    made = export_decoders(model, tmp_path, names)
+    assert made["decoder_onnx_fp32"]["encoder_path"].endswith("encoder.onnx")
+    assert made["decoder_tflite_fp32"]["signatures"] == ["encode", "prefill", "decode"]
+    task = {"prompts": prompts, "reference": reference, "answers": reference, "capacity": 4, "source_steps": 6,
+            "cache_shapes": {f"kv_cache_{k}_{i}": [1, 2, 4, 8] for i in range(2) for k in "kv"},
+            "min_agreement": 0.9, "max_degradation": 0.01}
+    for name in names:
+        result = check_generation(made[name], task)
+        assert result["verdict"] == "pass", (name, result["failures"], result.get("first_mismatch"))
+        assert result["same_as_keras"] == 1.0 and result["prompts"] == 24
+        assert not result["flex_ops"] and not {"WHILE", "Loop", "Scan"} & set(result["ops"])
+    assert set(names) <= set(STEP_ARTIFACTS)
