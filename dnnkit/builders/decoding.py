@@ -18,20 +18,24 @@ from typing import Any
 import numpy as np
 from keras import ops
 
+from dnnkit.builders.hub_step import HubDecoder, hub_refusal, is_hub_causal_lm
 from dnnkit.builders.kv_cache import CachedDecoder, cache_names
 from dnnkit.builders.rnn_step import RecurrentDecoder
 from dnnkit.builders.seq2seq_step import Seq2SeqStep, is_seq2seq
 
-__all__ = ["CachedDecoder", "RecurrentDecoder", "Seq2SeqStep", "cache_names", "greedy_full", "step_model"]
+__all__ = ["CachedDecoder", "HubDecoder", "RecurrentDecoder", "Seq2SeqStep", "cache_names", "greedy_full",
+           "hub_refusal", "is_hub_causal_lm", "step_model"]
 
 
-def step_model(model: Any) -> Any:
-    """The step model of a dnnkit causal_lm or seq2seq ``model``: KV-cached for a Transformer, stateful for an
-    RNN, with an ``encode`` for an encoder-decoder.
+def step_model(model: Any, capacity: int | None = None) -> Any:
+    """The step model of a dnnkit causal_lm or seq2seq ``model`` (KV-cached for a Transformer, stateful for an
+    RNN, with an ``encode`` for an encoder-decoder), or of a keras-hub causal LM (``capacity`` positions).
 
     Raises:
         ValueError: if the model is none of these.
     """
+    if is_hub_causal_lm(model):
+        return HubDecoder(model, capacity)
     if is_seq2seq(model):
         return Seq2SeqStep(model)
     names = {layer.name for layer in model.layers}
@@ -41,7 +45,7 @@ def step_model(model: Any) -> Any:
 
 
 def greedy_full(model: Any, prompts: list[list[int]], max_new: list[int] | int,
-                eos: int | None = None) -> list[list[int]]:
+                eos: int | None = None, steps: int | None = None) -> list[list[int]]:
     """Greedy generation recomputing the whole prefix for every new token (what a cache must reproduce),
     every prompt in one batch.
 
@@ -51,12 +55,15 @@ def greedy_full(model: Any, prompts: list[list[int]], max_new: list[int] | int,
             first tokens).
         max_new: the most tokens generated, per prompt or for all.
         eos: the end token: a prompt's generation stops after it.
+        steps: the positions a sequence may use (default: the model's input length; a keras-hub causal LM,
+            whose length is free, is fed ``token_ids`` and an all-ones ``padding_mask`` of this length).
 
     Returns:
-        The generated tokens of each prompt (never past the model's ``steps`` positions).
+        The generated tokens of each prompt (never past ``steps`` positions).
     """
-    steps = int(model.inputs[0].shape[1])
-    offset = steps - int(model.outputs[0].shape[1])  # a seq2seq model's source steps have no output
+    hub = isinstance(model.input, dict)
+    steps = int(steps or model.inputs[0].shape[1])
+    offset = 0 if hub else steps - int(model.outputs[0].shape[1])  # a seq2seq model's source steps have no output
     limits = [max_new] * len(prompts) if isinstance(max_new, int) else list(max_new)
     seqs = [list(p) for p in prompts]
     new: list[list[int]] = [[] for _ in prompts]
@@ -65,7 +72,8 @@ def greedy_full(model: Any, prompts: list[list[int]], max_new: list[int] | int,
         x = np.zeros((len(live), steps), np.int32)
         for row, i in enumerate(live):
             x[row, :len(seqs[i])] = seqs[i]
-        logits = ops.convert_to_numpy(model(x, training=False))
+        feed = {"token_ids": x, "padding_mask": np.ones_like(x)} if hub else x
+        logits = ops.convert_to_numpy(model(feed, training=False))
         for row, i in enumerate(live):
             token = int(np.argmax(logits[row, len(seqs[i]) - 1 - offset]))
             seqs[i].append(token)

@@ -22,6 +22,24 @@ from keras import ops
 NEG = -1e9  # the score of a position a query may not see
 
 
+def attend_cached(mha: Any, h: Any, onehot: Any, allowed: Any, cache_k: Any, cache_v: Any) -> tuple[Any, Any, Any]:
+    """Self-attention of a Keras ``MultiHeadAttention`` layer (or keras-hub's ``CachedMultiHeadAttention``, the
+    same projections) over a fixed-capacity cache: ``h`` (B, L, d)'s keys and values written where ``onehot``
+    (B, L, C) says, each query attending where ``allowed`` (B, L, C) says. Returns the attention output and both
+    caches (B, heads, C, head_dim)."""
+    q = mha._query_dense(h)  # (B, L, H, D)
+    k = mha._key_dense(h)
+    v = mha._value_dense(h)
+    written = ops.sum(onehot, axis=1)[:, None, :, None]  # (B, 1, C, 1): the positions written now
+    cache_k = cache_k * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, k)
+    cache_v = cache_v * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, v)
+    scores = ops.einsum("blhd,bhcd->bhlc", q, cache_k) / math.sqrt(int(q.shape[-1]))
+    scores = ops.where(allowed[:, None, :, :], scores, NEG)
+    weights = ops.softmax(scores, axis=-1)
+    out = ops.einsum("bhlc,bhcd->blhd", weights, cache_v)
+    return mha._output_dense(out), cache_k, cache_v
+
+
 def post_layers(model: Any) -> list[Any]:
     """The layers after the last block or recurrent layer, in order: the spec's dense stack and the logits
     (dropout left out: identity at inference)."""
@@ -91,18 +109,7 @@ class CachedDecoder(keras.Model):
         return x + even * ops.sin(angle) + (1.0 - even) * ops.cos(angle)
 
     def _attend(self, i: int, h: Any, onehot: Any, allowed: Any, cache_k: Any, cache_v: Any) -> tuple:
-        mha = self.layer_map[f"block_{i}_attention"]
-        q = mha._query_dense(h)  # (B, L, H, D)
-        k = mha._key_dense(h)
-        v = mha._value_dense(h)
-        written = ops.sum(onehot, axis=1)[:, None, :, None]  # (B, 1, C, 1): the positions written now
-        cache_k = cache_k * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, k)
-        cache_v = cache_v * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, v)
-        scores = ops.einsum("blhd,bhcd->bhlc", q, cache_k) / math.sqrt(self.head_dim)
-        scores = ops.where(allowed[:, None, :, :], scores, NEG)
-        weights = ops.softmax(scores, axis=-1)
-        out = ops.einsum("bhlc,bhcd->blhd", weights, cache_v)
-        return mha._output_dense(out), cache_k, cache_v
+        return attend_cached(self.layer_map[f"block_{i}_attention"], h, onehot, allowed, cache_k, cache_v)
 
     def call(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Args: ``inputs`` with ``tokens`` (B, L) int32, ``input_pos`` (B, L) int32 and every cache tensor.

@@ -116,7 +116,7 @@ def _quantize_dynamic(path: Path) -> None:
 
 
 def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str, ...] = tuple(STEP_ARTIFACTS),
-                    opset: int = 17) -> dict[str, dict[str, Any]]:
+                    opset: int = 17, capacity: int | None = None) -> dict[str, dict[str, Any]]:
     """Write the generation artifacts ``names`` of ``model`` into ``folder``.
 
     Args:
@@ -124,6 +124,7 @@ def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str
         folder: where the files go (:data:`dnnkit.core.generation.STEP_ARTIFACTS` names them).
         names: which of ``STEP_ARTIFACTS`` to write.
         opset: the ONNX opset.
+        capacity: a keras-hub causal LM's cache positions (a dnnkit model's is its sequence length).
 
     Returns:
         Per name: ``{"path", "format", "precision", "signatures"}`` (and ``"encoder_path"``: an encoder-decoder's
@@ -134,7 +135,7 @@ def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    decoder = step_model(model)
+    decoder = step_model(model, capacity)
     fns = _functions(decoder)
     saved = folder / STEP_ARTIFACTS["decoder_saved_model"][2]
     # Both signatures frozen (weights as constants): the TFLite converter would otherwise keep weights the two

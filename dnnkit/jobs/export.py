@@ -193,7 +193,8 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
         with stage("latency_s"):
             time_artifacts(entries, out, ref, recipe, verbose, reference)
     generation = None
-    if not multi and spec.model.head in GENERATIVE_HEADS:
+    # a spec's language model or encoder-decoder, or a keras-hub causal LM a user brings
+    if not multi and spec.model.head in GENERATIVE_HEADS or hasattr(keras_model, "call_with_cache"):
         with stage("generation_s"):
             generation = generation_section(keras_model, ref_model, dataset, out, recipe, verbose)
     origin = origin_record(out)

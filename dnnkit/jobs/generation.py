@@ -26,6 +26,21 @@ NAMES = tuple(STEP_ARTIFACTS)
 TIMEOUT_S = 900.0
 SAMPLES = 5  # prompts shown with their generations in the manifest and report.html
 EOS_NAMES = ("<eos>", "</s>", "<|endoftext|>", "<end>")
+HUB_NEW_TOKENS = 8  # tokens generated per prompt for a keras-hub causal LM (no task says how many)
+
+
+def hub_prompts(x: dict[str, Any], most_new: int = HUB_NEW_TOKENS) -> tuple[list[list[int]], list[int]]:
+    """A keras-hub causal LM's held-out prompts: each test row's first half of its tokens (``padding_mask``
+    says which are tokens), to be continued for at most ``most_new`` tokens or the rest of the row."""
+    ids = np.asarray(x["token_ids"])
+    mask = np.asarray(x.get("padding_mask", np.ones_like(ids))).astype(bool)
+    prompts, limits = [], []
+    for row, valid in zip(ids, mask):
+        n = int(valid.sum())
+        if n >= 2:
+            prompts.append([int(t) for t in row[:n // 2]])
+            limits.append(min(most_new, ids.shape[1] - n // 2))
+    return prompts, limits
 
 
 def prompts_of(dataset: Dataset, source_steps: int = 0) -> tuple[list[list[int]], list[list[int]]]:
@@ -53,13 +68,22 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
         recipe: the export recipe (its ``[verify]`` limits judge the quantized artifacts).
         verbose: print a progress line.
     """
-    from dnnkit.builders.decoding import greedy_full, step_model
+    from dnnkit.builders.decoding import greedy_full, hub_refusal, step_model
 
-    decoder = step_model(model)
+    hub = isinstance(dataset.x_test, dict)  # a keras-hub causal LM: token_ids and padding_mask, no labels
+    if hub and hub_refusal(model) is not None:
+        return {"skipped": f"no step artifacts: {hub_refusal(model)}"}
+    decoder = step_model(model, capacity=np.asarray(dataset.x_test["token_ids"]).shape[1] if hub else None)
     source_steps = int(getattr(decoder, "source_steps", 0))
-    prompts, answers = prompts_of(dataset, source_steps)
-    reference = greedy_full(model, prompts, [len(a) for a in answers])
-    keras_exact = float(np.mean([r == a for r, a in zip(reference, answers)])) if answers else 0.0
+    if hub:
+        prompts, limits = hub_prompts(dataset.x_test)
+        answers = None  # no task to score: each file is judged against Keras's tokens alone
+        reference = greedy_full(model, prompts, limits, steps=decoder.capacity)
+        keras_exact = None
+    else:
+        prompts, answers = prompts_of(dataset, source_steps)
+        reference = greedy_full(model, prompts, [len(a) for a in answers])
+        keras_exact = float(np.mean([r == a for r, a in zip(reference, answers)])) if answers else 0.0
     staging = out / "logs" / "generation-staging"
     shutil.rmtree(staging, ignore_errors=True)
     item = {"model": str(model_path), "folder": str(staging), "names": list(NAMES), "prompts": prompts,

@@ -20,17 +20,23 @@ def as_text(tokens: list[int], section: dict[str, Any]) -> str:
     return "".join(vocabulary[t] if 0 <= t < len(vocabulary) else f"<{t}>" for t in tokens)
 
 
+def _fraction(value: Any) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
 def generation_lines(section: dict[str, Any] | None) -> list[str]:
     """One line per step artifact: its sequences as Keras's, exact match, decode speed, status; its failures."""
     if not section:
         return []
+    if "skipped" in section:
+        return [f"generation: {section['skipped']}"]
     lines = [f"generation: {section['prompts']} held-out prompts decoded greedily through each step artifact "
              f"({section.get('cache', 'cache')}, {section['capacity']} positions); Keras's exact match "
-             f"{section['keras_exact_match']:.4f}"]
+             f"{_fraction(section['keras_exact_match'])}"]
     for name, e in section["artifacts"].items():
         if "same_as_keras" in e:
             lines.append(f"  {name}: {e['same_as_keras']:.4f} of sequences as Keras's, exact match "
-                         f"{e['exact_match']:.4f}, {e['tokens_per_s']} tokens/s, {e['status'].upper()}")
+                         f"{_fraction(e['exact_match'])}, {e['tokens_per_s']} tokens/s, {e['status'].upper()}")
         else:
             lines.append(f"  {name}: {e['status'].upper()}")
         lines += [f"  FAILED {name}: {f}" for f in (e.get("failures") or [])]
@@ -42,6 +48,8 @@ def generation_html(manifest: dict[str, Any]) -> str:
     section = manifest.get("generation")
     if not section:
         return ""
+    if "skipped" in section:
+        return f"<h2>Generation</h2><p id='generation'>{_e(section['skipped'])}</p>"
     rows = []
     for name, e in section["artifacts"].items():
         same = e.get("same_as_keras")
@@ -60,7 +68,7 @@ def generation_html(manifest: dict[str, Any]) -> str:
                        f"<td>{_e(as_text(sample['keras'], section))}</td>{cells}</tr>")
     return (f"<h2>Generation</h2><p>{section['prompts']} held-out prompts decoded greedily through each step "
             f"artifact in its own runtime ({_e(section.get('cache', 'cache'))}, {section['capacity']} positions); "
-            f"Keras's exact match on the task {section['keras_exact_match']:.4f}. An fp32 file must give every "
+            f"Keras's exact match on the task {_fraction(section['keras_exact_match'])}. An fp32 file must give every "
             "token Keras gives.</p>"
             "<table id='generation'><tr><th>artifact</th><th>format</th><th>precision</th><th>sequences as Keras's"
             "</th><th>exact match</th><th>tokens/s</th><th>file</th><th>status</th></tr>" + "".join(rows)

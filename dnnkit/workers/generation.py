@@ -36,7 +36,8 @@ def warm() -> None:
 def work(item: dict[str, Any]) -> dict[str, Any]:
     """Write and check the generation artifacts of one model; returns ``{name: result}``."""
     model = load_reference_model(item["model"], unsafe=bool(item.get("unsafe")))
-    written = export_decoders(model, item["folder"], tuple(item["names"]), opset=int(item.get("opset", 17)))
+    written = export_decoders(model, item["folder"], tuple(item["names"]), opset=int(item.get("opset", 17)),
+                              capacity=item.get("capacity"))
     results: dict[str, Any] = {}
     for name, made in written.items():
         if "error" in made:

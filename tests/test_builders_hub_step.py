@@ -1,0 +1,63 @@
+"""A keras-hub GPT-2 causal LM run step by step with dnnkit's fixed-capacity cache computes what keras-hub computes:
+the same logits as the whole model, the same greedy tokens as keras-hub's own jit-compiled generate(); a backbone
+with rotary positions is refused with that reason."""
+
+import keras
+import numpy as np
+import pytest
+
+from dnnkit.builders.decoding import HubDecoder, greedy_full, hub_refusal, step_model
+from dnnkit.core.generation import greedy
+
+keras_hub = pytest.importorskip("keras_hub")  # in the test extra; `make test` installs it
+
+
+def gpt2(length=24):
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GPT2Backbone(vocabulary_size=50, num_layers=2, num_heads=2, hidden_dim=32,
+                                             intermediate_dim=64, max_sequence_length=length)
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+
+
+def numpy_step(decoder):
+    def step(tokens, pos, state):
+        out = {k: keras.ops.convert_to_numpy(v) for k, v in decoder({"tokens": tokens, "input_pos": pos,
+                                                                      **state}).items()}
+        return out.pop("logits"), out
+    return step
+
+
+def test_the_cached_step_gives_keras_hubs_logits_and_its_generate_tokens():
+    model = gpt2()
+    decoder = step_model(model, capacity=16)
+    assert isinstance(decoder, HubDecoder) and decoder.capacity == 16 and decoder.vocab == 50
+    assert decoder.state_shapes(1)["kv_cache_k_1"] == (1, 2, 16, 16)
+    x = np.random.default_rng(0).integers(1, 50, (1, 16)).astype(np.int32)
+    full = keras.ops.convert_to_numpy(model({"token_ids": x, "padding_mask": np.ones_like(x)}))[0]
+    step = numpy_step(decoder)
+    logits, state = step(x[:, :5], np.arange(5, dtype=np.int32)[None], decoder.empty_cache(1))
+    got = [logits[0]]
+    for pos in range(5, 16):
+        logits, state = step(x[:, pos:pos + 1], np.array([[pos]], np.int32), state)
+        got.append(logits[0])
+    assert np.abs(np.concatenate(got) - full).max() <= 1e-5 * max(np.abs(full).max(), 1.0)
+    model.compile(sampler="greedy")
+    for prompt in ([3, 4, 5], [7, 1, 9, 9]):
+        padded = np.zeros((1, 16), np.int32)
+        padded[0, :len(prompt)] = prompt
+        hub = model.generate({"token_ids": padded, "padding_mask": padded > 0}, stop_token_ids=None)
+        want = [int(t) for t in hub["token_ids"][0, len(prompt):]]
+        assert greedy_full(model, [prompt], 16 - len(prompt), steps=16)[0][:len(want)] == want
+        got = greedy(step, decoder.empty_cache(1), prompt, 16, max_new=len(want), prefill_len=16)
+        assert got == want
+
+
+def test_rotary_backbones_are_refused_with_the_reason():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.LlamaBackbone(vocabulary_size=50, num_layers=1, num_query_heads=2,
+                                              num_key_value_heads=1, hidden_dim=16, intermediate_dim=32)
+    llama = keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
+    assert "no learned position embedding (rotary positions are not supported yet)" in hub_refusal(llama)
+    with pytest.raises(ValueError, match="LlamaCausalLM: its backbone has no learned position embedding"):
+        HubDecoder(llama)
+    assert "not a keras-hub CausalLM" in hub_refusal(gpt2().backbone)
