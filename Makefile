@@ -22,8 +22,9 @@ install-browser:
 run: install
 	dnnkit run
 
+# Two workers: most of the suite waits on child processes (converters, verifiers), one core each would idle.
 test: install-test
-	$(PYTHON) -m pytest -q -m "slow or not slow"
+	$(PYTHON) -m pytest -q -m "slow or not slow" -n 2 --dist loadgroup
 
 test-fast: install-test
-	$(PYTHON) -m pytest -q -m "not slow"
+	$(PYTHON) -m pytest -q -m "not slow" -n 2 --dist loadgroup

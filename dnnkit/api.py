@@ -239,8 +239,7 @@ def _run(kind: str, model: ModelLike, recipe: Any, out_dir: str | os.PathLike[st
 def _progress(per_item: bool) -> Iterator[None]:
     """A line per settled conversion and check while inside, where ``per_item``."""
     before = items.PROGRESS
-    if per_item:
-        items.PROGRESS = items.print_progress
+    items.PROGRESS = items.print_progress if per_item else None
     try:
         yield
     finally:

@@ -1,4 +1,8 @@
-"""Shared fixtures: the repo root, a CLI runner, and trained runs reused across tests."""
+"""Shared fixtures: the repo root, a CLI runner, and trained runs reused across tests.
+
+`make test` runs the suite on two pytest-xdist workers (`-n 2 --dist loadgroup`): a test module stays on one
+worker (its module fixtures are built once), the modules that share the session's exports go together, and the
+shipped specs are trained once for both workers (the first trains under a lock, the other reads the runs)."""
 
 from __future__ import annotations
 
@@ -31,13 +35,55 @@ def error_lines(stderr: str) -> list[str]:
         ("I0000", "W0000", "E0000", "WARNING: All log messages", "To enable the following"))]
 
 
+# Modules that use the session's exports run on one worker (each worker would build its own otherwise); every
+# other module is a group of its own. (xdist reads the groups; a plain `pytest` ignores them.)
+GROUPS = {"exported": ("test_jobs_export.py", "test_jobs_export_failures.py"),
+          "small_export": ("test_core_quiet.py", "test_jobs_outfolder.py", "test_jobs_reverify.py",
+                           "test_workers_checks.py")}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items) -> None:
+    group_of = {name: group for group, names in GROUPS.items() for name in names}
+    for item in items:
+        if not item.get_closest_marker("xdist_group"):
+            item.add_marker(pytest.mark.xdist_group(group_of.get(item.path.name, item.path.stem)))
+
+
+def _load_run(out_dir: Path):
+    """A :class:`dnnkit.training.run.Run` read back from its complete run directory."""
+    import json
+
+    import dnnkit
+    from dnnkit.training.run import Run
+
+    info = json.loads((out_dir / "run.json").read_text())
+    return Run(out_dir=out_dir, spec=dnnkit.load_spec(out_dir / "spec.toml"),
+               model=dnnkit.load_model(out_dir / "model.keras"),
+               metrics=json.loads((out_dir / "metrics.json").read_text()),
+               history=json.loads((out_dir / "history.json").read_text()), strategy=info["strategy"],
+               replicas=info["replicas"], train_seconds=info["train_seconds"],
+               resumed_from_epoch=info["resumed_from_epoch"])
+
+
 @pytest.fixture(scope="session")
-def trained_runs(tmp_path_factory) -> dict:
-    """Each shipped spec trained once, for the whole session."""
+def trained_runs(tmp_path_factory, request) -> dict:
+    """Each shipped spec trained once, for the whole session (and for every xdist worker: the first to get the
+    lock trains, the others read the finished run directories)."""
     import dnnkit
 
-    base = tmp_path_factory.mktemp("runs")
-    return {name: dnnkit.train(MODELS / f"{name}.toml", base / name) for name in SPECS}
+    if not hasattr(request.config, "workerinput"):  # not an xdist worker
+        base = tmp_path_factory.mktemp("runs")
+        return {name: dnnkit.train(MODELS / f"{name}.toml", base / name) for name in SPECS}
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp().parent / "shared-runs"
+    with FileLock(str(base) + ".lock"):
+        if not (base / "complete").exists():
+            runs = {name: dnnkit.train(MODELS / f"{name}.toml", base / name) for name in SPECS}
+            (base / "complete").write_text("\n".join(SPECS))
+            return runs
+    return {name: _load_run(base / name) for name in SPECS}
 
 
 RECIPES = ROOT / "export"

@@ -134,3 +134,13 @@ def test_errors_from_a_real_process_have_no_traceback(case, tmp_path):
     lines = error_lines(result.stderr)
     assert result.returncode == 2
     assert len(lines) == 1 and fragment in lines[0] and "Traceback" not in result.stderr
+
+
+def test_main_leaves_no_progress_printer_behind(tmp_path, capsys):
+    # main() from Python (a notebook, a test) must not make later API calls print per-item lines
+    from dnnkit.child import items
+
+    before = items.PROGRESS
+    assert main(["generate", str(tmp_path), "--prompt", "1"]) == 2  # a command with per-item progress lines
+    assert items.PROGRESS is before
+    assert "holds no manifest.json" in capsys.readouterr().err

@@ -114,3 +114,25 @@ def test_the_examples_generate_with_the_gru_state_using_only_their_runtime(gru_l
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr[-2000:]
         assert run.stdout.strip().splitlines()[-1] == f"{prompt_text} -> {answer} (tokens {keras_tokens})"
+
+
+def test_verify_checks_the_step_files_again_and_fails_a_changed_one(gru_lm, tmp_path):
+    import shutil
+
+    out, _ = gru_lm
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    again = cli("verify", str(copy))
+    assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    manifest = json.loads((copy / "manifest.json").read_text())
+    assert manifest["status"] == "verified" and "verified_again" in manifest
+    assert all(e["status"] == "verified" and e["prompts"] >= 200 for e in manifest["generation"]["artifacts"].values())
+    path = copy / "artifacts" / "generation" / "decoder_step.onnx"
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    failed = cli("verify", str(copy))
+    assert failed.returncode == 1
+    entry = json.loads((copy / "manifest.json").read_text())["generation"]["artifacts"]["decoder_onnx_fp32"]
+    assert entry["status"] == "failed" and "changed since export" in entry["failures"][0]
+    assert "decoder_onnx_fp32" in failed.stdout

@@ -32,11 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     capture = ThirdPartyLog(enabled=hasattr(args, "verbose") and not args.verbose)
     end_on_sigterm()
     code, crash = 1, None
+    from dnnkit.child import items
+
+    progress = items.PROGRESS  # restored after the command: main() called from Python leaves no printer behind
     with capture:
         try:
             if hasattr(args, "verbose") and not getattr(args, "json", False):  # a line per item, with its time
-                from dnnkit.child import items
-
                 items.PROGRESS = items.print_progress
             if getattr(args, "custom_objects", None):
                 from dnnkit.sources.keras_file import use_custom_objects
@@ -56,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if os.environ.get("DNNKIT_DEBUG"):
                 raise
             crash = exc
+        finally:
+            items.PROGRESS = progress
     out = getattr(args, "out_folder", None)
     if crash is None:
         _keep_log(capture, out if code not in (2, 130, 143) else None)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dnnkit.core.heads import PAD_LABEL
 from dnnkit.errors import DataError, one_line
 from dnnkit.config.model import ModelConfig
 
@@ -65,8 +66,33 @@ def class_names(arrays: dict[str, np.ndarray], where: str, classes: int | None) 
     return [str(n) for n in names]
 
 
-def load_npz(path: Path) -> dict[str, np.ndarray]:
+def next_token_labels(arrays: dict[str, np.ndarray], where: str) -> dict[str, np.ndarray]:
+    """A language model's labels made from its token sequences where the file gives none: each step's label
+    is the next token; the last step, and a step whose next token is the padding id (``pad_id``, default 0),
+    are padding (-1). ``pad_id`` is removed from ``arrays``."""
+    pad = arrays.pop("pad_id", np.array(0))
+    if pad.ndim != 0 or pad.dtype.kind not in "iu":
+        raise DataError(f"{where}: pad_id: expected one integer token id, got dtype {pad.dtype} shape "
+                        f"{list(pad.shape)}")
+    for part in ("train", "val", "test"):
+        x = arrays.get(f"x_{part}")
+        if x is None or f"y_{part}" in arrays:
+            continue
+        if x.ndim != 2 or x.dtype.kind not in "iu":
+            raise DataError(f"{where}: x_{part}: a language model's token sequences, expected a 2-D integer array "
+                            f"(sequences, steps), got dtype {x.dtype} shape {list(x.shape)}")
+        y = np.full(x.shape, PAD_LABEL, np.int32)
+        y[:, :-1] = np.where(x[:, 1:] == int(pad), PAD_LABEL, x[:, 1:])
+        arrays[f"y_{part}"] = y
+    return arrays
+
+
+def load_npz(path: Path, derive_labels: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` data file, checked: ``x_train``/``y_train`` and optional val/test pairs (with
+    ``derive_labels``, a language model's: labels made from the token sequences where none are given)."""
     arrays = read_npz(path)
+    if derive_labels:
+        arrays = next_token_labels(arrays, str(path))
     for key in ("x_train", "y_train"):
         if key not in arrays:
             raise DataError(f"{path}: array {key!r} is missing; expected x_train and y_train "

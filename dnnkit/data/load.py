@@ -62,7 +62,7 @@ def load_data(spec: Spec, source: str | None = None) -> Dataset:
         elif not path.is_file():
             raise DataError(f"data.source: file not found: {src}")
         elif path.suffix.lower() == ".npz":
-            arrays = load_npz(path)
+            arrays = load_npz(path, derive_labels=model.head == "causal_lm")
             labels = class_names(arrays, str(path), model.num_classes if model.head in ("multiclass", *GENERATIVE_HEADS) else
                                  2 if model.head == "binary" else None)
         elif path.suffix.lower() == ".csv":

@@ -9,6 +9,7 @@ here, recomputing the whole prefix per token (:func:`dnnkit.builders.decoding.gr
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ import numpy as np
 from dnnkit.artifacts.files import file_digest
 from dnnkit.child.items import run_job
 from dnnkit.config.recipe import Recipe
+from dnnkit.core.fileio import write_text
 from dnnkit.core.generation import STEP_ARTIFACTS
 from dnnkit.data.dataset import Dataset
 
@@ -25,6 +27,8 @@ WORKER = "dnnkit.workers.generation"
 NAMES = tuple(STEP_ARTIFACTS)
 TIMEOUT_S = 900.0
 SAMPLES = 5  # prompts shown with their generations in the manifest and report.html
+TASK_FILE = "generation.json"  # OUT/reference/: the prompts and Keras's tokens, checked again by dnnkit verify
+TASK_KEYS = ("prompts", "reference", "answers", "capacity", "cache_shapes", "source_steps")
 EOS_NAMES = ("<eos>", "</s>", "<|endoftext|>", "<end>")
 HUB_NEW_TOKENS = 8  # tokens generated per prompt for a keras-hub causal LM (no task says how many)
 
@@ -91,6 +95,7 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
             "cache_shapes": {n: list(shape) for n, shape in decoder.state_shapes(1).items()},
             "source_steps": source_steps,
             "min_agreement": recipe.verify.min_agreement, "max_degradation": recipe.verify.max_degradation}
+    write_text(out / "reference" / TASK_FILE, json.dumps({k: item[k] for k in TASK_KEYS}))  # for dnnkit verify
     if verbose:
         print(f"generation: {len(NAMES)} step artifacts, {len(prompts)} held-out prompts ...", flush=True)
     result = run_job(WORKER, ["generation"], {"generation": TIMEOUT_S}, lambda name: {**item, "name": name},
@@ -129,6 +134,51 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
             "keras_exact_match": keras_exact, "sample": [{"prompt": p, "keras": r} for p, r in
                                                          zip(prompts[:SAMPLES], reference[:SAMPLES])],
             "artifacts": artifacts}
+
+
+def recheck_generation(out: Path, section: dict[str, Any], verify: Any) -> dict[str, Any]:
+    """Every step artifact of an export folder checked again in its runtime on the prompts and Keras tokens
+    recorded at export (``OUT/reference/generation.json``), judged by ``verify``'s limits; a file changed since
+    its check, or gone, fails. Returns the section with fresh figures and statuses (files stay where they are)."""
+    section = json.loads(json.dumps(section))
+    artifacts = section.get("artifacts") or {}
+    task_path = out / "reference" / TASK_FILE
+    check: dict[str, Any] = {}
+    for name, entry in artifacts.items():
+        if not entry.get("path"):
+            continue  # never written: it stays failed
+        why = _changed(out, entry) if task_path.exists() else f"{task_path.relative_to(out)} is missing"
+        if why:
+            entry.update(status="failed", verdict="fail", failures=[why])
+        else:
+            check[name] = {"format": entry["format"], "precision": entry["precision"], "path": str(out / entry["path"]),
+                           **({"encoder_path": str(out / entry["encoder_path"])} if entry.get("encoder_path") else {})}
+    if check:
+        item = {**json.loads(task_path.read_text()), "check": check, "min_agreement": verify.min_agreement,
+                "max_degradation": verify.max_degradation}
+        result = run_job(WORKER, ["generation"], {"generation": TIMEOUT_S}, lambda name: {**item, "name": name},
+                         log_path=out / "logs" / "verify.log", action="generation", process="generation process")
+        settled = result["generation"]
+        for name in check:
+            fresh = dict(settled["info"].get(name) or {}) if settled["status"] == "done" else {}
+            fresh = fresh or {"verdict": "fail", "failures": [settled.get("reason") or "not checked"]}
+            fresh.pop("path", None)
+            fresh.pop("encoder_path", None)
+            artifacts[name].update(fresh, status="verified" if fresh["verdict"] == "pass" else "failed")
+    return section
+
+
+def _changed(out: Path, entry: dict[str, Any]) -> str | None:
+    """Why a step file cannot be checked again as the one exported (gone, or its sha256 differs), or ``None``."""
+    for key, digest in (("path", "sha256"), ("encoder_path", "encoder_sha256")):
+        if not entry.get(key):
+            continue
+        path = out / entry[key]
+        if not path.exists():
+            return f"{entry[key]} is gone"
+        if entry.get(digest) and file_digest(path)[0] != entry[digest]:
+            return f"{entry[key]} changed since export (sha256 differs from the manifest's)"
+    return None
 
 
 def end_token(vocabulary: list[str] | None) -> int | None:

@@ -18,6 +18,7 @@ from typing import Any
 from dnnkit.artifacts.files import file_digest
 from dnnkit.errors import ModelLoadError, one_line
 from dnnkit.handoff.layouts import reverify_packages
+from dnnkit.jobs.generation import recheck_generation
 from dnnkit.jobs.finish import finish
 from dnnkit.jobs.outfolder import updated_output
 from dnnkit.jobs.reference import has_fp16, reference
@@ -93,6 +94,8 @@ def _verify_dir(out: Path, criteria: Recipe | None, *, unsafe: bool = False) -> 
         entry["sha256"] = expected  # the manifest keeps the digest recorded at export
         entry["options"] = by_name[entry["name"]].to_dict()  # the tolerances it was judged with
     reverify_packages(manifest, out, ref, recipe)
+    if (manifest.get("generation") or {}).get("artifacts"):  # a generative model's step files, token for token
+        manifest["generation"] = recheck_generation(out, manifest["generation"], recipe.verify)
     opt = manifest.get("optimize") or {}
     for folder in opt.get("folders") or {}:  # dnnkit optimize: chosen artifacts of the compressed model
         opt["folders"][folder] = _verify_dir(out / folder, criteria, unsafe=unsafe)["status"]

@@ -1,7 +1,7 @@
 """The generation child process: ``python -m dnnkit.workers.generation``.
 
-One item: a causal_lm model file, the folder for its generation artifacts, the held-out prompts with the
-tokens Keras generated and the task's answers. It writes every generation artifact
+One item: a causal_lm or seq2seq model file, the folder for its generation artifacts, the held-out prompts with
+the tokens Keras generated and the task's answers (or, for ``dnnkit verify``, the files to check again). It writes every generation artifact
 (:func:`dnnkit.formats.generation.export_decoders`) and checks each in its runtime
 (:func:`dnnkit.verification.generation.check_generation`); a converter or runtime that crashes or hangs takes
 this process down, not the job (:mod:`dnnkit.child`).
@@ -34,10 +34,14 @@ def warm() -> None:
 
 
 def work(item: dict[str, Any]) -> dict[str, Any]:
-    """Write and check the generation artifacts of one model; returns ``{name: result}``."""
-    model = load_reference_model(item["model"], unsafe=bool(item.get("unsafe")))
-    written = export_decoders(model, item["folder"], tuple(item["names"]), opset=int(item.get("opset", 17)),
-                              capacity=item.get("capacity"))
+    """Write and check the generation artifacts of one model (or, with ``check``, check the files it names
+    again); returns ``{name: result}``."""
+    if "check" in item:
+        written = item["check"]
+    else:
+        model = load_reference_model(item["model"], unsafe=bool(item.get("unsafe")))
+        written = export_decoders(model, item["folder"], tuple(item["names"]), opset=int(item.get("opset", 17)),
+                                  capacity=item.get("capacity"))
     results: dict[str, Any] = {}
     for name, made in written.items():
         if "error" in made:
