@@ -29,11 +29,14 @@ def test_every_step_artifact_of_a_gru_lm_generates_keras_tokens(gru_lm):
     gen = manifest["generation"]
     assert gen["prompts"] >= 200 and gen["keras_exact_match"] >= 0.9 and gen["state"] == {"h_0": [1, 128]}
     assert gen["vocabulary"][gen["eos"]] == "<eos>" and set(gen["artifacts"]) == set(STEP_ARTIFACTS)
+    assert gen["keras_step_same_as_full"] == 1.0  # in Keras, stepping with the state = recomputing the prefix
     for name, entry in gen["artifacts"].items():
         assert entry["status"] == "verified", (name, entry.get("failures"))
         assert (out / entry["path"]).exists() and len(entry["sha256"]) == 64
         if entry["precision"] == "fp32":
             assert entry["same_as_keras"] == 1.0  # every token of every held-out prompt
+            parity = entry["signature_parity"]  # prefill and decode logits against the Keras step's
+            assert parity["verdict"] == "pass" and parity["max_diff"] <= parity["limit"] and parity["prompts"] == 8
         else:  # judged against Keras at 95 % confidence (agreement and exact-match drop)
             assert entry["same_as_keras"] >= 0.9 and entry["agreement"]["verdict"] == "pass"
         assert not {"WHILE", "Loop", "Scan"} & set(entry["ops"]) and not entry["flex_ops"]

@@ -28,11 +28,11 @@ def test_addition_generates_keras_tokens_through_every_step_artifact(addition):
     gen = manifest["generation"]
     assert gen["keras_exact_match"] >= 0.9 and gen["prompts"] >= 200 and gen["source_steps"] == 5
     assert gen["vocabulary"][gen["decoder_start"]] == "<bos>" and gen["vocabulary"][gen["eos"]] == "<eos>"
-    assert set(gen["artifacts"]) == set(STEP_ARTIFACTS)
+    assert set(gen["artifacts"]) == set(STEP_ARTIFACTS) and gen["keras_step_same_as_full"] == 1.0
     for name, entry in gen["artifacts"].items():
         assert entry["status"] == "verified", (name, entry.get("failures"))
         if entry["precision"] == "fp32":
-            assert entry["same_as_keras"] == 1.0
+            assert entry["same_as_keras"] == 1.0 and entry["signature_parity"]["verdict"] == "pass"
         if entry["format"] == "onnx":  # the encoder beside the decoder's step, both recorded
             assert entry["encoder_path"].endswith(".onnx") and (out / entry["encoder_path"]).exists()
             assert len(entry["encoder_sha256"]) == 64

@@ -24,7 +24,27 @@ from dnnkit.builders.rnn_step import RecurrentDecoder
 from dnnkit.builders.seq2seq_step import Seq2SeqStep, is_seq2seq
 
 __all__ = ["CachedDecoder", "HubDecoder", "RecurrentDecoder", "Seq2SeqStep", "cache_names", "greedy_full",
-           "hub_refusal", "is_hub_causal_lm", "step_model"]
+           "hub_refusal", "is_hub_causal_lm", "numpy_step", "start_of", "step_model"]
+
+
+def numpy_step(decoder: Any) -> Any:
+    """``decoder`` (a step model) as a :data:`dnnkit.core.generation.Step` on NumPy arrays; the state it
+    returns keeps what it was given and did not change (``encoder_hidden_states``)."""
+    def step(tokens: np.ndarray, pos: np.ndarray, state: dict[str, np.ndarray]) -> tuple:
+        out = {k: ops.convert_to_numpy(v) for k, v in decoder({"tokens": tokens, "input_pos": pos, **state}).items()}
+        return out.pop("logits"), {**state, **out}
+    return step
+
+
+def start_of(decoder: Any, prompt: list[int]) -> tuple[dict[str, np.ndarray], list[int]]:
+    """The state a Keras step model starts ``prompt`` from and the tokens it prefills (an encoder-decoder's
+    source steps encoded first)."""
+    state = decoder.empty_cache(1)
+    steps = int(getattr(decoder, "source_steps", 0))
+    if not steps:
+        return state, prompt
+    encoded = decoder.encode(np.array([prompt[:steps]], np.int32))
+    return {**state, **{k: ops.convert_to_numpy(v) for k, v in encoded.items()}}, prompt[steps:]
 
 
 def step_model(model: Any, capacity: int | None = None) -> Any:

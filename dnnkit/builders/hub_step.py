@@ -17,7 +17,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dnnkit.builders.kv_cache import attend_cached
+from dnnkit.builders.kv_cache import attend_cached, slots
 
 
 def hub_refusal(model: Any) -> str | None:
@@ -86,12 +86,10 @@ class HubDecoder(keras.Model):
         backbone = self.backbone
         tokens = ops.cast(inputs["tokens"], "int32")
         pos = ops.cast(inputs["input_pos"], "int32")
-        slots = ops.arange(self.capacity, dtype="int32")
-        onehot = ops.cast(ops.equal(pos[..., None], slots), "float32")
-        allowed = ops.less_equal(slots[None, None, :], pos[..., None])
+        onehot, allowed = slots(pos, self.capacity)
         x = backbone.token_embedding(tokens)
         table = backbone.position_embedding.position_embeddings[:self.capacity]
-        at = ops.cast(ops.equal(ops.maximum(pos, 0)[..., None], slots), x.dtype)  # a padded slot reads row 0
+        at = ops.cast(slots(ops.maximum(pos, 0), self.capacity)[0], x.dtype)  # a padded slot reads row 0
         x = x + ops.einsum("blc,cd->bld", at, ops.cast(table, x.dtype))
         out: dict[str, Any] = {}
         for i, layer in enumerate(self.layers_):

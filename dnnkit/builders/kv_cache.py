@@ -40,6 +40,14 @@ def attend_cached(mha: Any, h: Any, onehot: Any, allowed: Any, cache_k: Any, cac
     return mha._output_dense(out), cache_k, cache_v
 
 
+def slots(pos: Any, capacity: int) -> tuple[Any, Any]:
+    """Where each token at ``pos`` (B, L) writes, one-hot over the cache's slots (B, L, C), and which slots its
+    query may read (B, L, C): those at or before its position (none for a padded slot, position -1)."""
+    slot = ops.arange(capacity, dtype="int32")
+    onehot = ops.cast(ops.equal(pos[..., None], slot), "float32")
+    return onehot, ops.less_equal(slot[None, None, :], pos[..., None])
+
+
 def post_layers(model: Any) -> list[Any]:
     """The layers after the last block or recurrent layer, in order: the spec's dense stack and the logits
     (dropout left out: identity at inference)."""
@@ -97,8 +105,7 @@ class CachedDecoder(keras.Model):
         if self.learned_positions:
             # A padded slot (position -1) reads row 0: its output is never used, and the converters turn this
             # one-hot product into an embedding lookup, which an index outside the table would break.
-            slots = ops.arange(self.capacity, dtype="int32")
-            onehot = ops.cast(ops.equal(ops.maximum(pos, 0)[..., None], slots), x.dtype)
+            onehot = ops.cast(slots(ops.maximum(pos, 0), self.capacity)[0], x.dtype)
             table = self.layer_map["position_embedding"].embeddings
             return x + ops.einsum("blc,cd->bld", onehot, ops.cast(table, x.dtype))
         dim = x.shape[-1]
@@ -119,9 +126,7 @@ class CachedDecoder(keras.Model):
         layers = self.layer_map
         tokens = ops.cast(inputs["tokens"], "int32")
         pos = ops.cast(inputs["input_pos"], "int32")
-        slots = ops.arange(self.capacity, dtype="int32")
-        onehot = ops.cast(ops.equal(pos[..., None], slots), "float32")  # (B, L, C)
-        allowed = ops.less_equal(slots[None, None, :], pos[..., None])  # (B, L, C)
+        onehot, allowed = slots(pos, self.capacity)
         x = self._positions(layers["token_embedding"](tokens), pos)
         out: dict[str, Any] = {}
         for i in range(self.blocks):

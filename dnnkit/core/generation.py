@@ -62,6 +62,34 @@ def state_name(onnx: str) -> str:
     return {"input_ids": "tokens", "position_ids": "input_pos"}.get(onnx, onnx)
 
 
+def prefill(step: Step, caches: dict[str, np.ndarray], prompt: list[int], prefill_len: int | None = None
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The prompt through the step: in one call right-padded to ``prefill_len`` (default its own length; a padded
+    slot's position is -1), or token by token where the step takes one (``prefill_len`` 1). Returns the logits
+    after its last token and the state."""
+    n = len(prompt)
+    if prefill_len == 1:
+        for pos, token in enumerate(prompt):
+            logits, caches = step(np.array([[token]], np.int32), np.array([[pos]], np.int32), caches)
+        return logits[0, 0], caches
+    width = prefill_len or n
+    tokens = np.zeros((1, width), np.int32)
+    tokens[0, :n] = prompt
+    positions = np.where(np.arange(width) < n, np.arange(width), PAD_POS).astype(np.int32)[None, :]
+    logits, caches = step(tokens, positions, caches)
+    return logits[0, n - 1], caches
+
+
+def first_logits(step: Step, caches: dict[str, np.ndarray], prompt: list[int], prefill_len: int | None = None
+                 ) -> np.ndarray:
+    """What the prefill and the first decode call answer: the logits after the prompt's last token and after the
+    greedy token that follows it, (2, vocab): a step artifact's signatures compared with the Keras step's."""
+    n = len(prompt)
+    last, caches = prefill(step, caches, prompt, prefill_len)
+    after, _ = step(np.array([[int(np.argmax(last))]], np.int32), np.array([[n]], np.int32), caches)
+    return np.stack([last, after[0, 0]]).astype(np.float32)
+
+
 def greedy(step: Step, caches: dict[str, np.ndarray], prompt: list[int], capacity: int, max_new: int,
            eos: int | None = None, prefill_len: int | None = None) -> list[int]:
     """Greedy tokens after ``prompt``: the prompt prefilled (in one call right-padded to ``prefill_len``,
@@ -81,17 +109,7 @@ def greedy(step: Step, caches: dict[str, np.ndarray], prompt: list[int], capacit
         The generated token ids.
     """
     n = len(prompt)
-    if prefill_len == 1:
-        for pos, token in enumerate(prompt):
-            logits, caches = step(np.array([[token]], np.int32), np.array([[pos]], np.int32), caches)
-        last = logits[0, 0]
-    else:
-        width = prefill_len or n
-        tokens = np.zeros((1, width), np.int32)
-        tokens[0, :n] = prompt
-        positions = np.where(np.arange(width) < n, np.arange(width), PAD_POS).astype(np.int32)[None, :]
-        logits, caches = step(tokens, positions, caches)
-        last = logits[0, n - 1]
+    last, caches = prefill(step, caches, prompt, prefill_len)
     token = int(np.argmax(last))
     new, pos = [token], n
     while token != eos and len(new) < max_new and pos < capacity:

@@ -20,7 +20,7 @@ from dnnkit.artifacts.files import file_digest
 from dnnkit.child.items import run_job
 from dnnkit.config.recipe import Recipe
 from dnnkit.core.fileio import write_text
-from dnnkit.core.generation import STEP_ARTIFACTS
+from dnnkit.core.generation import STEP_ARTIFACTS, first_logits, greedy
 from dnnkit.data.dataset import Dataset
 
 WORKER = "dnnkit.workers.generation"
@@ -28,7 +28,10 @@ NAMES = tuple(STEP_ARTIFACTS)
 TIMEOUT_S = 900.0
 SAMPLES = 5  # prompts shown with their generations in the manifest and report.html
 TASK_FILE = "generation.json"  # OUT/reference/: the prompts and Keras's tokens, checked again by dnnkit verify
-TASK_KEYS = ("prompts", "reference", "answers", "capacity", "cache_shapes", "source_steps")
+TASK_KEYS = ("prompts", "reference", "answers", "capacity", "cache_shapes", "source_steps", "probe_prompts",
+             "probe_logits")
+KERAS_CHECKED = 20  # prompts the Keras step model generates, against recomputing the whole prefix
+PROBES = 8  # prompts whose prefill and first decode logits each signature is compared on
 EOS_NAMES = ("<eos>", "</s>", "<|endoftext|>", "<end>")
 HUB_NEW_TOKENS = 8  # tokens generated per prompt for a keras-hub causal LM (no task says how many)
 
@@ -72,7 +75,7 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
         recipe: the export recipe (its ``[verify]`` limits judge the quantized artifacts).
         verbose: print a progress line.
     """
-    from dnnkit.builders.decoding import greedy_full, hub_refusal, step_model
+    from dnnkit.builders.decoding import greedy_full, hub_refusal, numpy_step, start_of, step_model
 
     hub = isinstance(dataset.x_test, dict)  # a keras-hub causal LM: token_ids and padding_mask, no labels
     if hub and hub_refusal(model) is not None:
@@ -88,12 +91,21 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
         prompts, answers = prompts_of(dataset, source_steps)
         reference = greedy_full(model, prompts, [len(a) for a in answers])
         keras_exact = float(np.mean([r == a for r, a in zip(reference, answers)])) if answers else 0.0
+    # (a) in Keras, the step model (the cache or state carried) gives the tokens recomputing the prefix gives
+    step = numpy_step(decoder)
+    checked = [(p, r) for p, r in zip(prompts, reference)][:KERAS_CHECKED]
+    keras_step_same = float(np.mean([greedy(step, *start_of(decoder, p), decoder.capacity, len(r),
+                                            prefill_len=None) == r for p, r in checked])) if checked else 1.0
+    # (b) what each signature answers, against the Keras step's logits (the float criteria judge fp32 files)
+    probes = [p for p in prompts if len(start_of(decoder, p)[1]) < decoder.capacity][:PROBES]
+    probe_logits = [first_logits(step, *start_of(decoder, p)).tolist() for p in probes]
     staging = out / "logs" / "generation-staging"
     shutil.rmtree(staging, ignore_errors=True)
     item = {"model": str(model_path), "folder": str(staging), "names": list(NAMES), "prompts": prompts,
             "reference": reference, "answers": answers, "capacity": decoder.capacity,
             "cache_shapes": {n: list(shape) for n, shape in decoder.state_shapes(1).items()},
-            "source_steps": source_steps,
+            "source_steps": source_steps, "probe_prompts": probes, "probe_logits": probe_logits,
+            "atol": recipe.verify.atol_fp32, "rtol": recipe.verify.rtol_fp32,
             "min_agreement": recipe.verify.min_agreement, "max_degradation": recipe.verify.max_degradation}
     write_text(out / "reference" / TASK_FILE, json.dumps({k: item[k] for k in TASK_KEYS}))  # for dnnkit verify
     if verbose:
@@ -107,6 +119,10 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
         if not entry:
             entry = {"verdict": "fail", "failures": [settled.get("reason") or "not written"]}
         entry["format"], entry["precision"], _ = STEP_ARTIFACTS[name]
+        if keras_step_same < 1.0:  # the step itself is wrong: no file made from it can be trusted
+            entry["verdict"] = "fail"
+            entry["failures"] = [*entry.get("failures", []), f"the Keras step model gives the recomputed tokens for "
+                                 f"{keras_step_same:.4f} of {len(checked)} prompts, expected all"]
         entry["status"] = "verified" if entry["verdict"] == "pass" else "failed"
         for key in ("path", "encoder_path"):  # an encoder-decoder's ONNX encoder goes with its step file
             source = Path(entry.pop(key)) if entry.get(key) else None
@@ -131,7 +147,7 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
             "cache": ("fixed capacity, written at input_pos" if decoder.token_axis is None
                       else "recurrent state, carried from step to step"),
             "vocabulary": vocabulary, "eos": end_token(vocabulary),
-            "keras_exact_match": keras_exact, "sample": [{"prompt": p, "keras": r} for p, r in
+            "keras_step_same_as_full": keras_step_same, "keras_exact_match": keras_exact, "sample": [{"prompt": p, "keras": r} for p, r in
                                                          zip(prompts[:SAMPLES], reference[:SAMPLES])],
             "artifacts": artifacts}
 
@@ -155,7 +171,7 @@ def recheck_generation(out: Path, section: dict[str, Any], verify: Any) -> dict[
                            **({"encoder_path": str(out / entry["encoder_path"])} if entry.get("encoder_path") else {})}
     if check:
         item = {**json.loads(task_path.read_text()), "check": check, "min_agreement": verify.min_agreement,
-                "max_degradation": verify.max_degradation}
+                "max_degradation": verify.max_degradation, "atol": verify.atol_fp32, "rtol": verify.rtol_fp32}
         result = run_job(WORKER, ["generation"], {"generation": TIMEOUT_S}, lambda name: {**item, "name": name},
                          log_path=out / "logs" / "verify.log", action="generation", process="generation process")
         settled = result["generation"]

@@ -16,7 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dnnkit.core.generation import Step, greedy, onnx_name, state_name
+from dnnkit.core.generation import Step, first_logits, greedy, onnx_name, state_name
 from dnnkit.verification.criteria import FAIL, PASS, agreement_check, degradation_check
 
 
@@ -118,6 +118,24 @@ def start_state(runner: Runner, empty: dict[str, np.ndarray], prompt: list[int],
     return {**empty, **{k: np.asarray(v) for k, v in encoded.items()}}, prompt[source_steps:]
 
 
+def signature_parity(runner: Runner, empty: dict[str, np.ndarray], task: dict[str, Any]) -> dict[str, Any] | None:
+    """The logits the artifact's prefill (and encode) and first decode give on the probe prompts, against the
+    Keras step's (``task["probe_logits"]``): the largest difference and the float limit ``atol + rtol x
+    max|logit|``. ``None`` where the task has no probes."""
+    probes, want = task.get("probe_prompts") or [], task.get("probe_logits") or []
+    if not probes:
+        return None
+    source_steps = int(task.get("source_steps") or 0)
+    worst, scale = 0.0, 0.0
+    for prompt, ref in zip(probes, want):
+        state, decoder_prompt = start_state(runner, empty, prompt, source_steps)
+        got = first_logits(runner.step, state, decoder_prompt, runner.width)
+        ref = np.asarray(ref, np.float32)
+        worst, scale = max(worst, float(np.abs(got - ref).max())), max(scale, float(np.abs(ref).max()))
+    limit = float(task.get("atol", 1e-4)) + float(task.get("rtol", 1e-4)) * scale
+    return {"prompts": len(probes), "max_diff": worst, "limit": limit, "verdict": PASS if worst <= limit else FAIL}
+
+
 def check_generation(made: dict[str, Any], task: dict[str, Any]) -> dict[str, Any]:
     """Decode every prompt through the step artifact ``made`` and judge it against Keras's tokens.
 
@@ -144,6 +162,9 @@ def check_generation(made: dict[str, Any], task: dict[str, Any]) -> dict[str, An
         generated.append(greedy(runner.step, state, decoder_prompt, task["capacity"], max_new=len(ref),
                                 prefill_len=runner.width))
     seconds = time.perf_counter() - begin
+    parity = signature_parity(runner, empty, task)
+    if parity and precision != "fp32":  # recorded; a reduced-precision file is judged by its tokens
+        parity = {k: v for k, v in parity.items() if k not in ("limit", "verdict")}
     tokens = sum(len(g) for g in generated)
     same = np.array([g == r for g, r in zip(generated, reference)])
     scored = answers is not None  # a model brought without a task (a keras-hub LM) is judged against Keras alone
@@ -155,7 +176,8 @@ def check_generation(made: dict[str, Any], task: dict[str, Any]) -> dict[str, An
         "keras_exact_match": float(ref_right.mean()) if scored else None,
         "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else None, "ops": ops,
         "flex_ops": [o for o in ops if o.startswith("Flex")], "failures": [],
-        "samples": [{"prompt": p, "generated": g} for p, g in zip(prompts[:SAMPLES], generated[:SAMPLES])]}
+        "samples": [{"prompt": p, "generated": g} for p, g in zip(prompts[:SAMPLES], generated[:SAMPLES])],
+        **({"signature_parity": parity} if parity else {})}
     mismatch = next((i for i, s in enumerate(same) if not s), None)
     if mismatch is not None:
         result["first_mismatch"] = {"prompt": prompts[mismatch], "keras": reference[mismatch],
@@ -164,6 +186,9 @@ def check_generation(made: dict[str, Any], task: dict[str, Any]) -> dict[str, An
     if result["flex_ops"] or loops:
         result["failures"].append(f"ops outside the builtin set or a loop in the graph: {result['flex_ops'] + loops}")
     if precision == "fp32":
+        if parity and parity["verdict"] != PASS:
+            result["failures"].append(f"prefill/decode logits differ from the Keras step's by {parity['max_diff']:.3g} "
+                                      f"(limit {parity['limit']:.3g}) on {parity['prompts']} prompts")
         if mismatch is not None:
             result["failures"].append(f"{int((~same).sum())} of {len(same)} sequences differ from Keras's (a float "
                                       f"artifact must match every token), first at prompt {prompts[mismatch]}")
