@@ -1,12 +1,12 @@
-"""A keras-hub GPT-2 causal LM run step by step with dnnkit's fixed-capacity cache computes what keras-hub computes:
-the same logits as the whole model, the same greedy tokens as keras-hub's own jit-compiled generate(); a backbone
-with rotary positions is refused with that reason."""
+"""keras-hub causal LMs run step by step with dnnkit's fixed-capacity cache compute what keras-hub computes: GPT-2
+(learned positions) the same logits as the whole model, GPT-2, Llama (grouped key/value heads) and Mistral the same
+greedy tokens as keras-hub's own jit-compiled generate(); a backbone dnnkit cannot step is refused with the reason."""
 
 import keras
 import numpy as np
 import pytest
 
-from dnnkit.builders.decoding import HubDecoder, greedy_full, hub_refusal, step_model
+from dnnkit.builders.decoding import HubDecoder, greedy_full, hub_refusal, numpy_step, step_model
 from dnnkit.core.generation import greedy
 
 keras_hub = pytest.importorskip("keras_hub")  # in the test extra; `make test` installs it
@@ -52,12 +52,37 @@ def test_the_cached_step_gives_keras_hubs_logits_and_its_generate_tokens():
         assert got == want
 
 
-def test_rotary_backbones_are_refused_with_the_reason():
+@pytest.mark.parametrize("family", ["llama_grouped", "llama", "mistral"])
+def test_rotary_backbones_step_with_grouped_key_value_heads_as_keras_hub_generates(family):
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.LlamaBackbone(vocabulary_size=50, num_layers=1, num_query_heads=2,
-                                              num_key_value_heads=1, hidden_dim=16, intermediate_dim=32)
-    llama = keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
-    assert "no learned position embedding (rotary positions are not supported yet)" in hub_refusal(llama)
-    with pytest.raises(ValueError, match="LlamaCausalLM: its backbone has no learned position embedding"):
-        HubDecoder(llama)
+    common = dict(vocabulary_size=50, num_layers=2, num_query_heads=2, hidden_dim=16, intermediate_dim=32,
+                  num_key_value_heads=1 if family == "llama_grouped" else 2)
+    if family == "mistral":  # a window longer than the cache: full causal attention within it
+        model = keras_hub.models.MistralCausalLM(keras_hub.models.MistralBackbone(**common, sliding_window=64),
+                                                 preprocessor=None)
+    else:
+        model = keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**common), preprocessor=None)
+    decoder = step_model(model, capacity=16)
+    assert decoder.kind == "rotary" and decoder.state_shapes(1)["kv_cache_k_0"] == (
+        1, 1 if family == "llama_grouped" else 2, 16, 8)  # the cache keeps the key/value heads
+    model.compile(sampler="greedy")
+    padded = np.zeros((1, 16), np.int32)
+    padded[0, :3] = [3, 4, 5]
+    hub = model.generate({"token_ids": padded, "padding_mask": padded > 0}, stop_token_ids=None)
+    want = [int(t) for t in hub["token_ids"][0, 3:]]
+    assert greedy(numpy_step(decoder), decoder.empty_cache(1), [3, 4, 5], 16, max_new=len(want),
+                  prefill_len=16) == want
+    if family == "mistral":
+        with pytest.raises(ValueError, match=r"sliding attention window \(64\) is shorter than the cache's capacity"):
+            step_model(model, capacity=128)
+
+
+def test_other_backbones_are_refused_with_the_reason():
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GemmaBackbone(vocabulary_size=50, num_layers=1, num_query_heads=2,
+                                              num_key_value_heads=1, hidden_dim=16, intermediate_dim=32, head_dim=8)
+    gemma = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+    assert "GemmaCausalLM: its decoder layers have no self-attention layer dnnkit knows" in hub_refusal(gemma)
+    with pytest.raises(ValueError, match="GemmaCausalLM"):
+        HubDecoder(gemma)
     assert "not a keras-hub CausalLM" in hub_refusal(gpt2().backbone)

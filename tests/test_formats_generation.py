@@ -37,3 +37,26 @@ def test_a_transformer_seq2seq_generates_keras_tokens_through_every_fp32_step_fi
         assert result["same_as_keras"] == 1.0 and result["prompts"] == 24
         assert not result["flex_ops"] and not {"WHILE", "Loop", "Scan"} & set(result["ops"])
     assert set(names) <= set(STEP_ARTIFACTS)
+
+
+def test_a_keras_hub_llama_steps_through_every_fp32_file_as_keras_does(tmp_path):
+    keras_hub = pytest.importorskip("keras_hub")
+    from dnnkit.builders.decoding import step_model
+
+    keras.utils.set_random_seed(1)
+    backbone = keras_hub.models.LlamaBackbone(vocabulary_size=40, num_layers=2, num_query_heads=4,
+                                              num_key_value_heads=2, hidden_dim=32, intermediate_dim=64)
+    model = keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
+    rng = np.random.default_rng(0)
+    prompts = [[int(t) for t in rng.integers(1, 40, int(n))] for n in rng.integers(2, 8, 16)]
+    reference = greedy_full(model, prompts, 6, steps=16)
+    names = ("decoder_tflite_fp32", "decoder_onnx_fp32")
+    made = export_decoders(model, tmp_path, names, capacity=16)
+    shapes = {k: list(v) for k, v in step_model(model, 16).state_shapes(1).items()}
+    assert shapes["kv_cache_k_0"] == [1, 2, 16, 8]  # the two key/value heads, not the four query heads
+    task = {"prompts": prompts, "reference": reference, "answers": None, "capacity": 16, "cache_shapes": shapes,
+            "min_agreement": 0.9, "max_degradation": 0.01}
+    for name in names:
+        result = check_generation(made[name], task)
+        assert result["verdict"] == "pass" and result["same_as_keras"] == 1.0, (name, result["failures"])
+        assert not result["flex_ops"] and not {"WHILE", "Loop", "Scan"} & set(result["ops"])

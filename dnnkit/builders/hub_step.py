@@ -1,12 +1,16 @@
-"""A KV-cached step of a keras-hub causal LM a user brings (GPT-2-style: a ``CausalLM`` whose backbone has a token
-embedding, a learned position embedding, pre-norm ``TransformerDecoder`` layers and a final LayerNorm): the same
-layers as the trained model, with the fixed-capacity one-hot cache of :mod:`dnnkit.builders.kv_cache` in place of
-keras-hub's ``call_with_cache`` (whose ``slice_update`` becomes ``XlaDynamicUpdateSlice``, which neither tf2onnx
-nor a builtin-only TFLite file can hold).
+"""A KV-cached step of a keras-hub causal LM a user brings: the same layers as the trained model, with the
+fixed-capacity one-hot cache of :mod:`dnnkit.builders.kv_cache` in place of keras-hub's ``call_with_cache`` (whose
+``slice_update`` becomes ``XlaDynamicUpdateSlice``, which neither tf2onnx nor a builtin-only TFLite file can hold).
 
-The model is read by its parts (no keras-hub import): ``model.backbone.token_embedding`` (its ``reverse`` call
-gives the logits), ``position_embedding.position_embeddings``, ``transformer_layers`` and ``layer_norm``. Rotary
-positions (Llama, Gemma, Mistral backbones have no position embedding) are refused with that reason.
+Two families, read by their parts (no keras-hub import): ``model.backbone.token_embedding`` (its ``reverse`` call
+gives the logits), ``transformer_layers`` and ``layer_norm``, and
+
+- GPT-2-style (``learned``): a ``position_embedding`` table and pre-norm ``TransformerDecoder`` layers;
+- Llama-style (``rotary``: Llama, Llama 3, Mistral whose sliding window is no shorter than the cache): rotary
+  positions applied to queries and keys at each token's position, grouped key/value heads (the cache keeps the
+  key/value heads, repeated for the queries), RMS norms, a gated (SiLU) feed-forward.
+
+Others (Gemma's scaled embeddings and soft-capping, encoder-decoders) are refused with the reason.
 """
 
 from __future__ import annotations
@@ -17,23 +21,37 @@ import keras
 import numpy as np
 from keras import ops
 
-from dnnkit.builders.kv_cache import attend_cached, slots
+from dnnkit.builders.kv_cache import NEG, attend_cached, slots
+
+
+ROTARY_PARTS = ("_self_attention_layernorm", "_feedforward_layernorm", "_feedforward_gate_dense",
+                "_feedforward_intermediate_dense", "_feedforward_output_dense", "activation")
+
+
+def hub_kind(model: Any) -> tuple[str | None, str | None]:
+    """``("learned" | "rotary", None)`` for a keras-hub causal LM this step can run, else ``(None, why not)``."""
+    backbone = getattr(model, "backbone", None)
+    name = type(model).__name__
+    if backbone is None or not hasattr(backbone, "transformer_layers") or not hasattr(model, "call_with_cache"):
+        return None, "not a keras-hub CausalLM (a task with a backbone and call_with_cache)"
+    if not hasattr(backbone, "token_embedding") or not hasattr(backbone, "layer_norm"):
+        return None, f"{name}: its backbone has no token_embedding and layer_norm as GPT-2's and Llama's do"
+    layer = backbone.transformer_layers[0]
+    attention = getattr(layer, "_self_attention_layer", None)
+    if attention is None:
+        return None, f"{name}: its decoder layers have no self-attention layer dnnkit knows"
+    if hasattr(backbone, "position_embedding"):
+        if not getattr(layer, "normalize_first", False) or getattr(layer, "_cross_attention_layer", None) is not None:
+            return None, f"{name}: its decoder layers are not pre-norm keras-hub TransformerDecoders without cross-attention"
+        return "learned", None
+    if hasattr(attention, "rotary_embedding_layer") and all(hasattr(layer, p) for p in ROTARY_PARTS):
+        return "rotary", None
+    return None, f"{name}: neither a learned position embedding (GPT-2) nor Llama-style rotary decoder layers"
 
 
 def hub_refusal(model: Any) -> str | None:
     """Why ``model`` is not a keras-hub causal LM this step can run (``None`` if it is one)."""
-    backbone = getattr(model, "backbone", None)
-    if backbone is None or not hasattr(backbone, "transformer_layers") or not hasattr(model, "call_with_cache"):
-        return "not a keras-hub CausalLM (a task with a backbone and call_with_cache)"
-    if not hasattr(backbone, "position_embedding") or not hasattr(backbone, "token_embedding"):
-        return (f"{type(model).__name__}: its backbone has no learned position embedding (rotary positions are not "
-                "supported yet)")
-    layer = backbone.transformer_layers[0]
-    if not getattr(layer, "normalize_first", False) or not hasattr(layer, "_self_attention_layer"):
-        return f"{type(model).__name__}: its decoder layers are not pre-norm keras-hub TransformerDecoders"
-    if getattr(layer, "_cross_attention_layer", None) is not None:
-        return f"{type(model).__name__}: its decoder layers attend over an encoder"
-    return None
+    return hub_kind(model)[1]
 
 
 def is_hub_causal_lm(model: Any) -> bool:
@@ -59,12 +77,22 @@ class HubDecoder(keras.Model):
             raise ValueError(f"model {model.name!r}: {why}")
         backbone = model.backbone
         self.backbone = backbone
+        self.kind = hub_kind(model)[0]
         self.layers_ = list(backbone.transformer_layers)
         self.blocks = len(self.layers_)
         attention = self.layers_[0]._self_attention_layer
-        self.heads, self.head_dim = attention.num_heads, attention.key_dim
-        longest = int(backbone.position_embedding.position_embeddings.shape[0])
+        if self.kind == "learned":
+            self.heads, self.head_dim = attention.num_heads, attention.key_dim
+            longest = int(backbone.position_embedding.position_embeddings.shape[0])
+        else:  # the cache keeps the key/value heads (fewer than the query heads where grouped)
+            self.heads = int(attention._key_dense.compute_output_shape((1, 1, backbone.hidden_dim))[-2])
+            self.head_dim = int(attention._key_dense.compute_output_shape((1, 1, backbone.hidden_dim))[-1])
+            longest = int(capacity or getattr(backbone, "max_sequence_length", 0) or 2048)
         self.capacity = min(int(capacity or longest), longest)
+        window = getattr(attention, "_sliding_window", None) or getattr(attention, "sliding_window", None)
+        if window and int(window) < self.capacity:  # within the window, sliding attention is full attention
+            raise ValueError(f"model {model.name!r}: its sliding attention window ({window}) is shorter than the cache's "
+                             f"capacity ({self.capacity}), which is not supported yet")
         self.vocab = int(backbone.token_embedding.input_dim)
         self.source_model = model
         self.token_axis = None
@@ -87,6 +115,8 @@ class HubDecoder(keras.Model):
         tokens = ops.cast(inputs["tokens"], "int32")
         pos = ops.cast(inputs["input_pos"], "int32")
         onehot, allowed = slots(pos, self.capacity)
+        if self.kind == "rotary":
+            return self._rotary(inputs, tokens, pos, onehot, allowed)
         x = backbone.token_embedding(tokens)
         table = backbone.position_embedding.position_embeddings[:self.capacity]
         at = ops.cast(slots(ops.maximum(pos, 0), self.capacity)[0], x.dtype)  # a padded slot reads row 0
@@ -99,5 +129,36 @@ class HubDecoder(keras.Model):
             x = x + h
             h = layer._feedforward_layer_norm(x)
             x = x + layer._feedforward_output_dense(layer._feedforward_intermediate_dense(h))
+        x = backbone.layer_norm(x)
+        return {"logits": backbone.token_embedding(x, reverse=True), **out}
+
+    def _rotary(self, inputs: dict[str, Any], tokens: Any, pos: Any, onehot: Any, allowed: Any) -> dict[str, Any]:
+        """A Llama-style step: RMS-normed attention with rotary positions over grouped key/value heads, then
+        the gated feed-forward, as keras-hub's decoder layers compute them."""
+        backbone = self.backbone
+        positions = ops.cast(ops.maximum(pos, 0), "float32")  # a padded slot's output is never read
+        x = backbone.token_embedding(tokens)
+        written = ops.sum(onehot, axis=1)[:, None, :, None]
+        out: dict[str, Any] = {}
+        for i, layer in enumerate(self.layers_):
+            attention = layer._self_attention_layer
+            h = layer._self_attention_layernorm(x)
+            rotary = attention.rotary_embedding_layer
+            q = rotary(attention._query_dense(h), positions=positions)  # (B, L, H, D)
+            k = rotary(attention._key_dense(h), positions=positions)  # (B, L, KV, D)
+            v = attention._value_dense(h)
+            cache_k = inputs[f"kv_cache_k_{i}"] * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, k)
+            cache_v = inputs[f"kv_cache_v_{i}"] * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, v)
+            out[f"kv_cache_k_{i}"], out[f"kv_cache_v_{i}"] = cache_k, cache_v
+            groups = int(q.shape[2]) // self.heads
+            keys = ops.repeat(cache_k, groups, axis=1) if groups > 1 else cache_k
+            values = ops.repeat(cache_v, groups, axis=1) if groups > 1 else cache_v
+            scores = ops.einsum("blhd,bhcd->bhlc", q, keys) * attention._inv_norm_factor
+            weights = ops.softmax(ops.where(allowed[:, None, :, :], ops.cast(scores, "float32"), NEG), axis=-1)
+            attended = ops.einsum("bhlc,bhcd->blhd", ops.cast(weights, values.dtype), values)
+            x = x + attention._output_dense(attended)
+            h = layer._feedforward_layernorm(x)
+            gate = layer.activation(ops.cast(layer._feedforward_gate_dense(h), "float32"))
+            x = x + layer._feedforward_output_dense(layer._feedforward_intermediate_dense(h) * gate)
         x = backbone.layer_norm(x)
         return {"logits": backbone.token_embedding(x, reverse=True), **out}

@@ -143,7 +143,9 @@ def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str
     signatures = (["encode"] if "encode" in fns else []) + ["prefill", "decode"]
     frozen = {k: _named(convert_variables_to_constants_v2(fns[k].get_concrete_function()), fns[k])
               for k in signatures}
-    tf.saved_model.save(tf.Module(), str(saved), signatures=frozen)
+    # no gradients are saved: an activation with a custom gradient (SiLU's) would refuse its captured constant
+    tf.saved_model.save(tf.Module(), str(saved), signatures=frozen,
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
     out: dict[str, dict[str, Any]] = {}
     onnx_fp32: dict[str, bytes] = {}  # converted once, for every ONNX precision
     for name in names:
