@@ -1,6 +1,7 @@
 """keras-hub causal LMs run step by step with dnnkit's fixed-capacity cache compute what keras-hub computes: GPT-2
 (learned positions) the same logits as the whole model, GPT-2, Llama (grouped key/value heads) and Mistral the same
-greedy tokens as keras-hub's own jit-compiled generate(); a backbone dnnkit cannot step is refused with the reason."""
+greedy tokens as keras-hub's own jit-compiled generate(), Gemma too; a model dnnkit cannot step is refused with the
+reason."""
 
 import keras
 import numpy as np
@@ -52,7 +53,7 @@ def test_the_cached_step_gives_keras_hubs_logits_and_its_generate_tokens():
         assert got == want
 
 
-@pytest.mark.parametrize("family", ["llama_grouped", "llama", "mistral"])
+@pytest.mark.parametrize("family", ["llama_grouped", "llama", "mistral", "gemma", "gemma2_style"])
 def test_rotary_backbones_step_with_grouped_key_value_heads_as_keras_hub_generates(family):
     keras.utils.set_random_seed(0)
     common = dict(vocabulary_size=50, num_layers=2, num_query_heads=2, hidden_dim=16, intermediate_dim=32,
@@ -60,10 +61,16 @@ def test_rotary_backbones_step_with_grouped_key_value_heads_as_keras_hub_generat
     if family == "mistral":  # a window longer than the cache: full causal attention within it
         model = keras_hub.models.MistralCausalLM(keras_hub.models.MistralBackbone(**common, sliding_window=64),
                                                  preprocessor=None)
+    elif family.startswith("gemma"):
+        extra = {} if family == "gemma" else dict(query_head_dim_normalize=False, use_post_ffw_norm=True,
+                                                  use_post_attention_norm=True, attention_logit_soft_cap=50,
+                                                  final_logit_soft_cap=30)
+        model = keras_hub.models.GemmaCausalLM(keras_hub.models.GemmaBackbone(head_dim=8, **common, **extra),
+                                               preprocessor=None)
     else:
         model = keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**common), preprocessor=None)
     decoder = step_model(model, capacity=16)
-    assert decoder.kind == "rotary" and decoder.state_shapes(1)["kv_cache_k_0"] == (
+    assert decoder.kind in ("rotary", "gemma") and decoder.state_shapes(1)["kv_cache_k_0"] == (
         1, 1 if family == "llama_grouped" else 2, 16, 8)  # the cache keeps the key/value heads
     model.compile(sampler="greedy")
     padded = np.zeros((1, 16), np.int32)
@@ -77,12 +84,12 @@ def test_rotary_backbones_step_with_grouped_key_value_heads_as_keras_hub_generat
             step_model(model, capacity=128)
 
 
-def test_other_backbones_are_refused_with_the_reason():
+def test_other_models_are_refused_with_the_reason():
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.GemmaBackbone(vocabulary_size=50, num_layers=1, num_query_heads=2,
-                                              num_key_value_heads=1, hidden_dim=16, intermediate_dim=32, head_dim=8)
-    gemma = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
-    assert "GemmaCausalLM: its decoder layers have no self-attention layer dnnkit knows" in hub_refusal(gemma)
-    with pytest.raises(ValueError, match="GemmaCausalLM"):
-        HubDecoder(gemma)
     assert "not a keras-hub CausalLM" in hub_refusal(gpt2().backbone)
+    backbone = keras_hub.models.GemmaBackbone(vocabulary_size=50, num_layers=1, num_query_heads=2, head_dim=8,
+                                              num_key_value_heads=1, hidden_dim=16, intermediate_dim=32,
+                                              use_sliding_window_attention=True, sliding_window_size=8)
+    gemma = keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+    with pytest.raises(ValueError, match=r"sliding attention window \(8\) is shorter than the cache's capacity \(16\)"):
+        HubDecoder(gemma, capacity=16)

@@ -1,6 +1,7 @@
-"""A Transformer encoder-decoder's step artifacts (an `encode` signature and encoder.onnx beside the decoder's
-step, the decoder's KV cache passed in and out, `encoder_hidden_states` read on every call) written and driven in
-TensorFlow, LiteRT and onnxruntime: the fp32 files give every token Keras gives, with builtin ops only."""
+"""Step artifacts written and driven in TensorFlow, LiteRT and onnxruntime: a Transformer encoder-decoder's (an
+`encode` signature and encoder.onnx beside the decoder's step, the KV cache passed in and out,
+`encoder_hidden_states` read on every call) and keras-hub Llama and Gemma causal LMs' (rotary positions, grouped
+key/value heads). The fp32 files give every token Keras gives, with builtin ops only."""
 
 import keras
 import numpy as np
@@ -39,14 +40,19 @@ def test_a_transformer_seq2seq_generates_keras_tokens_through_every_fp32_step_fi
     assert set(names) <= set(STEP_ARTIFACTS)
 
 
-def test_a_keras_hub_llama_steps_through_every_fp32_file_as_keras_does(tmp_path):
+@pytest.mark.parametrize("family", ["llama", "gemma"])
+def test_a_keras_hub_rotary_lm_steps_through_every_fp32_file_as_keras_does(family, tmp_path):
     keras_hub = pytest.importorskip("keras_hub")
     from dnnkit.builders.decoding import step_model
 
     keras.utils.set_random_seed(1)
-    backbone = keras_hub.models.LlamaBackbone(vocabulary_size=40, num_layers=2, num_query_heads=4,
-                                              num_key_value_heads=2, hidden_dim=32, intermediate_dim=64)
-    model = keras_hub.models.LlamaCausalLM(backbone=backbone, preprocessor=None)
+    common = dict(vocabulary_size=40, num_layers=2, num_query_heads=4, num_key_value_heads=2, hidden_dim=32,
+                  intermediate_dim=64)
+    if family == "llama":
+        model = keras_hub.models.LlamaCausalLM(keras_hub.models.LlamaBackbone(**common), preprocessor=None)
+    else:
+        model = keras_hub.models.GemmaCausalLM(keras_hub.models.GemmaBackbone(head_dim=8, **common),
+                                               preprocessor=None)
     rng = np.random.default_rng(0)
     prompts = [[int(t) for t in rng.integers(1, 40, int(n))] for n in rng.integers(2, 8, 16)]
     reference = greedy_full(model, prompts, 6, steps=16)

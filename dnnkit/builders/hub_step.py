@@ -10,11 +10,16 @@ gives the logits), ``transformer_layers`` and ``layer_norm``, and
   positions applied to queries and keys at each token's position, grouped key/value heads (the cache keeps the
   key/value heads, repeated for the queries), RMS norms, a gated (SiLU) feed-forward.
 
-Others (Gemma's scaled embeddings and soft-capping, encoder-decoders) are refused with the reason.
+- Gemma (1 and 2): embeddings scaled by the square root of the width, rotary positions in Gemma's layout, the
+  query scaled as the layer says, attention logits soft-capped where the model does, post-norms where it has them,
+  a GELU-gated feed-forward (the final soft cap is the reversed embedding's own).
+
+Others (encoder-decoders, a sliding window shorter than the cache) are refused with the reason.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
@@ -24,6 +29,7 @@ from keras import ops
 from dnnkit.builders.kv_cache import NEG, attend_cached, slots
 
 
+GEMMA_PARTS = ("pre_attention_norm", "attention", "pre_ffw_norm", "gating_ffw", "gating_ffw_2", "ffw_linear")
 ROTARY_PARTS = ("_self_attention_layernorm", "_feedforward_layernorm", "_feedforward_gate_dense",
                 "_feedforward_intermediate_dense", "_feedforward_output_dense", "activation")
 
@@ -37,6 +43,8 @@ def hub_kind(model: Any) -> tuple[str | None, str | None]:
     if not hasattr(backbone, "token_embedding") or not hasattr(backbone, "layer_norm"):
         return None, f"{name}: its backbone has no token_embedding and layer_norm as GPT-2's and Llama's do"
     layer = backbone.transformer_layers[0]
+    if all(hasattr(layer, p) for p in GEMMA_PARTS) and hasattr(layer.attention, "_apply_rope"):
+        return "gemma", None
     attention = getattr(layer, "_self_attention_layer", None)
     if attention is None:
         return None, f"{name}: its decoder layers have no self-attention layer dnnkit knows"
@@ -80,8 +88,12 @@ class HubDecoder(keras.Model):
         self.kind = hub_kind(model)[0]
         self.layers_ = list(backbone.transformer_layers)
         self.blocks = len(self.layers_)
-        attention = self.layers_[0]._self_attention_layer
-        if self.kind == "learned":
+        layer0 = self.layers_[0]
+        attention = layer0.attention if self.kind == "gemma" else layer0._self_attention_layer
+        if self.kind == "gemma":
+            self.heads, self.head_dim = int(attention.num_key_value_heads), int(attention.head_dim)
+            longest = int(capacity or 2048)
+        elif self.kind == "learned":
             self.heads, self.head_dim = attention.num_heads, attention.key_dim
             longest = int(backbone.position_embedding.position_embeddings.shape[0])
         else:  # the cache keeps the key/value heads (fewer than the query heads where grouped)
@@ -89,7 +101,9 @@ class HubDecoder(keras.Model):
             self.head_dim = int(attention._key_dense.compute_output_shape((1, 1, backbone.hidden_dim))[-1])
             longest = int(capacity or getattr(backbone, "max_sequence_length", 0) or 2048)
         self.capacity = min(int(capacity or longest), longest)
-        window = getattr(attention, "_sliding_window", None) or getattr(attention, "sliding_window", None)
+        window = getattr(attention, "_sliding_window", None) or getattr(attention, "sliding_window", None) or (
+            getattr(attention, "sliding_window_size", None) if getattr(attention, "use_sliding_window_attention", False)
+            else None)
         if window and int(window) < self.capacity:  # within the window, sliding attention is full attention
             raise ValueError(f"model {model.name!r}: its sliding attention window ({window}) is shorter than the cache's "
                              f"capacity ({self.capacity}), which is not supported yet")
@@ -115,7 +129,7 @@ class HubDecoder(keras.Model):
         tokens = ops.cast(inputs["tokens"], "int32")
         pos = ops.cast(inputs["input_pos"], "int32")
         onehot, allowed = slots(pos, self.capacity)
-        if self.kind == "rotary":
+        if self.kind != "learned":
             return self._rotary(inputs, tokens, pos, onehot, allowed)
         x = backbone.token_embedding(tokens)
         table = backbone.position_embedding.position_embeddings[:self.capacity]
@@ -133,29 +147,53 @@ class HubDecoder(keras.Model):
         return {"logits": backbone.token_embedding(x, reverse=True), **out}
 
     def _rotary(self, inputs: dict[str, Any], tokens: Any, pos: Any, onehot: Any, allowed: Any) -> dict[str, Any]:
-        """A Llama-style step: RMS-normed attention with rotary positions over grouped key/value heads, then
+        """A Llama-style or Gemma step: normed attention with rotary positions over grouped key/value heads, then
         the gated feed-forward, as keras-hub's decoder layers compute them."""
         backbone = self.backbone
+        gemma = self.kind == "gemma"
         positions = ops.cast(ops.maximum(pos, 0), "float32")  # a padded slot's output is never read
         x = backbone.token_embedding(tokens)
+        if gemma:
+            x = x * ops.cast(ops.sqrt(float(backbone.hidden_dim)), x.dtype)
         written = ops.sum(onehot, axis=1)[:, None, :, None]
         out: dict[str, Any] = {}
         for i, layer in enumerate(self.layers_):
-            attention = layer._self_attention_layer
-            h = layer._self_attention_layernorm(x)
-            rotary = attention.rotary_embedding_layer
-            q = rotary(attention._query_dense(h), positions=positions)  # (B, L, H, D)
-            k = rotary(attention._key_dense(h), positions=positions)  # (B, L, KV, D)
-            v = attention._value_dense(h)
+            if gemma:
+                attention = layer.attention
+                h = layer.pre_attention_norm(x)
+                q = attention._apply_rope(attention.query_dense(h), 0, positions=positions)
+                k = attention._apply_rope(attention.key_dense(h), 0, positions=positions)
+                v = attention.value_dense(h)
+                q = q * ops.cast(1.0 / math.sqrt(attention.head_dim if attention.query_head_dim_normalize else
+                                                 attention.hidden_dim // attention.num_query_heads), q.dtype)
+            else:
+                attention = layer._self_attention_layer
+                h = layer._self_attention_layernorm(x)
+                rotary = attention.rotary_embedding_layer
+                q = rotary(attention._query_dense(h), positions=positions) * attention._inv_norm_factor
+                k = rotary(attention._key_dense(h), positions=positions)  # (B, L, KV, D)
+                v = attention._value_dense(h)
             cache_k = inputs[f"kv_cache_k_{i}"] * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, k)
             cache_v = inputs[f"kv_cache_v_{i}"] * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, v)
             out[f"kv_cache_k_{i}"], out[f"kv_cache_v_{i}"] = cache_k, cache_v
             groups = int(q.shape[2]) // self.heads
             keys = ops.repeat(cache_k, groups, axis=1) if groups > 1 else cache_k
             values = ops.repeat(cache_v, groups, axis=1) if groups > 1 else cache_v
-            scores = ops.einsum("blhd,bhcd->bhlc", q, keys) * attention._inv_norm_factor
-            weights = ops.softmax(ops.where(allowed[:, None, :, :], ops.cast(scores, "float32"), NEG), axis=-1)
+            scores = ops.cast(ops.einsum("blhd,bhcd->bhlc", q, keys), "float32")
+            cap = getattr(attention, "logit_soft_cap", None)
+            if cap:
+                scores = ops.tanh(scores / cap) * cap
+            weights = ops.softmax(ops.where(allowed[:, None, :, :], scores, NEG), axis=-1)
             attended = ops.einsum("bhlc,bhcd->blhd", ops.cast(weights, values.dtype), values)
+            if gemma:
+                attended = attention.output_dense(attended)
+                if layer.use_post_attention_norm:
+                    attended = layer.post_attention_norm(attended)
+                x = x + attended
+                h = layer.pre_ffw_norm(x)
+                f = layer.ffw_linear(keras.activations.gelu(layer.gating_ffw(h), approximate=True) * layer.gating_ffw_2(h))
+                x = x + (layer.post_ffw_norm(f) if layer.use_post_ffw_norm else f)
+                continue
             x = x + attention._output_dense(attended)
             h = layer._feedforward_layernorm(x)
             gate = layer.activation(ops.cast(layer._feedforward_gate_dense(h), "float32"))
