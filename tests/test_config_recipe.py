@@ -44,3 +44,21 @@ def test_latency_runs_are_bounded_before_any_run(runs, fragment):
         recipe_from_dict({"name": "r", "verify": {"latency_runs": runs},
                           "artifacts": [{"name": "f", "format": "tflite"}]})
     assert fragment in str(err.value)
+
+
+def test_a_generation_table_chooses_the_step_files():
+    from dnnkit.config.recipe import RecipeError, recipe_from_dict
+    from dnnkit.core.generation import DEFAULT_STEP_ARTIFACTS
+
+    base = {"name": "r", "artifacts": [{"name": "tflite_fp32", "format": "tflite"}]}
+    assert recipe_from_dict(base).generation == DEFAULT_STEP_ARTIFACTS  # every step file but full int8
+    assert "decoder_tflite_int8" not in DEFAULT_STEP_ARTIFACTS and len(DEFAULT_STEP_ARTIFACTS) == 6
+    chosen = recipe_from_dict({**base, "generation": {"artifacts": ["decoder_tflite_int8", "decoder_onnx_fp32"]}})
+    assert chosen.generation == ("decoder_tflite_int8", "decoder_onnx_fp32")
+    with pytest.raises(RecipeError, match=r"generation.artifacts: expected each one of .*'decoder_tflite_int8'.*, "
+                                          r'got "decoder_tflite_int4"'):
+        recipe_from_dict({**base, "generation": {"artifacts": ["decoder_tflite_int4"]}})
+    with pytest.raises(RecipeError, match=r"generation.artifacts: expected at least one step file"):
+        recipe_from_dict({**base, "generation": {"artifacts": []}})
+    with pytest.raises(RecipeError, match=r"generation.capacity: unknown key"):
+        recipe_from_dict({**base, "generation": {"capacity": 8}})

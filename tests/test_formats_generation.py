@@ -66,3 +66,28 @@ def test_a_keras_hub_rotary_lm_steps_through_every_fp32_file_as_keras_does(famil
         result = check_generation(made[name], task)
         assert result["verdict"] == "pass" and result["same_as_keras"] == 1.0, (name, result["failures"])
         assert not result["flex_ops"] and not {"WHILE", "Loop", "Scan"} & set(result["ops"])
+
+
+def test_a_full_int8_step_file_is_calibrated_on_the_step_models_own_calls(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    keras.utils.set_random_seed(2)
+    model = dnnkit.build(spec_from_dict({"name": "lm", "model": {
+        "family": "rnn", "cell": "gru", "input": "tokens", "vocab_size": 12, "input_shape": [10], "head": "causal_lm",
+        "units": [16]}}))
+    rng = np.random.default_rng(0)
+    prompts = [[int(t) for t in rng.integers(1, 12, int(n))] for n in rng.integers(2, 6, 20)]
+    made = export_decoders(model, tmp_path, ("decoder_tflite_int8",), calibration=prompts,
+                           calibration_limits=[4] * len(prompts))["decoder_tflite_int8"]
+    assert "error" not in made, made
+    interpreter = Interpreter(model_path=made["path"])
+    assert set(interpreter.get_signature_list()) == {"prefill", "decode"}
+    kinds = {d["dtype"].__name__ for d in interpreter.get_tensor_details()}
+    assert "int8" in kinds  # weights and activations in int8; the state and logits stay float at the edges
+    decode = interpreter.get_signature_runner("decode")
+    assert all(d["dtype"] == np.float32 for n, d in decode.get_input_details().items() if n.startswith("h_"))
+    task = {"prompts": prompts, "reference": greedy_full(model, prompts, 4), "answers": None, "capacity": 10,
+            "cache_shapes": {"h_0": [1, 16]}, "min_agreement": 0.9, "max_degradation": 0.01}
+    result = check_generation(made, task)  # judged like any reduced-precision file, by its tokens
+    assert result["prompts"] == 20 and 0.0 <= result["same_as_keras"] <= 1.0
+    assert (result["verdict"] == "pass") == (result["agreement"]["verdict"] == "pass")

@@ -9,5 +9,5 @@ may say, validated once, at load time, into frozen dataclasses; and the ones tha
   :mod:`~dnnkit.config.package` (``[package]``).
 - :mod:`~dnnkit.config.shipped`: the shipped recipes and specs (``dnnkit/recipes``, ``dnnkit/models``) by name.
 
-May import: :mod:`dnnkit.errors` and :mod:`dnnkit.core` (the head tables, :mod:`dnnkit.core.heads`). Every stage reads its options from here; nothing here knows a stage.
+May import: :mod:`dnnkit.errors` and :mod:`dnnkit.core` (the head tables, :mod:`dnnkit.core.heads`; the step files, :mod:`dnnkit.core.generation`). Every stage reads its options from here; nothing here knows a stage.
 """

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dnnkit.core.generation import DEFAULT_STEP_ARTIFACTS, STEP_ARTIFACTS
 from dnnkit.errors import SpecError
 from dnnkit.core.heads import is_value
 from dnnkit.config.goals import Goals, read_goals
@@ -146,6 +147,7 @@ class Recipe:
     goal_degradation: float | None = None
     optimize: Goals | None = None  # an [optimize] table's goals (dnnkit optimize)
     package: dict[str, Any] | None = None  # a [package] table: serving layouts (dnnkit.config.package.read_package)
+    generation: tuple[str, ...] = DEFAULT_STEP_ARTIFACTS  # a [generation] table's step files (a generative model's)
 
     @property
     def base_dir(self) -> Path:
@@ -268,6 +270,13 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
         package = None
         if top.has("package"):
             package = read_package(top.sub("package"))
+        generation = DEFAULT_STEP_ARTIFACTS
+        if top.has("generation"):
+            gen = top.sub("generation")
+            generation = gen.str_list("artifacts", tuple(STEP_ARTIFACTS), DEFAULT_STEP_ARTIFACTS)
+            if not generation:
+                gen.fail("artifacts", [], "at least one step file (or no [generation] table)")
+            gen.done()
         raw_arts = top.raw("artifacts", None if optimize is None else [])
         if not isinstance(raw_arts, list) or (not raw_arts and optimize is None):
             top.fail("artifacts", raw_arts if raw_arts is not None else "nothing",
@@ -285,7 +294,8 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
             raise
         raise RecipeError(str(exc)) from None
     return Recipe(name=name, description=description, artifacts=artifacts, verify=verify, path=path,
-                  passes=passes, goal_degradation=max_degradation, optimize=optimize, package=package)
+                  passes=passes, goal_degradation=max_degradation, optimize=optimize, package=package,
+                  generation=tuple(generation))
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:

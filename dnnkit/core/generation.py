@@ -34,7 +34,10 @@ STEP_ARTIFACTS = {
     "decoder_tflite_dynamic_int8": ("tflite", "dynamic_int8", "decoder_dynamic_int8.tflite"),
     "decoder_onnx_fp32": ("onnx", "fp32", "decoder_step.onnx"),
     "decoder_onnx_dynamic_int8": ("onnx", "dynamic_int8", "decoder_step_dynamic_int8.onnx"),
+    # full integer (int8 weights and activations, float state in and out), written when a recipe asks for it
+    "decoder_tflite_int8": ("tflite", "int8", "decoder_int8.tflite"),
 }
+DEFAULT_STEP_ARTIFACTS = tuple(n for n in STEP_ARTIFACTS if n != "decoder_tflite_int8")
 
 
 def encoder_file(step_file: str) -> str:

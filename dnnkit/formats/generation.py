@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dnnkit.builders.decoding import step_model
 from dnnkit.core.generation import STEP_ARTIFACTS, encoder_file, onnx_name
 from dnnkit.errors import one_line
@@ -102,6 +104,19 @@ def _onnx(step: Any, opset: int) -> Any:
     return proto
 
 
+def _save(fns: dict[str, Any], signatures: list[str], folder: Path) -> None:
+    """The signatures frozen (weights as constants) into a SavedModel: the TFLite converter would otherwise keep
+    weights the signatures share as resource variables (VAR_HANDLE / READ_VARIABLE) and could not quantize them.
+    No gradients are saved: an activation with a custom gradient (SiLU's) would refuse its captured constant."""
+    import tensorflow as tf
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    frozen = {k: _named(convert_variables_to_constants_v2(fns[k].get_concrete_function()), fns[k])
+              for k in signatures}
+    tf.saved_model.save(tf.Module(), str(folder), signatures=frozen,
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+
+
 def _quantize_dynamic(path: Path) -> None:
     """``path`` (an fp32 ONNX step file) replaced by onnxruntime's dynamic-range int8 twin: int8 MatMul
     weights, activations quantized per call."""
@@ -115,8 +130,32 @@ def _quantize_dynamic(path: Path) -> None:
         fp32.unlink(missing_ok=True)
 
 
+def _calibration(decoder: Any, prompts: list[list[int]], limits: list[int]) -> list[tuple[str, dict[str, Any]]]:
+    """A full-int8 file's representative inputs: every call the Keras step model makes generating after
+    ``prompts`` (an encoder-decoder's ``encode`` calls too), as ``(signature, inputs)`` pairs."""
+    from dnnkit.builders.decoding import numpy_step, start_of
+    from dnnkit.core.generation import greedy
+
+    calls: list[tuple[str, dict[str, Any]]] = []
+    step = numpy_step(decoder)
+
+    def record(tokens: Any, pos: Any, state: dict[str, Any]) -> tuple:
+        calls.append(("prefill" if tokens.shape[1] > 1 else "decode",
+                      {"tokens": tokens, "input_pos": pos, **{k: np.asarray(v, np.float32) for k, v in state.items()}}))
+        return step(tokens, pos, state)
+
+    steps = int(getattr(decoder, "source_steps", 0))
+    for prompt, limit in zip(prompts, limits):
+        state, rest = start_of(decoder, prompt)
+        if steps:
+            calls.append(("encode", {"source": np.array([prompt[:steps]], np.int32)}))
+        greedy(record, state, rest, decoder.capacity, max(1, limit), prefill_len=decoder.capacity)
+    return calls
+
+
 def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str, ...] = tuple(STEP_ARTIFACTS),
-                    opset: int = 17, capacity: int | None = None) -> dict[str, dict[str, Any]]:
+                    opset: int = 17, capacity: int | None = None, calibration: list[list[int]] | None = None,
+                    calibration_limits: list[int] | None = None) -> dict[str, dict[str, Any]]:
     """Write the generation artifacts ``names`` of ``model`` into ``folder``.
 
     Args:
@@ -125,27 +164,22 @@ def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str
         names: which of ``STEP_ARTIFACTS`` to write.
         opset: the ONNX opset.
         capacity: a keras-hub causal LM's cache positions (a dnnkit model's is its sequence length).
+        calibration: prompts whose generation calibrates the full-int8 file (``calibration_limits`` tokens
+            each, default 8).
 
     Returns:
         Per name: ``{"path", "format", "precision", "signatures"}`` (and ``"encoder_path"``: an encoder-decoder's
         ONNX encoder) or ``{"format", "precision", "error"}`` (one line).
     """
     import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     decoder = step_model(model, capacity)
     fns = _functions(decoder)
     saved = folder / STEP_ARTIFACTS["decoder_saved_model"][2]
-    # Both signatures frozen (weights as constants): the TFLite converter would otherwise keep weights the two
-    # signatures share as resource variables (VAR_HANDLE / READ_VARIABLE ops), and could not quantize them.
     signatures = (["encode"] if "encode" in fns else []) + ["prefill", "decode"]
-    frozen = {k: _named(convert_variables_to_constants_v2(fns[k].get_concrete_function()), fns[k])
-              for k in signatures}
-    # no gradients are saved: an activation with a custom gradient (SiLU's) would refuse its captured constant
-    tf.saved_model.save(tf.Module(), str(saved), signatures=frozen,
-                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    _save(fns, signatures, saved)
     out: dict[str, dict[str, Any]] = {}
     onnx_fp32: dict[str, bytes] = {}  # converted once, for every ONNX precision
     for name in names:
@@ -160,6 +194,13 @@ def export_decoders(model: Any, folder: str | os.PathLike[str], names: tuple[str
                     conv.optimizations = [tf.lite.Optimize.DEFAULT]
                 if precision == "fp16":
                     conv.target_spec.supported_types = [tf.float16]
+                if precision == "int8":  # int8 weights and activations; the state stays float at the edges
+                    if not calibration:
+                        raise ValueError("a full-int8 step file needs calibration prompts, got none")
+                    calls = _calibration(decoder, calibration, calibration_limits or [8] * len(calibration))
+                    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+                    conv.representative_dataset = lambda: iter(calls)
+                    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
                 path.write_bytes(conv.convert())
             elif fmt == "onnx":
                 if not onnx_fp32:

@@ -25,7 +25,6 @@ from dnnkit.data.dataset import Dataset
 from dnnkit.errors import one_line
 
 WORKER = "dnnkit.workers.generation"
-NAMES = tuple(STEP_ARTIFACTS)
 TIMEOUT_S = 900.0
 SAMPLES = 5  # prompts shown with their generations in the manifest and report.html
 TASK_FILE = "generation.json"  # OUT/reference/: the prompts and Keras's tokens, checked again by dnnkit verify
@@ -105,7 +104,8 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
     probe_logits = [first_logits(step, *start_of(decoder, p)).tolist() for p in probes]
     staging = out / "logs" / "generation-staging"
     shutil.rmtree(staging, ignore_errors=True)
-    item = {"model": str(model_path), "folder": str(staging), "names": list(NAMES), "prompts": prompts,
+    names = recipe.generation
+    item = {"model": str(model_path), "folder": str(staging), "names": list(names), "prompts": prompts,
             "reference": reference, "answers": answers, "capacity": decoder.capacity,
             "cache_shapes": {n: list(shape) for n, shape in decoder.state_shapes(1).items()},
             "source_steps": source_steps, "probe_prompts": probes, "probe_logits": probe_logits,
@@ -113,12 +113,12 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
             "min_agreement": recipe.verify.min_agreement, "max_degradation": recipe.verify.max_degradation}
     write_text(out / "reference" / TASK_FILE, json.dumps({k: item[k] for k in TASK_KEYS}))  # for dnnkit verify
     if verbose:
-        print(f"generation: {len(NAMES)} step artifacts, {len(prompts)} held-out prompts ...", flush=True)
+        print(f"generation: {len(names)} step artifacts, {len(prompts)} held-out prompts ...", flush=True)
     result = run_job(WORKER, ["generation"], {"generation": TIMEOUT_S}, lambda name: {**item, "name": name},
                      log_path=out / "logs" / "dnnkit.log", action="generation", process="generation process")
     settled = result["generation"]
     artifacts: dict[str, Any] = {}
-    for name in NAMES:
+    for name in names:
         entry = dict(settled["info"].get(name) or {}) if settled["status"] == "done" else {}
         if not entry:
             entry = {"verdict": "fail", "failures": [settled.get("reason") or "not written"]}

@@ -21,6 +21,8 @@ from dnnkit.sources.open import load_reference_model
 from dnnkit.errors import one_line
 from dnnkit.verification.generation import check_generation
 
+CALIBRATION = 100  # prompts whose prefill and decode calls calibrate a full-int8 step file
+
 
 def warm() -> None:
     """Import TensorFlow, the converters and the runtimes before the item arrives."""
@@ -41,7 +43,8 @@ def work(item: dict[str, Any]) -> dict[str, Any]:
     else:
         model = load_reference_model(item["model"], unsafe=bool(item.get("unsafe")))
         written = export_decoders(model, item["folder"], tuple(item["names"]), opset=int(item.get("opset", 17)),
-                                  capacity=item.get("capacity"))
+                                  capacity=item.get("capacity"), calibration=item["prompts"][:CALIBRATION],
+                                  calibration_limits=[len(r) for r in item["reference"][:CALIBRATION]])
     results: dict[str, Any] = {}
     for name, made in written.items():
         if "error" in made:
