@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from dnnkit.builders.decoding import step_model
-from dnnkit.core.generation import STEP_ARTIFACTS, encoder_file, onnx_name
+from dnnkit.builders.decoding import numpy_step, start_of, step_model
+from dnnkit.core.generation import STEP_ARTIFACTS, encoder_file, greedy, onnx_name
 from dnnkit.errors import one_line
 
 
@@ -133,9 +133,6 @@ def _quantize_dynamic(path: Path) -> None:
 def _calibration(decoder: Any, prompts: list[list[int]], limits: list[int]) -> list[tuple[str, dict[str, Any]]]:
     """A full-int8 file's representative inputs: every call the Keras step model makes generating after
     ``prompts`` (an encoder-decoder's ``encode`` calls too), as ``(signature, inputs)`` pairs."""
-    from dnnkit.builders.decoding import numpy_step, start_of
-    from dnnkit.core.generation import greedy
-
     calls: list[tuple[str, dict[str, Any]]] = []
     step = numpy_step(decoder)
 
