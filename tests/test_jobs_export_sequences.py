@@ -141,7 +141,7 @@ def test_reverse_lm_generates_through_every_step_artifact_exactly_as_keras(tmp_p
     import sys
 
     from conftest import ROOT
-    from dnnkit.core.generation import STEP_ARTIFACTS
+    from dnnkit.core.generation import DEFAULT_STEP_ARTIFACTS
 
     recipe = tmp_path / "small.toml"
     recipe.write_text(SMALL)
@@ -152,7 +152,7 @@ def test_reverse_lm_generates_through_every_step_artifact_exactly_as_keras(tmp_p
     assert manifest["reference"]["metrics"]["exact_match"] >= 0.95  # the spec's stated floor (teacher-forced)
     gen = manifest["generation"]
     assert gen["prompts"] >= 200 and gen["capacity"] == 16 and gen["keras_exact_match"] >= 0.95
-    assert set(gen["artifacts"]) == set(STEP_ARTIFACTS)
+    assert set(gen["artifacts"]) == set(DEFAULT_STEP_ARTIFACTS)
     for name, entry in gen["artifacts"].items():
         assert entry["status"] == "verified", (name, entry.get("failures"))
         assert (out / entry["path"]).exists() and entry["path"].startswith("artifacts/generation/")

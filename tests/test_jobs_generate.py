@@ -11,7 +11,7 @@ import pytest
 import dnnkit
 from conftest import ROOT, cli, error_lines, run_spec
 from dnnkit.cli import main
-from dnnkit.core.generation import STEP_ARTIFACTS
+from dnnkit.core.generation import DEFAULT_STEP_ARTIFACTS
 from dnnkit.errors import DataError, ModelLoadError
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def test_every_step_artifact_of_a_gru_lm_generates_keras_tokens(gru_lm):
     assert manifest["reference"]["metrics"]["exact_match"] >= 0.9  # the spec's stated floor (teacher-forced)
     gen = manifest["generation"]
     assert gen["prompts"] >= 200 and gen["keras_exact_match"] >= 0.9 and gen["state"] == {"h_0": [1, 128]}
-    assert gen["vocabulary"][gen["eos"]] == "<eos>" and set(gen["artifacts"]) == set(STEP_ARTIFACTS)
+    assert gen["vocabulary"][gen["eos"]] == "<eos>" and set(gen["artifacts"]) == set(DEFAULT_STEP_ARTIFACTS)
     assert gen["keras_step_same_as_full"] == 1.0  # in Keras, stepping with the state = recomputing the prefix
     for name, entry in gen["artifacts"].items():
         assert entry["status"] == "verified", (name, entry.get("failures"))
@@ -42,7 +42,7 @@ def test_every_step_artifact_of_a_gru_lm_generates_keras_tokens(gru_lm):
         assert not {"WHILE", "Loop", "Scan"} & set(entry["ops"]) and not entry["flex_ops"]
     assert "decoder_onnx_fp32: 1.0000 of sequences as Keras's" in stdout
     page = (out / "report.html").read_text()
-    assert "id='generation'" in page and page.count("<td>decoder_") >= len(STEP_ARTIFACTS)
+    assert "id='generation'" in page and page.count("<td>decoder_") >= len(DEFAULT_STEP_ARTIFACTS)
     sample = gen["sample"][0]
     shown = "".join(gen["vocabulary"][t] for t in sample["prompt"])
     assert f"<td>{shown}</td>" in page.replace("&lt;", "<").replace("&gt;", ">")

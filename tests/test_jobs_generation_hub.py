@@ -8,7 +8,7 @@ import pytest
 
 import dnnkit
 from dnnkit.config.recipe import recipe_from_dict
-from dnnkit.core.generation import STEP_ARTIFACTS
+from dnnkit.core.generation import DEFAULT_STEP_ARTIFACTS
 
 keras_hub = pytest.importorskip("keras_hub")
 pytestmark = pytest.mark.slow
@@ -43,7 +43,7 @@ def test_a_keras_hub_gpt2_exports_step_files_that_generate_as_keras_hub_does(tmp
     manifest = dnnkit.export(model, recipe_from_dict(ONE), out, data=({"token_ids": ids, "padding_mask": mask}, None))
     gen = manifest["generation"]
     assert gen["prompts"] >= 200 and gen["capacity"] == LENGTH and gen["keras_exact_match"] is None
-    assert set(gen["artifacts"]) == set(STEP_ARTIFACTS)
+    assert set(gen["artifacts"]) == set(DEFAULT_STEP_ARTIFACTS)
     for name, entry in gen["artifacts"].items():
         assert entry["status"] == "verified", (name, entry.get("failures"))
         if entry["precision"] == "fp32":

@@ -10,7 +10,7 @@ import pytest
 import dnnkit
 from conftest import ROOT, run_spec
 from dnnkit.cli import main
-from dnnkit.core.generation import STEP_ARTIFACTS
+from dnnkit.core.generation import DEFAULT_STEP_ARTIFACTS
 from dnnkit.errors import DataError
 
 pytestmark = pytest.mark.slow
@@ -28,7 +28,7 @@ def test_addition_generates_keras_tokens_through_every_step_artifact(addition):
     gen = manifest["generation"]
     assert gen["keras_exact_match"] >= 0.9 and gen["prompts"] >= 200 and gen["source_steps"] == 5
     assert gen["vocabulary"][gen["decoder_start"]] == "<bos>" and gen["vocabulary"][gen["eos"]] == "<eos>"
-    assert set(gen["artifacts"]) == set(STEP_ARTIFACTS) and gen["keras_step_same_as_full"] == 1.0
+    assert set(gen["artifacts"]) == set(DEFAULT_STEP_ARTIFACTS) and gen["keras_step_same_as_full"] == 1.0
     for name, entry in gen["artifacts"].items():
         assert entry["status"] == "verified", (name, entry.get("failures"))
         if entry["precision"] == "fp32":
