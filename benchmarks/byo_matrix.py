@@ -5,8 +5,9 @@ verified fraction, and every failure with its reason.
     python benchmarks/byo_matrix.py [--models NAME ...] [--out DIR] [--epochs N] [--list]
 
 Each model trains on its generator's samples but the last HELD_OUT (2000), which are the labelled
-test split; int8 artifacts that fail get all.toml's selective float fallback (marked * in the
-table). Each model runs in its own process (a crash or a memory peak stays with that model). The models:
+test split; int8 artifacts that fail climb all.toml's quantization ladder (a rung taken: + in the
+table), then get its selective float fallback (*). Each model runs in its own process (a crash or a
+memory peak stays with that model). The models:
 keras.applications (weights=None, 32x32 inputs), keras-hub backbones built from a config with a
 small head, keras-io-style models (augmentation inside the model, a Normalization layer,
 ConvLSTM2D, a text transformer with arange positions, BiLSTM, FCN, GRU regressor), a model with
@@ -281,12 +282,19 @@ def build(name, epochs):
 
 
 def _fallback(entry: dict) -> dict:
-    """The selective float fallback an artifact took: layers kept float, of how many, and the
-    all-int8 first attempt's agreement."""
-    fb = (entry.get("conversion") or {}).get("selective_fallback") or {}
+    """The int8 search an artifact took: the quantization ladder's rungs (each one's agreement, the one
+    chosen), the selective float fallback's layers kept float, of how many, and the all-int8 first
+    attempt's agreement."""
+    conversion = entry.get("conversion") or {}
+    ladder = conversion.get("quantization_ladder") or {}
+    row = {}
+    if ladder.get("tried"):
+        row = {"ladder": ladder.get("chosen"), "first_agreement": ladder["first_attempt"].get("top1_agreement"),
+               "rungs": {r["rung"]: r.get("top1_agreement", r["status"]) for r in ladder["tried"]}}
+    fb = conversion.get("selective_fallback") or {}
     if not fb.get("chosen"):
-        return {}
-    return {"float_layers": len(fb["float_layers"]), "quantized_layers": fb["quantized_layers"],
+        return row
+    return {**row, "float_layers": len(fb["float_layers"]), "quantized_layers": fb["quantized_layers"],
             "first_agreement": fb["first_attempt"].get("top1_agreement")}
 
 
@@ -358,15 +366,19 @@ def main() -> int:
         cells = []
         for c in columns:
             a = r["artifacts"].get(c)
-            text = "-" if a is None else a["status"][:11] + ("*" if a.get("float_layers") else "")
+            text = "-" if a is None else a["status"][:10] + ("*" if a.get("float_layers") else "") + (
+                "+" if a.get("ladder") else "")
             cells.append(text.ljust(13))
             total += 1
             ok += bool(a and a["status"] == "verified")
         print(r["model"].ljust(22) + "".join(cells))
     print(f"\nverified pairs: {ok} of {total} = {ok / max(total, 1):.3f} over {len(rows)} models "
-          "(* with a selective float fallback)")
+          "(* with a selective float fallback, + a quantization ladder rung)")
     for r in rows:
         for a, info in r["artifacts"].items():
+            if info.get("rungs"):
+                print(f"LADDER {r['model']} {a}: {info['ladder'] or 'no rung verified'} (all-int8 agreement "
+                      f"{info['first_agreement']}; " + ", ".join(f"{k} {v}" for k, v in info["rungs"].items()) + ")")
             if info.get("float_layers"):
                 print(f"FALLBACK {r['model']} {a}: {info['float_layers']} of {info['quantized_layers']} layers float "
                       f"(all-int8 agreement {info['first_agreement']})")

@@ -38,6 +38,13 @@ PRECISIONS = {"saved_model": ("fp32",), "tflite": ("fp32", "fp16", "dynamic_int8
               "onnx": ("fp32", "int8")}
 
 
+ACTIVATIONS = ("int8", "int16")  # an int8 artifact's activation type (its weights stay int8)
+CALIBRATIONS = ("minmax", "percentile", "entropy")  # onnxruntime's CalibrationMethod, by name
+
+
+_LADDER_DEFAULTS = {"activations": "int8", "graph_prep": False, "calibration": "minmax"}
+
+
 class RecipeError(SpecError):
     """A recipe is missing, malformed or inconsistent."""
 
@@ -82,8 +89,12 @@ class ArtifactConfig:
     Tolerance fields left as ``None`` take the recipe's ``[verify]`` value. For int8 artifacts,
     ``float_layers`` names the layers kept in float (TFLite: output tensor names, the
     converter's ``denylisted_nodes``; ONNX: node names, onnxruntime's ``nodes_to_exclude``);
-    ``selective_fallback`` lets dnnkit choose them when the all-int8 artifact fails its value
-    checks (:mod:`dnnkit.jobs.fallback`). ``candidates`` is how many artifacts this one was chosen
+    ``selective_fallback`` lets dnnkit search when the all-int8 artifact fails its value checks:
+    first the quantization ladder (:mod:`dnnkit.jobs.ladder`: ``graph_prep``, ``calibration``,
+    ``activations``), then layers kept float (:mod:`dnnkit.jobs.fallback`). ``activations``
+    ``int16`` keeps int8 weights with int16 activations (TFLite's 16x8 kernels, float I/O; ONNX
+    int16 QDQ with 8-bit weights); ``graph_prep`` runs onnxruntime's ``quant_pre_process``
+    first; ``calibration`` is onnxruntime's range method (``minmax``, ``percentile``, ``entropy``). ``candidates`` is how many artifacts this one was chosen
     from (set by the fallback, not read from recipes): its verdicts are then taken at confidence
     ``1 - 0.05 / candidates`` (:func:`dnnkit.verification.criteria.z_for`).
     """
@@ -101,6 +112,9 @@ class ArtifactConfig:
     external_data: str = "auto"
     selective_fallback: bool = False
     float_layers: tuple[str, ...] = ()
+    activations: str = "int8"
+    graph_prep: bool = False
+    calibration: str = "minmax"
     candidates: int = 1
     atol: float | None = None
     rtol: float | None = None
@@ -126,7 +140,10 @@ class ArtifactConfig:
                 "onnx": f"{self.name}.onnx"}[self.format]
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items() if v is not None}
+        """The fields as the manifest's ``options`` record them: ``None`` left out, and the ladder's levers
+        (``activations``, ``graph_prep``, ``calibration``) only where they differ from the default."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
+                if v is not None and not (k in _LADDER_DEFAULTS and v == _LADDER_DEFAULTS[k])}
 
 
 @dataclass(frozen=True)
@@ -211,12 +228,17 @@ def _read_artifact(t: TableReader) -> ArtifactConfig:
         external_data=t.choice("external_data", ("auto", "always", "never"), "auto") if fmt == "onnx" else "auto",
         selective_fallback=t.boolean("selective_fallback", False) if int8 else False,
         float_layers=_names(t, "float_layers") if int8 else (),
+        activations=t.choice("activations", ACTIVATIONS, "int8") if int8 else "int8",
+        graph_prep=t.boolean("graph_prep", False) if int8 and fmt == "onnx" else False,
+        calibration=t.choice("calibration", CALIBRATIONS, "minmax") if int8 and fmt == "onnx" else "minmax",
         atol=t.number("atol", None, low=0.0, low_open=True),
         rtol=t.number("rtol", None, low=0.0),
         min_agreement=t.number("min_agreement", None, low=0.0, high=1.0),
         max_degradation=t.fraction("max_degradation", None),
         timeout_s=t.number("timeout_s", None, low=0.0, low_open=True))
     t.done()
+    if art.activations == "int16" and art.io == "int8":
+        t.fail("io", art.io, "'float' with activations = 'int16' (TFLite's 16x8 kernels take float or int16 I/O)")
     return art
 
 

@@ -45,11 +45,14 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
                              io=art["io"], static_batch=art.get("static_batch"),
                              allow_flex=art["allow_flex"], float_fallback=art["float_fallback"],
                              unroll=art["unroll_recurrent"], float_layers=art.get("float_layers", ()),
-                             metadata=metadata)
+                             activations=art.get("activations", "int8"), metadata=metadata)
     if precision == "int8":
         return export_onnx_int8(model if needs_model(art) else None, path, calibration=samples, opset=art["opset"],
                                 metadata=metadata, external_data=art.get("external_data", "auto"),
-                                float_layers=art.get("float_layers", ()), fp32_source=art.get("fp32_onnx"))
+                                float_layers=art.get("float_layers", ()), fp32_source=art.get("fp32_onnx"),
+                                options=onnx_format.QuantOptions(activations=art.get("activations", "int8"),
+                                                                 calibration=art.get("calibration", "minmax"),
+                                                                 graph_prep=art.get("graph_prep", False)))
     return export_onnx(model, path, opset=art["opset"], metadata=metadata, check_inputs=rep,
                        external_data=art.get("external_data", "auto"))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import tempfile
 from pathlib import Path
@@ -210,16 +211,36 @@ def _reader(in_names: list[str], samples: Inputs, count: int | None = None) -> A
     return Reader()
 
 
+@dataclasses.dataclass(frozen=True)
+class QuantOptions:
+    """How :func:`export_onnx_int8` quantizes (the quantization ladder's levers, :mod:`dnnkit.jobs.ladder`).
+
+    ``activations``: ``int8``, or ``int16`` (int16 QDQ through onnxruntime's com.microsoft
+    QuantizeLinear/DequantizeLinear, weights int8 at full 8 bits: the 7-bit ``reduce_range`` guards
+    only the u8s8 int8 kernels, which int16 activations do not use; symmetric ranges, as TFLite's 16x8). ``calibration``: ``minmax``,
+    ``percentile`` (99.999 %) or ``entropy``. ``graph_prep``: onnxruntime's ``quant_pre_process``
+    (shape inference and graph fusions) before calibration."""
+
+    activations: str = "int8"
+    calibration: str = "minmax"
+    graph_prep: bool = False
+
+    @property
+    def weight_bits(self) -> int:
+        return 8 if self.activations == "int16" else 7
+
+
 def _quantize(model: Any, tmp_dir: str, samples: Inputs, *, in_names: list[str], opset: int,
               metadata: dict[str, Any], external_data: str, exclude: list[str] | tuple[str, ...] = (),
-              fp32_source: dict[str, Any] | None = None) -> tuple[str, str, dict[str, Any]]:
+              fp32_source: dict[str, Any] | None = None,
+              options: QuantOptions = QuantOptions()) -> tuple[str, str, dict[str, Any]]:
     """fp32 ONNX and its static int8 QDQ twin in ``tmp_dir``: ``(fp32 path, int8 path, what write_onnx says)``;
     ``in_names``: the graph's input names (see :func:`_reader`).
 
     ``fp32_source`` (``{"path", "transforms", "external_data"}``): an fp32 ONNX file already converted
     from this model with this opset and metadata (the job's fp32 artifact), quantized instead of
     converting the model again; ``model`` is then not used (``None`` will do)."""
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     if fp32_source is not None:
         fp32 = fp32_source["path"]
@@ -230,17 +251,30 @@ def _quantize(model: Any, tmp_dir: str, samples: Inputs, *, in_names: list[str],
         written = write_onnx(model, fp32, opset=opset, metadata=metadata, check_inputs=samples,
                              external_data=external_data)
     q8 = os.path.join(tmp_dir, "int8.onnx")
-    quantize_static(fp32, q8, _reader(in_names, samples), quant_format=QuantFormat.QDQ,
-                    per_channel=True, reduce_range=True, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS,
-                    nodes_to_exclude=list(exclude), use_external_data_format=written["external_data"] is not None)
+    source = fp32
+    if options.graph_prep:
+        from onnxruntime.quantization.shape_inference import quant_pre_process
+
+        source = os.path.join(tmp_dir, "prepared.onnx")
+        quant_pre_process(fp32, source, skip_symbolic_shape=True,
+                          save_as_external_data=written["external_data"] is not None)
+    int16 = options.activations == "int16"
+    method = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+              "entropy": CalibrationMethod.Entropy}[options.calibration]
+    quantize_static(source, q8, _reader(in_names, samples), quant_format=QuantFormat.QDQ,
+                    per_channel=True, reduce_range=options.weight_bits == 7,
+                    activation_type=QuantType.QInt16 if int16 else QuantType.QInt8,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS, calibrate_method=method,
+                    nodes_to_exclude=list(exclude), use_external_data_format=written["external_data"] is not None,
+                    extra_options={"UseQDQContribOps": True, "ActivationSymmetric": True} if int16 else None)
     return fp32, q8, written
 
 
 def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: Inputs,
                      opset: int = 17, metadata: dict[str, Any] | None = None,
                      external_data: str = "auto", float_layers: tuple[str, ...] | list[str] = (),
-                     fp32_source: dict[str, Any] | None = None) -> dict[str, Any]:
+                     fp32_source: dict[str, Any] | None = None,
+                     options: QuantOptions = QuantOptions()) -> dict[str, Any]:
     """Export static int8 ONNX (QDQ, per-channel weights) calibrated on ``calibration``.
 
     Conv, MatMul and Gemm are quantized (the ops that hold weights); the rest stays float,
@@ -252,6 +286,7 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: I
     file this job already converted from the same model (see :func:`_quantize`); tf2onnx then does
     not run again (a 224x224 ResNet50: 13 s and 2 GB less), and ``model`` may be ``None``: the
     input names and dtypes come from that file (a converter started afresh need not load the model).
+    ``options``: activation type, calibration method and graph preparation (:class:`QuantOptions`).
 
     Raises:
         ConversionError: if export or calibration fails.
@@ -269,7 +304,7 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: I
         with tempfile.TemporaryDirectory(prefix="dnnkit-onnx-") as tmp_dir:
             _, q8, written = _quantize(model, tmp_dir, samples, in_names=names, opset=opset,
                                        metadata=metadata or {}, external_data=external_data, exclude=float_layers,
-                                       fp32_source=fp32_source)
+                                       fp32_source=fp32_source, options=options)
             proto = onnx.load(q8)
             set_onnx_metadata(proto, {**(metadata or {}), "precision": "int8"})
             with atomic_path(path) as tmp:
@@ -278,7 +313,9 @@ def export_onnx_int8(model: Any, path: str | os.PathLike[str], *, calibration: I
     except Exception as exc:  # noqa: BLE001
         raise ConversionError(f"ONNX int8 quantization failed: {one_line(exc, 400)}") from None
     return {"opset": opset, **written, "calibration_samples": int(rows(samples)),
-            "quantized_ops": QUANTIZED_OPS, "weight_bits": 7,
+            "quantized_ops": QUANTIZED_OPS, "weight_bits": options.weight_bits,
+            "activations": options.activations, "calibration": options.calibration,
+            **({"graph_prep": "onnxruntime quant_pre_process"} if options.graph_prep else {}),
             "fallbacks": ["selective_float"] if float_layers else []}
 
 

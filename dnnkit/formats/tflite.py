@@ -180,7 +180,7 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
                   representative: Inputs | None = None, io: str = "float",
                   static_batch: int | None = None, allow_flex: bool = False,
                   float_fallback: bool = False, unroll: bool = False,
-                  float_layers: tuple[str, ...] | list[str] = (),
+                  float_layers: tuple[str, ...] | list[str] = (), activations: str = "int8",
                   metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Convert a Keras model to a ``.tflite`` file, atomically.
 
@@ -201,6 +201,8 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         float_fallback: for ``int8``, let ops without an int8 kernel stay float.
         unroll: for ``int8``, unroll LSTM/GRU layers first (see :func:`unroll_recurrent`).
         float_layers: for ``int8``, output tensor names whose ops stay float (selective fallback).
+        activations: for ``int8``, ``int16`` converts with TFLite's 16x8 kernels (int8 weights, int16
+            activations, float I/O): the quantization ladder's rung for activations int8 cannot hold.
         metadata: fields stored as the file's JSON metadata (:mod:`dnnkit.artifacts.metadata`), with
             ``precision`` added.
 
@@ -211,9 +213,15 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         ConversionError: if the converter refuses the model.
     """
     full = precision in ("int8", "int16x8")
+    if precision == "int8" and activations == "int16":
+        if float_layers or io != "float":
+            raise ConversionError("activations = 'int16' takes float I/O and no float_layers")
+        kind = "int16x8"
+    else:
+        kind = precision
     model, batch, unrolled = _prepare(model, static_batch, full and unroll)
     fallbacks = ["unroll_recurrent"] if unrolled else []
-    conv = _converter(model, saved_model_for(model, batch), precision, representative, batch, io, allow_flex,
+    conv = _converter(model, saved_model_for(model, batch), kind, representative, batch, io, allow_flex,
                       float_fallback)
     if precision == "int8" and float_layers:
         content = _quantize_keeping_float(conv, float_layers, io)
@@ -229,6 +237,7 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         fallbacks.append("selective_float")
     shared = _SAVED_MODELS.get(model, {}).get(batch)
     return {"batch": batch, "fallbacks": fallbacks,
+            **({"activations": activations} if precision == "int8" else {}),
             **({"converted_from": os.path.basename(shared)} if isinstance(shared, str) else {})}
 
 

@@ -26,6 +26,7 @@ from dnnkit.core.tensors import is_multi, predict, take
 from dnnkit.errors import ModelLoadError
 from dnnkit.jobs.conversions import Conversions, time_artifacts
 from dnnkit.jobs.fallback import selective_fallback
+from dnnkit.jobs.ladder import quantization_ladder
 from dnnkit.jobs.finish import finish
 from dnnkit.jobs.generation import generation_section
 from dnnkit.jobs.outfolder import new_output, origin_record, source_of
@@ -187,6 +188,9 @@ def _export_loaded(model: str | os.PathLike[str], keras_model: Any, source_dir: 
     with reference_job(ref, recipe) as reference:  # one reference file for the checks and the timing
         results, first_attempts, verified = conversions.verify(ref, recipe, reference)
         entries = artifact_entries(recipe, effective, results, first_attempts, verified)
+        with stage("ladder_s"):
+            quantization_ladder(entries, effective, recipe, ref, model_path=ref_model, out=out, representative=rep,
+                                metadata=metadata, unsafe=unsafe, fake_quant=fake_quant, verbose=verbose)
         with stage("selective_fallback_s"):
             selective_fallback(entries, effective, recipe, ref, model_path=ref_model, out=out, representative=rep,
                                metadata=metadata, unsafe=unsafe, fake_quant=fake_quant, verbose=verbose)

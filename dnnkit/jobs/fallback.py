@@ -79,7 +79,7 @@ def schedule(layers: int) -> list[int]:
     return [*counts, cap] if cap else []
 
 
-def _main_value(entry: dict[str, Any]) -> dict[str, Any]:
+def main_values(entry: dict[str, Any]) -> dict[str, Any]:
     """The value checks' figures of a verification result, per check (first output only)."""
     checks = entry.get("checks") or {}
     return {name: round(float(checks[name]["value"]), 4) for name in VALUE_CHECKS
@@ -118,7 +118,7 @@ def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, Artif
                          "first_attempt": {"status": entry["status"], "reason": entry.get("failure_reason"),
                                            "bytes": entry.get("bytes"),
                                            "latency_p50_ms": (entry.get("latency_ms") or {}).get("p50"),
-                                           **_main_value(entry)}}
+                                           **main_values(entry)}}
         if not ranking:
             records[name]["error"] = f"ranking failed: {result.get('reason') or 'no quantized layers'}"
             continue
@@ -163,7 +163,7 @@ def selective_fallback(entries: list[dict[str, Any]], artifacts: dict[str, Artif
                 if result is None:
                     row.update(status="failed", reason=f"conversion failed: {conv.get('reason')}")
                 else:
-                    row.update(status=result["status"], bytes=result.get("bytes"), **_main_value(result))
+                    row.update(status=result["status"], bytes=result.get("bytes"), **main_values(result))
                 records[name]["tried"].append(row)
                 limit = MAX_SIZE_GROWTH * (records[name]["first_attempt"].get("bytes") or 0)
                 if result is not None and result["status"] == "verified" and limit and (result.get("bytes") or 0) > limit:
@@ -188,16 +188,24 @@ def _adopt(entry: dict[str, Any], art: ArtifactConfig, chosen: tuple[int, Artifa
            record: dict[str, Any], ranking: list[dict[str, Any]], out: Path, files: dict[str, dict[str, Any]]) -> None:
     """Put the chosen candidate's file in the artifact's place and its verification in the entry."""
     k, variant, conv, result = chosen
-    source = out / "artifacts" / files[variant.name]["filename"]
+    record["chosen"] = True
+    record["float_layers"] = ranking[:k]
+    adopt(entry, art, variant, conv, result, out / "artifacts" / files[variant.name]["filename"], out,
+          "selective_float")
+
+
+def adopt(entry: dict[str, Any], art: ArtifactConfig, variant: ArtifactConfig, conv: dict[str, Any],
+          result: dict[str, Any], source: Path, out: Path, fallback: str) -> None:
+    """Replace an artifact by a verified candidate (a ladder rung or a float fallback): its file at ``source``
+    moved to the artifact's path, its options (under the artifact's name), conversion record and verification
+    into ``entry``, ``fallback`` added to the entry's fallbacks."""
     target = out / entry["path"]
     side = source.with_name(source.name + ".data")
     if side.is_file():  # ONNX external data: its name inside the model is the artifact's own
         os.replace(side, target.with_name(target.name + ".data"))
     os.replace(source, target)
-    record["chosen"] = True
-    record["float_layers"] = ranking[:k]
     entry["options"] = dataclasses.replace(variant, name=art.name, selective_fallback=art.selective_fallback).to_dict()
-    entry["fallbacks"] = list(dict.fromkeys([*conv.get("info", {}).get("fallbacks", []), "selective_float"]))
+    entry["fallbacks"] = list(dict.fromkeys([*conv.get("info", {}).get("fallbacks", []), fallback]))
     entry["conversion"] = {**entry.get("conversion", {}), "seconds": conv.get("seconds"),
                            "peak_rss_mb": conv.get("peak_rss_mb"), **conv.get("info", {})}
     apply_check(entry, result)  # (a verified result brings its own metadata)

@@ -20,7 +20,8 @@ from typing import Any
 from dnnkit.core.fileio import write_text
 from dnnkit.manifest.generation import generation_html
 from dnnkit.manifest.usage import per_class_section, use_section
-from dnnkit.manifest.table import larger_than_float, main_metric, parity_text, size_text, slower_than_fp32
+from dnnkit.manifest.table import (larger_than_float, main_metric, parity_text, search_lines, size_text,
+                                   slower_than_fp32)
 
 REPORT = "report.html"
 COLOURS = {"verified": "#1a7f37", "inconclusive": "#9a6700", "failed": "#cf222e", "reference": "#0969da"}
@@ -140,7 +141,8 @@ def _num(value: Any, digits: int = 4) -> str:
 def _notes(manifest: dict[str, Any]) -> str:
     """What to know before shipping: a near-constant reference, files larger or slower than their float twin."""
     items = [f"<li class='failed'>WARNING reference: {_e(w)}</li>" for w in manifest["reference"].get("warnings") or []]
-    items += [f"<li>{_e(line)}</li>" for line in larger_than_float(manifest) + slower_than_fp32(manifest["artifacts"])]
+    items += [f"<li>{_e(line)}</li>" for line in larger_than_float(manifest) + slower_than_fp32(manifest["artifacts"])
+              + search_lines(manifest["artifacts"])]
     return f"<ul id='notes'>{''.join(items)}</ul>" if items else ""
 
 

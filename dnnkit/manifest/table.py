@@ -120,7 +120,7 @@ def larger_than_float(manifest: dict[str, Any]) -> list[str]:
 TIME_STAGES = (("train_s", "training"), ("passes_s", "compression passes"), ("reference_s", "reference outputs"),
                ("conversions_s", "conversions"), ("verifications_s", "checks"),
                ("overlap_s", "checks during conversions"),
-               ("selective_fallback_s", "selective fallback"), ("latency_s", "timing"),
+               ("ladder_s", "quantization ladder"), ("selective_fallback_s", "selective fallback"), ("latency_s", "timing"),
                ("generation_s", "generation artifacts"), ("report_s", "report"))
 
 
@@ -133,6 +133,29 @@ def time_line(timings: dict[str, Any] | None) -> list[str]:
     cpu = timings.get("cpu_s") or {}
     used = f"; CPU {sum(cpu.values()):.1f} s (" + ", ".join(f"{k} {v:.1f}" for k, v in cpu.items()) + ")" if cpu else ""
     return [f"TIME {timings['wall_s']:.1f} s: " + ", ".join(parts) + used + " (manifest timings)"]
+
+
+def search_lines(artifacts: list[dict[str, Any]]) -> list[str]:
+    """What the int8 search did for each artifact it ran on: the ladder's rungs with their agreement
+    (``LADDER``), and a selective float fallback taken (``FALLBACK``)."""
+    lines = []
+    for e in artifacts:
+        conversion = e.get("conversion") or {}
+        ladder = conversion.get("quantization_ladder") or {}
+        if ladder.get("tried"):
+            first = ladder.get("first_attempt") or {}
+            was = f"all-int8 {first['top1_agreement']:.4f}; " if "top1_agreement" in first else ""
+            tried = ", ".join(f"{r['rung']} " + (f"{r['top1_agreement']:.4f}" if "top1_agreement" in r else "")
+                              + f" {r['status']}" for r in ladder["tried"])
+            took = f"took {ladder['chosen']}" if ladder.get("chosen") else "no rung verified"
+            lines.append(f"LADDER {e['name']}: {took} ({was}{tried})")
+        fb = conversion.get("selective_fallback") or {}
+        if fb.get("chosen"):
+            first = fb["first_attempt"]
+            was = f", agreement {first['top1_agreement']:.4f} all-int8" if "top1_agreement" in first else ""
+            lines.append(f"FALLBACK {e['name']}: {len(fb['float_layers'])} of {fb['quantized_layers']} quantized "
+                         f"layers kept float (selective fallback{was})")
+    return lines
 
 
 def table(manifest: dict[str, Any]) -> str:
@@ -154,13 +177,7 @@ def table(manifest: dict[str, Any]) -> str:
     if manifest.get("optimize"):
         lines += ["", *optimize_table(manifest["optimize"]), ""]
     failed = [e for e in manifest["artifacts"] if e["status"] != "verified"]
-    for e in manifest["artifacts"]:
-        fb = (e.get("conversion") or {}).get("selective_fallback") or {}
-        if fb.get("chosen"):
-            first = fb["first_attempt"]
-            was = f", agreement {first['top1_agreement']:.4f} all-int8" if "top1_agreement" in first else ""
-            lines.append(f"FALLBACK {e['name']}: {len(fb['float_layers'])} of {fb['quantized_layers']} quantized "
-                         f"layers kept float (selective fallback{was})")
+    lines += search_lines(manifest["artifacts"])
     for e in failed:
         lines.append(f"{e['status'].upper()} {e['name']}: {e.get('failure_reason')}")
     if manifest.get("passes"):
