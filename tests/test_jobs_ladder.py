@@ -44,24 +44,32 @@ def wide_channel_model(n=3000, train=1000, seed=0):
 
 def test_rungs_are_per_format_in_order_and_skip_what_the_artifact_already_does():
     onnx = ArtifactConfig(name="o", format="onnx", precision="int8", selective_fallback=True)
-    assert [r for r, _ in rungs_for(onnx)] == ["graph_prep", "percentile", "int16_activations"]
-    assert [(v.graph_prep, v.calibration, v.activations) for _, v in rungs_for(onnx)] == [
-        (True, "minmax", "int8"), (True, "percentile", "int8"), (True, "minmax", "int16")]
+    assert [r for r, _ in rungs_for(onnx)] == ["graph_prep", "percentile", "int16_activations",
+                                               "int16_bias_corrected"]
+    assert [(v.graph_prep, v.calibration, v.activations, v.bias_correction) for _, v in rungs_for(onnx)] == [
+        (True, "minmax", "int8", False), (True, "percentile", "int8", False), (True, "minmax", "int16", False),
+        (True, "minmax", "int16", True)]
     assert all(not v.selective_fallback for _, v in rungs_for(onnx))
     tfl = ArtifactConfig(name="t", format="tflite", precision="int8", io="int8", selective_fallback=True)
-    [(rung, variant)] = rungs_for(tfl)
+    (rung, variant), (rung2, variant2) = rungs_for(tfl)
     assert rung == "int16_activations" and variant.activations == "int16" and variant.io == "float"
-    assert rungs_for(ArtifactConfig(name="t", format="tflite", precision="int8", activations="int16")) == []
+    assert rung2 == "int16_bias_corrected" and variant2.bias_correction and not variant.bias_correction
+    assert [r for r, _ in rungs_for(ArtifactConfig(name="t", format="tflite", precision="int8",
+                                                   activations="int16"))] == ["int16_bias_corrected"]
     assert [r for r, _ in rungs_for(ArtifactConfig(name="o", format="onnx", precision="int8", graph_prep=True))] \
-        == ["percentile", "int16_activations"]
+        == ["percentile", "int16_activations", "int16_bias_corrected"]
     assert set(RUNGS) == {"onnx", "tflite"}
 
 
 def test_recipe_fields_of_the_ladder_are_checked():
     art = recipe_from_dict({"name": "r", "artifacts": [
         {"name": "o", "format": "onnx", "precision": "int8", "graph_prep": True, "calibration": "percentile",
-         "activations": "int16"}]}).artifacts[0]
-    assert (art.graph_prep, art.calibration, art.activations) == (True, "percentile", "int16")
+         "activations": "int16", "bias_correction": True}]}).artifacts[0]
+    assert (art.graph_prep, art.calibration, art.activations, art.bias_correction) == (True, "percentile", "int16",
+                                                                                       True)
+    assert {"graph_prep", "calibration", "activations", "bias_correction"} <= set(art.to_dict())
+    plain = ArtifactConfig(name="o", format="onnx", precision="int8").to_dict()  # defaults stay out of manifests
+    assert not {"graph_prep", "calibration", "activations", "bias_correction"} & set(plain)
     with pytest.raises(RecipeError, match=r"artifacts\[0\]\.io: expected 'float' with activations = 'int16'"):
         recipe_from_dict({"name": "r", "artifacts": [
             {"name": "t", "format": "tflite", "precision": "int8", "io": "int8", "activations": "int16"}]})
@@ -85,7 +93,7 @@ def test_a_verified_rung_over_the_size_limit_is_recorded_not_adopted(tmp_path, m
     import dnnkit.jobs.ladder as ladder
 
     art = ArtifactConfig(name="q", format="onnx", precision="int8", selective_fallback=True)
-    sizes = {"graph_prep": 1000, "percentile": 1000, "int16_activations": 1300}
+    sizes = {"graph_prep": 1000, "percentile": 1000, "int16_activations": 1300, "int16_bias_corrected": 1300}
     seen = []
 
     def convert(model_path, arts, out_dir, rep, **kw):
@@ -105,9 +113,10 @@ def test_a_verified_rung_over_the_size_limit_is_recorded_not_adopted(tmp_path, m
     quantization_ladder(entries, arts, Recipe(name="r", artifacts=(art,)), None, model_path=tmp_path / "m",
                         out=tmp_path, representative=None, metadata={}, unsafe=False, fake_quant=False)
     record = entries[0]["conversion"]["quantization_ladder"]
-    assert seen == ["q~graph_prep", "q~percentile", "q~int16_activations"]
+    assert seen == ["q~graph_prep", "q~percentile", "q~int16_activations", "q~int16_bias_corrected"]
     assert [(r["rung"], r["status"]) for r in record["tried"]] == [
-        ("graph_prep", "failed"), ("percentile", "verified"), ("int16_activations", "too_large")]
+        ("graph_prep", "failed"), ("percentile", "verified"), ("int16_activations", "too_large"),
+        ("int16_bias_corrected", "too_large")]
     assert record["chosen"] == "percentile" and entries[0]["status"] == "verified"
     # with the first two failing, the verified int16 file over 1.25x is not the int8 artifact
     monkeypatch.setattr(ladder, "verify_artifacts", lambda items, ref, recipe, **kw: {
@@ -120,7 +129,7 @@ def test_a_verified_rung_over_the_size_limit_is_recorded_not_adopted(tmp_path, m
     assert record["chosen"] is None and record["tried"][-1]["status"] == "too_large"
     assert f"1300 bytes > {MAX_SIZE_GROWTH:g} x the all-int8 file (1250)" in record["tried"][-1]["reason"]
     assert entries[0]["status"] == "failed" and "quantization ladder: graph_prep 0.97" in entries[0]["failure_reason"]
-    assert arts["q"].candidates == 1 + 3  # the float fallback's verdicts account for the rungs tried
+    assert arts["q"].candidates == 1 + 4  # the float fallback's verdicts account for the rungs tried
 
 
 def test_an_artifact_that_passes_plain_int8_pays_nothing(tmp_path, monkeypatch):
@@ -157,8 +166,8 @@ def test_int16_activations_rescue_a_layer_whose_channels_are_250x_apart(tmp_path
         rungs = [r for r, _ in RUNGS[entry["format"]]]
         assert [r["rung"] for r in record["tried"]] == rungs
         # graph preparation and percentile ranges cannot separate one tensor's channels: tried, not applied
-        assert all(r["status"] == "failed" for r in record["tried"][:-1])
-        chosen = record["tried"][-1]
+        chosen = record["tried"][rungs.index("int16_activations")]
+        assert all(r["status"] == "failed" for r in record["tried"][:rungs.index("int16_activations")])
         assert record["chosen"] == "int16_activations" == chosen["rung"] and chosen["status"] == "verified"
         assert chosen["top1_agreement"] >= 0.99 and chosen["bytes"] <= MAX_SIZE_GROWTH * first["bytes"]
         assert entry["status"] == "verified" and entry["options"]["activations"] == "int16"

@@ -13,6 +13,7 @@ Converters never judge their artifacts (:mod:`dnnkit.verification` does, in anot
   SavedModel, TFLite and ONNX.
 
 May import: :mod:`dnnkit.artifacts`, :mod:`dnnkit.core`, :mod:`dnnkit.child` (memory), :mod:`dnnkit.builders` (the
-step model of a causal LM, :mod:`dnnkit.builders.decoding`), :mod:`dnnkit.errors`;
+step model of a causal LM, :mod:`dnnkit.builders.decoding`), :mod:`dnnkit.passes` (bias correction of the
+weights an int8 artifact rounds, :mod:`dnnkit.passes.bias_correction`), :mod:`dnnkit.errors`;
 never :mod:`dnnkit.verification`.
 """

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from dnnkit.core.tensors import take
+from dnnkit.core.tensors import rows, take
+from dnnkit.errors import ConversionError, one_line
 from dnnkit.formats import onnx as onnx_format, tflite as tflite_format
 from dnnkit.formats.onnx import export_onnx, export_onnx_int8
 from dnnkit.formats.saved_model import export_saved_model
 from dnnkit.formats.tflite import export_tflite, share_saved_model
+from dnnkit.passes.bias_correction import bias_correction
 
 # Whether two identical runs (same spec, seed, versions and machine) write byte-identical files,
 # and why not where they do not (measured; tests/test_jobs_run_kill_and_reproduce.py checks it).
@@ -27,6 +29,10 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
     """Convert one artifact (in this process) and return what the manifest records."""
     fmt, precision = art["format"], art["precision"]
     samples = take(rep, slice(0, art.get("samples")))
+    if art.get("bias_correction") and art.get("task") != "rank":
+        model, record = _bias_corrected(model, samples, weight_bits(art))
+        return {**convert_one(model, {**art, "bias_correction": False}, path, rep, metadata),
+                "bias_correction": record}
     if art.get("task") == "rank":  # the per-layer error a selective fallback starts from
         if fmt == "tflite":
             ranked = tflite_format.rank_layers(model, representative=samples, io=art["io"],
@@ -57,9 +63,31 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
                        external_data=art.get("external_data", "auto"))
 
 
+def weight_bits(art: dict[str, Any]) -> int:
+    """The bits an int8 artifact's weights are rounded to: 7 in the default int8 ONNX file
+    (``reduce_range``), else 8."""
+    return 7 if art["format"] == "onnx" and art.get("activations", "int8") == "int8" else 8
+
+
+_CORRECTED: dict[tuple[int, int, int], tuple[Any, dict[str, Any]]] = {}
+
+
+def _bias_corrected(model: Any, samples: Any, bits: int) -> tuple[Any, dict[str, Any]]:
+    """The bias-corrected copy of ``model`` for ``bits``-bit weights (made once per model, bits and
+    calibration set in this process)."""
+    key = (id(model), bits, rows(samples))
+    if key not in _CORRECTED:
+        try:
+            _CORRECTED.clear()  # one model at a time: a converter process converts one job's model
+            _CORRECTED[key] = bias_correction(model, samples, bits=bits)
+        except Exception as exc:  # noqa: BLE001 - a rung that cannot apply fails alone
+            raise ConversionError(f"bias correction failed: {one_line(exc, 300)}") from None
+    return _CORRECTED[key]
+
+
 def needs_model(item: dict[str, Any]) -> bool:
     """Whether the item needs the Keras model: not the int8 ONNX quantized from the job's fp32 ONNX
     file (a converter started afresh for it, after the one before was recycled, skips loading a
     large model: 3.3 s for a 224x224 ResNet50)."""
     return not (item.get("format") == "onnx" and item.get("precision") == "int8" and item.get("fp32_onnx")
-                and not item.get("float_layers") and item.get("task") != "rank")
+                and not item.get("float_layers") and not item.get("bias_correction") and item.get("task") != "rank")

@@ -7,7 +7,9 @@ found in one registry by its type and engine (:mod:`~dnnkit.passes.registry`); t
   :mod:`~dnnkit.passes.qat_pass`, :mod:`~dnnkit.passes.distill` (keras.distillation);
 - :mod:`~dnnkit.passes.tfmot_engine`: tfmot for tf_keras models (prune, qat, cluster);
 - :mod:`~dnnkit.passes.context`: what every pass gets besides the model (spec, data, fine-tuning);
-- :mod:`~dnnkit.passes.schedules`: pruning schedules.
+- :mod:`~dnnkit.passes.schedules`: pruning schedules;
+- :mod:`~dnnkit.passes.bias_correction`: biases that absorb the mean error of int8-rounded weights (not a
+  registered pass: the converters apply it to a copy when an int8 artifact asks, a rung of the quantization ladder).
 
 Importing the package stays light; a pass imports Keras when it runs.
 
