@@ -4,9 +4,13 @@ and what each format's files are known to be."""
 
 from __future__ import annotations
 
+import hashlib
+import weakref
 from typing import Any
 
-from dnnkit.core.tensors import rows, take
+import numpy as np
+
+from dnnkit.core.tensors import take
 from dnnkit.errors import ConversionError, one_line
 from dnnkit.formats import onnx as onnx_format, tflite as tflite_format
 from dnnkit.formats.onnx import export_onnx, export_onnx_int8
@@ -69,20 +73,24 @@ def weight_bits(art: dict[str, Any]) -> int:
     return 7 if art["format"] == "onnx" and art.get("activations", "int8") == "int8" else 8
 
 
-_CORRECTED: dict[tuple[int, int, int], tuple[Any, dict[str, Any]]] = {}
+# the bias-corrected copies of a model, by weight bits and calibration set (a digest): dropped with the model (a
+# converter process outlives one job's model, and a new model may reuse a freed one's id)
+_CORRECTED: "weakref.WeakKeyDictionary[Any, dict[tuple[int, str], tuple[Any, dict[str, Any]]]]" = \
+    weakref.WeakKeyDictionary()
 
 
 def _bias_corrected(model: Any, samples: Any, bits: int) -> tuple[Any, dict[str, Any]]:
     """The bias-corrected copy of ``model`` for ``bits``-bit weights (made once per model, bits and
     calibration set in this process)."""
-    key = (id(model), bits, rows(samples))
-    if key not in _CORRECTED:
+    per_model = _CORRECTED.setdefault(model, {})
+    arrays = samples.values() if isinstance(samples, dict) else [samples]
+    key = (bits, hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest())
+    if key not in per_model:
         try:
-            _CORRECTED.clear()  # one model at a time: a converter process converts one job's model
-            _CORRECTED[key] = bias_correction(model, samples, bits=bits)
+            per_model[key] = bias_correction(model, samples, bits=bits)
         except Exception as exc:  # noqa: BLE001 - a rung that cannot apply fails alone
             raise ConversionError(f"bias correction failed: {one_line(exc, 300)}") from None
-    return _CORRECTED[key]
+    return per_model[key]
 
 
 def needs_model(item: dict[str, Any]) -> bool:
