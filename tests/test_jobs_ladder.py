@@ -196,6 +196,8 @@ def test_int16_activations_rescue_a_layer_whose_channels_are_250x_apart(tmp_path
     assert {z.dtype for n, z in zero_points.items() if "ReadVariableOp" in n} == {np.dtype(np.int8)}
     assert {z.dtype for n, z in zero_points.items() if "ReadVariableOp" not in n} == {np.dtype(np.int16)}
     assert onx["options"]["graph_prep"] is True and onx["conversion"]["weight_bits"] == 8
+    # the conversion record describes the adopted file (converted afresh), not the all-int8 one it replaced
+    assert "quantized_from" not in onx["conversion"] and onx["conversion"]["activations"] == "int16"
     assert not (out / "artifacts" / ".ladder").exists()
     html = (out / "report.html").read_text()
     assert "LADDER onnx_int8: took int16_activations" in html

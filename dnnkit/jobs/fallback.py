@@ -50,6 +50,10 @@ RANKED_BY = {"tflite": "tf.lite.experimental.QuantizationDebugger: per-layer SQN
 FALLBACK_DIR = ".fallback"
 
 
+# the parts of an entry's ``conversion`` that record a search (kept when a candidate replaces the file)
+SEARCH_RECORDS = ("first_attempt", "quantization_ladder", "selective_fallback")
+
+
 FIRST_STAGE = 3  # candidates (1, 2 and 4 float layers) tried before the rest
 
 
@@ -206,6 +210,8 @@ def adopt(entry: dict[str, Any], art: ArtifactConfig, variant: ArtifactConfig, c
     os.replace(source, target)
     entry["options"] = dataclasses.replace(variant, name=art.name, selective_fallback=art.selective_fallback).to_dict()
     entry["fallbacks"] = list(dict.fromkeys([*conv.get("info", {}).get("fallbacks", []), fallback]))
-    entry["conversion"] = {**entry.get("conversion", {}), "seconds": conv.get("seconds"),
-                           "peak_rss_mb": conv.get("peak_rss_mb"), **conv.get("info", {})}
+    # what describes the file is the candidate's; the record of how it was found stays
+    kept = {k: v for k, v in entry.get("conversion", {}).items() if k in SEARCH_RECORDS}
+    entry["conversion"] = {**kept, "seconds": conv.get("seconds"), "peak_rss_mb": conv.get("peak_rss_mb"),
+                           **conv.get("info", {})}
     apply_check(entry, result)  # (a verified result brings its own metadata)
