@@ -60,17 +60,21 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
         return export_onnx_int8(model if needs_model(art) else None, path, calibration=samples, opset=art["opset"],
                                 metadata=metadata, external_data=art.get("external_data", "auto"),
                                 float_layers=art.get("float_layers", ()), fp32_source=art.get("fp32_onnx"),
-                                options=onnx_format.QuantOptions(activations=art.get("activations", "int8"),
-                                                                 calibration=art.get("calibration", "minmax"),
-                                                                 graph_prep=art.get("graph_prep", False)))
+                                options=_onnx_options(art))
     return export_onnx(model, path, opset=art["opset"], metadata=metadata, check_inputs=rep,
                        external_data=art.get("external_data", "auto"))
 
 
+def _onnx_options(art: dict[str, Any]) -> onnx_format.QuantOptions:
+    """How an int8 ONNX item is quantized (its ladder levers)."""
+    return onnx_format.QuantOptions(activations=art.get("activations", "int8"),
+                                    calibration=art.get("calibration", "minmax"), graph_prep=art.get("graph_prep", False))
+
+
 def weight_bits(art: dict[str, Any]) -> int:
-    """The bits an int8 artifact's weights are rounded to: 7 in the default int8 ONNX file
-    (``reduce_range``), else 8."""
-    return 7 if art["format"] == "onnx" and art.get("activations", "int8") == "int8" else 8
+    """The bits an int8 artifact's weights are rounded to: the ONNX quantizer's choice
+    (:attr:`~dnnkit.formats.onnx.QuantOptions.weight_bits`), 8 in TFLite."""
+    return _onnx_options(art).weight_bits if art["format"] == "onnx" else 8
 
 
 # the bias-corrected copies of a model, by weight bits and calibration set (a digest): dropped with the model (a

@@ -75,22 +75,22 @@ def quantization_ladder(entries: list[dict[str, Any]], artifacts: dict[str, Arti
     plans = {name: plan for name, plan in plans.items() if plan}
     if not plans:
         return
-    variants: list[ArtifactConfig] = []
+    variants: dict[str, ArtifactConfig] = {}  # by candidate name, NAME~RUNG
     files: dict[str, dict[str, Any]] = {}
     for name, plan in plans.items():
         art = artifacts[name]
         for rung, variant in plan:
             v = dataclasses.replace(variant, name=f"{name}~{rung}", candidates=art.candidates + len(plan))
-            variants.append(v)
+            variants[v.name] = v
             files[v.name] = {"filename": f"{LADDER_DIR}/{name}/{rung}/{art.filename}"}
     if verbose:
         print(f"quantization ladder: {len(variants)} candidates for {len(plans)} int8 artifacts ...", flush=True)
-    converted = convert_artifacts(model_path, variants, out / "artifacts", representative,
-                                  timeouts={v.name: recipe.timeout(v) for v in variants}, metadata=metadata,
+    converted = convert_artifacts(model_path, list(variants.values()), out / "artifacts", representative,
+                                  timeouts={n: recipe.timeout(v) for n, v in variants.items()}, metadata=metadata,
                                   unsafe=unsafe, log_path=out / "logs" / "convert.log", item_extra=files)
     checked = verify_artifacts(
-        [check_item(v.name, out / "artifacts" / files[v.name]["filename"], v.to_dict(), fake_quant=fake_quant)
-         for v in variants if converted.get(v.name, {}).get("status") == "done"],
+        [check_item(n, out / "artifacts" / files[n]["filename"], v.to_dict(), fake_quant=fake_quant)
+         for n, v in variants.items() if converted.get(n, {}).get("status") == "done"],
         ref, recipe, log_path=out / "logs" / "verify.log")
     for name, plan in plans.items():
         entry, art = todo[name], artifacts[name]
@@ -100,7 +100,6 @@ def quantization_ladder(entries: list[dict[str, Any]], artifacts: dict[str, Arti
         for rung, _ in plan:
             vname = f"{name}~{rung}"
             conv, result = converted.get(vname, {}), checked.get(vname)
-            variant = next(v for v in variants if v.name == vname)
             row: dict[str, Any] = {"rung": rung, "changes": dict(RUNGS[art.format])[rung],
                                    "conversion_seconds": conv.get("seconds")}
             if result is None:
@@ -115,7 +114,8 @@ def quantization_ladder(entries: list[dict[str, Any]], artifacts: dict[str, Arti
             record["tried"].append(row)
             if record["chosen"] is None and row["status"] == "verified":
                 record["chosen"] = rung
-                adopt(entry, art, variant, conv, result, out / "artifacts" / files[vname]["filename"], out, rung)
+                adopt(entry, art, variants[vname], conv, result, out / "artifacts" / files[vname]["filename"], out,
+                      rung)
         entry.setdefault("conversion", {})["quantization_ladder"] = record
         if record["chosen"] is None:
             artifacts[name] = dataclasses.replace(art, candidates=art.candidates + len(plan))

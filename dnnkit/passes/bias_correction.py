@@ -68,15 +68,9 @@ def _mean_output_error(layer: Any, mean_input: np.ndarray, delta: np.ndarray) ->
 def correctable_layers(model: Any) -> list[tuple[Any, Any]]:
     """``(layer, target)`` for each Conv/Dense layer whose bias, or the BatchNormalization reading only its output,
     can absorb a shift (``target`` is that BatchNormalization, or ``None`` for the layer's own bias); grouped
-    convolutions and layers with neither are left out."""
+    convolutions, depth multipliers and layers with neither are left out."""
     import keras
 
-    readers: dict[int, list[Any]] = {}
-    for layer in model.layers:
-        for node in getattr(layer, "_inbound_nodes", []):
-            for tensor in node.input_tensors:
-                producer = tensor._keras_history.operation  # noqa: SLF001 - the functional graph's edges
-                readers.setdefault(id(producer), []).append(layer)
     out = []
     for layer in model.layers:
         if type(layer).__name__ not in CORRECTED or getattr(layer, "groups", 1) != 1:
@@ -86,9 +80,9 @@ def correctable_layers(model: Any) -> list[tuple[Any, Any]]:
         if layer.use_bias:
             out.append((layer, None))
             continue
-        after = readers.get(id(layer), [])
-        if len(after) == 1 and isinstance(after[0], keras.layers.BatchNormalization) and after[0].center:
-            out.append((layer, after[0]))
+        readers = [node.operation for node in layer._outbound_nodes]  # noqa: SLF001 - the functional graph's edges
+        if len(readers) == 1 and isinstance(readers[0], keras.layers.BatchNormalization) and readers[0].center:
+            out.append((layer, readers[0]))
     return out
 
 
