@@ -87,6 +87,17 @@ def keras_out(model, name, x, kernels):
             model.get_layer(k).set_weights(weights)
 
 
+def test_a_batchnorm_after_a_nonlinear_bias_free_layer_takes_no_correction():
+    """The error is before the activation; the BatchNormalization reads it after, bent by the ReLU."""
+    import keras
+
+    inp = keras.Input((6, 6, 2))
+    h = keras.layers.Conv2D(4, 3, use_bias=False, activation="relu", name="relu_conv")(inp)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    model = keras.Model(inp, keras.layers.Dense(2, name="logits")(keras.layers.Flatten()(h)))
+    assert [(layer.name, bn) for layer, bn in correctable_layers(model)] == [("logits", None)]
+
+
 def test_a_model_with_nothing_to_correct_is_refused():
     import keras
 

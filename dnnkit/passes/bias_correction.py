@@ -67,8 +67,9 @@ def _mean_output_error(layer: Any, mean_input: np.ndarray, delta: np.ndarray) ->
 
 def correctable_layers(model: Any) -> list[tuple[Any, Any]]:
     """``(layer, target)`` for each Conv/Dense layer whose bias, or the BatchNormalization reading only its output,
-    can absorb a shift (``target`` is that BatchNormalization, or ``None`` for the layer's own bias); grouped
-    convolutions, depth multipliers and layers with neither are left out."""
+    can absorb a shift (``target`` is that BatchNormalization, or ``None`` for the layer's own bias, added before
+    the activation as the error is); grouped convolutions, depth multipliers, layers with neither and a bias-free
+    layer whose activation lies between it and the BatchNormalization are left out."""
     import keras
 
     out = []
@@ -80,6 +81,8 @@ def correctable_layers(model: Any) -> list[tuple[Any, Any]]:
         if layer.use_bias:
             out.append((layer, None))
             continue
+        if getattr(layer.activation, "__name__", "linear") != "linear":
+            continue  # the error is before the activation: a BatchNormalization after it sees it bent
         readers = [node.operation for node in layer._outbound_nodes]  # noqa: SLF001 - the functional graph's edges
         if len(readers) == 1 and isinstance(readers[0], keras.layers.BatchNormalization) and readers[0].center:
             out.append((layer, readers[0]))
