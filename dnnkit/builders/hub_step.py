@@ -26,7 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from dnnkit.builders.kv_cache import NEG, attend_cached, slots
+from dnnkit.builders.kv_cache import NEG, attend_cached, slots, write_kv
 
 
 GEMMA_PARTS = ("pre_attention_norm", "attention", "pre_ffw_norm", "gating_ffw", "gating_ffw_2", "ffw_linear")
@@ -35,7 +35,8 @@ ROTARY_PARTS = ("_self_attention_layernorm", "_feedforward_layernorm", "_feedfor
 
 
 def hub_kind(model: Any) -> tuple[str | None, str | None]:
-    """``("learned" | "rotary", None)`` for a keras-hub causal LM this step can run, else ``(None, why not)``."""
+    """``("learned" | "rotary" | "gemma", None)`` for a keras-hub causal LM this step can run, else ``(None, why
+    not)``."""
     backbone = getattr(model, "backbone", None)
     name = type(model).__name__
     if backbone is None or not hasattr(backbone, "transformer_layers") or not hasattr(model, "call_with_cache"):
@@ -155,7 +156,6 @@ class HubDecoder(keras.Model):
         x = backbone.token_embedding(tokens)
         if gemma:
             x = x * ops.cast(ops.sqrt(float(backbone.hidden_dim)), x.dtype)
-        written = ops.sum(onehot, axis=1)[:, None, :, None]
         out: dict[str, Any] = {}
         for i, layer in enumerate(self.layers_):
             if gemma:
@@ -173,8 +173,7 @@ class HubDecoder(keras.Model):
                 q = rotary(attention._query_dense(h), positions=positions) * attention._inv_norm_factor
                 k = rotary(attention._key_dense(h), positions=positions)  # (B, L, KV, D)
                 v = attention._value_dense(h)
-            cache_k = inputs[f"kv_cache_k_{i}"] * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, k)
-            cache_v = inputs[f"kv_cache_v_{i}"] * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, v)
+            cache_k, cache_v = write_kv(inputs[f"kv_cache_k_{i}"], inputs[f"kv_cache_v_{i}"], k, v, onehot)
             out[f"kv_cache_k_{i}"], out[f"kv_cache_v_{i}"] = cache_k, cache_v
             groups = int(q.shape[2]) // self.heads
             keys = ops.repeat(cache_k, groups, axis=1) if groups > 1 else cache_k

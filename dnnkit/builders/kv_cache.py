@@ -22,17 +22,21 @@ from keras import ops
 NEG = -1e9  # the score of a position a query may not see
 
 
+def write_kv(cache_k: Any, cache_v: Any, k: Any, v: Any, onehot: Any) -> tuple[Any, Any]:
+    """Both caches (B, heads, C, head_dim) with this step's keys and values ``k``, ``v`` (B, L, heads, head_dim)
+    written where ``onehot`` (B, L, C) says, the other slots kept."""
+    written = ops.sum(onehot, axis=1)[:, None, :, None]  # (B, 1, C, 1): the positions written now
+    return (cache_k * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, k),
+            cache_v * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, v))
+
+
 def attend_cached(mha: Any, h: Any, onehot: Any, allowed: Any, cache_k: Any, cache_v: Any) -> tuple[Any, Any, Any]:
     """Self-attention of a Keras ``MultiHeadAttention`` layer (or keras-hub's ``CachedMultiHeadAttention``, the
     same projections) over a fixed-capacity cache: ``h`` (B, L, d)'s keys and values written where ``onehot``
     (B, L, C) says, each query attending where ``allowed`` (B, L, C) says. Returns the attention output and both
     caches (B, heads, C, head_dim)."""
     q = mha._query_dense(h)  # (B, L, H, D)
-    k = mha._key_dense(h)
-    v = mha._value_dense(h)
-    written = ops.sum(onehot, axis=1)[:, None, :, None]  # (B, 1, C, 1): the positions written now
-    cache_k = cache_k * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, k)
-    cache_v = cache_v * (1.0 - written) + ops.einsum("blc,blhd->bhcd", onehot, v)
+    cache_k, cache_v = write_kv(cache_k, cache_v, mha._key_dense(h), mha._value_dense(h), onehot)
     scores = ops.einsum("blhd,bhcd->bhlc", q, cache_k) / math.sqrt(int(q.shape[-1]))
     scores = ops.where(allowed[:, None, :, :], scores, NEG)
     weights = ops.softmax(scores, axis=-1)

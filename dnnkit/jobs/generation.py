@@ -96,7 +96,7 @@ def generation_section(model: Any, model_path: Path, dataset: Dataset, out: Path
         keras_exact = float(np.mean([r == a for r, a in zip(reference, answers)])) if answers else 0.0
     # (a) in Keras, the step model (the cache or state carried) gives the tokens recomputing the prefix gives
     step = numpy_step(decoder)
-    checked = [(p, r) for p, r in zip(prompts, reference)][:KERAS_CHECKED]
+    checked = list(zip(prompts, reference))[:KERAS_CHECKED]
     keras_step_same = float(np.mean([greedy(step, *start_of(decoder, p), decoder.capacity, len(r),
                                             prefill_len=None) == r for p, r in checked])) if checked else 1.0
     # (b) what each signature answers, against the Keras step's logits (the float criteria judge fp32 files)
