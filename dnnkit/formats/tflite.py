@@ -16,6 +16,7 @@ from dnnkit.core.tensors import Inputs, cast, rows, set_weights, take
 from dnnkit.errors import ConversionError, one_line
 from dnnkit.formats.common import has_recurrent_layers
 from dnnkit.formats.saved_model import write_saved_model
+from dnnkit.formats.tflite_fp16 import keep_small_constants_fp32
 
 
 def unroll_recurrent(model: Any) -> Any:
@@ -181,7 +182,7 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
                   static_batch: int | None = None, allow_flex: bool = False,
                   float_fallback: bool = False, unroll: bool = False,
                   float_layers: tuple[str, ...] | list[str] = (), activations: str = "int8",
-                  metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+                  fp32_source: str | None = None, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Convert a Keras model to a ``.tflite`` file, atomically.
 
     The model is first written as a SavedModel whose signature has the chosen batch size
@@ -203,6 +204,9 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         float_layers: for ``int8``, output tensor names whose ops stay float (selective fallback).
         activations: for ``int8``, ``int16`` converts with TFLite's 16x8 kernels (int8 weights, int16
             activations, float I/O): the quantization ladder's rung for activations int8 cannot hold.
+        fp32_source: for ``fp16``, an fp32 ``.tflite`` of this model and batch (the job's fp32 artifact);
+            its constants are the exact values of the small constants kept in fp32
+            (:mod:`dnnkit.formats.tflite_fp16`). Without one, an fp32 conversion runs for them.
         metadata: fields stored as the file's JSON metadata (:mod:`dnnkit.artifacts.metadata`), with
             ``precision`` added.
 
@@ -227,6 +231,15 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         content = _quantize_keeping_float(conv, float_layers, io)
     else:
         content = _convert(conv)
+    restored = None
+    if precision == "fp16":
+        if fp32_source and os.path.isfile(fp32_source):
+            with open(fp32_source, "rb") as handle:
+                fp32 = handle.read()
+        else:
+            fp32 = _convert(_converter(model, saved_model_for(model, batch), "fp32", None, batch, io, allow_flex,
+                                       False))
+        content, restored = keep_small_constants_fp32(content, fp32)
     if metadata:
         content = add_tflite_metadata(content, {**metadata, "precision": precision})
     with atomic_path(path) as tmp_file:
@@ -238,6 +251,7 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
     shared = _SAVED_MODELS.get(model, {}).get(batch)
     return {"batch": batch, "fallbacks": fallbacks,
             **({"activations": activations} if precision == "int8" else {}),
+            **({"fp32_constants": restored} if restored is not None else {}),
             **({"converted_from": os.path.basename(shared)} if isinstance(shared, str) else {})}
 
 

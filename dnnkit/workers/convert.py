@@ -61,6 +61,7 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
                "out_dir": str(Path(out_dir).resolve()), "metadata": metadata or {}, "unsafe": unsafe}
         fp32_onnx: dict[int, dict[str, Any]] = {}  # by opset: an fp32 ONNX file converted by this call
         saved_model: list[str] = []  # a SavedModel artifact converted by this call
+        fp32_tflite: dict[int | None, str] = {}  # by static batch: an fp32 TFLite file converted by this call
 
         def settled(name: str, result: dict[str, Any]) -> None:
             art, extra = by_name[name], (item_extra or {}).get(name, {})
@@ -71,6 +72,8 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
                 fp32_onnx.setdefault(art.opset, {"path": str(Path(out_dir, art.filename).resolve()),
                                                  "transforms": result["info"].get("transforms"),
                                                  "external_data": result["info"].get("external_data")})
+            if art.format == "tflite" and art.precision == "fp32" and result["status"] == "done" and not extra:
+                fp32_tflite.setdefault(art.static_batch, str(Path(out_dir, art.filename).resolve()))
             if on_settled is not None:
                 on_settled(name, result)
 
@@ -80,6 +83,8 @@ def convert_artifacts(model_path: str | os.PathLike[str], artifacts: list[Artifa
             if (art.format == "onnx" and art.precision == "int8" and art.opset in fp32_onnx and not extra
                     and not art.float_layers):  # node names are tf2onnx's per process: exclusions need their own
                 item["fp32_onnx"] = fp32_onnx[art.opset]  # quantized from it: tf2onnx does not run again
+            if art.format == "tflite" and art.precision == "fp16" and art.static_batch in fp32_tflite:
+                item["fp32_tflite"] = fp32_tflite[art.static_batch]  # the exact values of its small constants
             if art.format == "tflite" and saved_model and not extra:
                 item["saved_model"] = saved_model[0]  # converted from it where the batch is dynamic
             return item
