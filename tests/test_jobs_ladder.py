@@ -16,18 +16,21 @@ INT8_BOTH = {"name": "int8", "artifacts": [
 ]}
 
 
-def wide_channel_model(n=3000, train=1000, seed=0):
+def wide_channel_model(n=3000, train=1000, seed=0, activation=None):
     """A conv layer with one output channel 250x wider than its 15 others, read by a 1x1 conv that all but
     ignores that channel: per-tensor int8 activations spend their 256 steps on the wide channel and round the
-    others to a step or two (agreement ~0.26 of 4 classes), int16 ones keep them. Labels are the model's own
-    classes on inputs it decides clearly (top-2 margin over a tenth of the logits' spread)."""
+    others to a step or two (agreement ~0.26 of 4 classes), int16 ones keep them. With no activation between the
+    two convs, cross-layer equalization moves the width into the 1x1 conv's weights; with swish it cannot.
+    Labels are the model's own classes on inputs it decides clearly (top-2 margin over a tenth of the logits'
+    spread)."""
     import keras
 
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, size=(2 * n, 6, 6, 2)).astype("float32")
     keras.utils.set_random_seed(seed)
     inp = keras.Input((6, 6, 2), name="image")
-    wide, mix = keras.layers.Conv2D(16, 3, padding="same", name="wide"), keras.layers.Conv2D(8, 1, name="mix")
+    wide = keras.layers.Conv2D(16, 3, padding="same", activation=activation, name="wide")
+    mix = keras.layers.Conv2D(8, 1, name="mix")
     model = keras.Model(inp, keras.layers.Dense(4, name="logits")(keras.layers.Flatten()(mix(wide(inp)))))
     kernel = wide.get_weights()[0]
     kernel[..., 0] *= 250.0
@@ -44,21 +47,24 @@ def wide_channel_model(n=3000, train=1000, seed=0):
 
 def test_rungs_are_per_format_in_order_and_skip_what_the_artifact_already_does():
     onnx = ArtifactConfig(name="o", format="onnx", precision="int8", selective_fallback=True)
-    assert [r for r, _ in rungs_for(onnx)] == ["graph_prep", "percentile", "int16_activations",
+    assert [r for r, _ in rungs_for(onnx)] == ["graph_prep", "percentile", "equalized", "int16_activations",
                                                "int16_bias_corrected"]
-    assert [(v.graph_prep, v.calibration, v.activations, v.bias_correction) for _, v in rungs_for(onnx)] == [
-        (True, "minmax", "int8", False), (True, "percentile", "int8", False), (True, "minmax", "int16", False),
-        (True, "minmax", "int16", True)]
+    assert [(v.graph_prep, v.calibration, v.activations, v.bias_correction, v.equalization)
+            for _, v in rungs_for(onnx)] == [
+        (True, "minmax", "int8", False, False), (True, "percentile", "int8", False, False),
+        (True, "minmax", "int8", False, True), (True, "minmax", "int16", False, False),
+        (True, "minmax", "int16", True, False)]
     assert all(not v.selective_fallback for _, v in rungs_for(onnx))
     tfl = ArtifactConfig(name="t", format="tflite", precision="int8", io="int8", selective_fallback=True)
-    (rung, variant), (rung2, variant2) = rungs_for(tfl)
+    (rung0, variant0), (rung, variant), (rung2, variant2) = rungs_for(tfl)
+    assert rung0 == "equalized" and variant0.equalization and (variant0.io, variant0.activations) == ("int8", "int8")
     assert rung == "int16_activations" and variant.activations == "int16" and variant.io == "float"
     assert rung2 == "int16_bias_corrected" and variant2.bias_correction and not variant.bias_correction
     assert variant.float_fallback  # ops without a 16x8 kernel stay float
     assert [r for r, _ in rungs_for(ArtifactConfig(name="t", format="tflite", precision="int8", activations="int16",
-                                                   float_fallback=True))] == ["int16_bias_corrected"]
+                                                   float_fallback=True))] == ["equalized", "int16_bias_corrected"]
     assert [r for r, _ in rungs_for(ArtifactConfig(name="o", format="onnx", precision="int8", graph_prep=True))] \
-        == ["percentile", "int16_activations", "int16_bias_corrected"]
+        == ["percentile", "equalized", "int16_activations", "int16_bias_corrected"]
     assert set(RUNGS) == {"onnx", "tflite"}
 
 
@@ -94,7 +100,8 @@ def test_a_verified_rung_over_the_size_limit_is_recorded_not_adopted(tmp_path, m
     import dnnkit.jobs.ladder as ladder
 
     art = ArtifactConfig(name="q", format="onnx", precision="int8", selective_fallback=True)
-    sizes = {"graph_prep": 1000, "percentile": 1000, "int16_activations": 1300, "int16_bias_corrected": 1300}
+    sizes = {"graph_prep": 1000, "percentile": 1000, "equalized": 1000, "int16_activations": 1300,
+             "int16_bias_corrected": 1300}
     seen = []
 
     def convert(model_path, arts, out_dir, rep, **kw):
@@ -114,10 +121,10 @@ def test_a_verified_rung_over_the_size_limit_is_recorded_not_adopted(tmp_path, m
     quantization_ladder(entries, arts, Recipe(name="r", artifacts=(art,)), None, model_path=tmp_path / "m",
                         out=tmp_path, representative=None, metadata={}, unsafe=False, fake_quant=False)
     record = entries[0]["conversion"]["quantization_ladder"]
-    assert seen == ["q~graph_prep", "q~percentile", "q~int16_activations", "q~int16_bias_corrected"]
+    assert seen == ["q~graph_prep", "q~percentile", "q~equalized", "q~int16_activations", "q~int16_bias_corrected"]
     assert [(r["rung"], r["status"]) for r in record["tried"]] == [
-        ("graph_prep", "failed"), ("percentile", "verified"), ("int16_activations", "too_large"),
-        ("int16_bias_corrected", "too_large")]
+        ("graph_prep", "failed"), ("percentile", "verified"), ("equalized", "verified"),
+        ("int16_activations", "too_large"), ("int16_bias_corrected", "too_large")]
     assert record["chosen"] == "percentile" and entries[0]["status"] == "verified"
     # with the first two failing, the verified int16 file over 1.25x is not the int8 artifact
     monkeypatch.setattr(ladder, "verify_artifacts", lambda items, ref, recipe, **kw: {
@@ -130,7 +137,7 @@ def test_a_verified_rung_over_the_size_limit_is_recorded_not_adopted(tmp_path, m
     assert record["chosen"] is None and record["tried"][-1]["status"] == "too_large"
     assert f"1300 bytes > {MAX_SIZE_GROWTH:g} x the all-int8 file (1250)" in record["tried"][-1]["reason"]
     assert entries[0]["status"] == "failed" and "quantization ladder: graph_prep 0.97" in entries[0]["failure_reason"]
-    assert arts["q"].candidates == 1 + 4  # the float fallback's verdicts account for the rungs tried
+    assert arts["q"].candidates == 1 + 5  # the float fallback's verdicts account for the rungs tried
 
 
 def test_an_artifact_that_passes_plain_int8_pays_nothing(tmp_path, monkeypatch):
@@ -155,7 +162,7 @@ def test_int16_activations_rescue_a_layer_whose_channels_are_250x_apart(tmp_path
     import dnnkit
     from dnnkit.manifest.table import table
 
-    model, data = wide_channel_model()
+    model, data = wide_channel_model(activation="swish")
     out = tmp_path / "out"
     manifest = dnnkit.export(model, recipe_from_dict(INT8_BOTH), out, data=data)
     assert manifest["status"] == "verified", table(manifest)
@@ -166,7 +173,10 @@ def test_int16_activations_rescue_a_layer_whose_channels_are_250x_apart(tmp_path
         assert first["status"] == "failed" and first["top1_agreement"] < 0.5, first
         rungs = [r for r, _ in RUNGS[entry["format"]]]
         assert [r["rung"] for r in record["tried"]] == rungs
-        # graph preparation and percentile ranges cannot separate one tensor's channels: tried, not applied
+        # graph preparation and percentile ranges cannot separate one tensor's channels: tried, not applied;
+        # equalization cannot cross swish: refused before any conversion
+        equalized = record["tried"][rungs.index("equalized")]
+        assert "cross-layer equalization: no two Conv/Dense layers joined" in equalized["reason"]
         chosen = record["tried"][rungs.index("int16_activations")]
         assert all(r["status"] == "failed" for r in record["tried"][:rungs.index("int16_activations")])
         assert record["chosen"] == "int16_activations" == chosen["rung"] and chosen["status"] == "verified"
@@ -205,3 +215,29 @@ def test_int16_activations_rescue_a_layer_whose_channels_are_250x_apart(tmp_path
     again = dnnkit.verify(out)
     assert again["status"] == "verified"
     assert json.loads((out / "manifest.json").read_text())["artifacts"][1]["options"]["activations"] == "int16"
+
+
+def test_equalization_rescues_the_same_layer_when_nothing_nonlinear_lies_between(tmp_path):
+    """The wide channel read by the 1x1 conv directly: equalization keeps int8 activations and int8 kernels."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    import dnnkit
+    from dnnkit.manifest.table import table
+
+    model, data = wide_channel_model()
+    out = tmp_path / "out"
+    manifest = dnnkit.export(model, recipe_from_dict(INT8_BOTH), out, data=data)
+    assert manifest["status"] == "verified", table(manifest)
+    for entry in manifest["artifacts"]:
+        record = entry["conversion"]["quantization_ladder"]
+        assert record["first_attempt"]["top1_agreement"] < 0.5
+        assert record["chosen"] == "equalized", record["tried"]
+        chosen = [r for r in record["tried"] if r["rung"] == "equalized"][0]
+        assert chosen["top1_agreement"] >= 0.99 and chosen["bytes"] <= 1.05 * record["first_attempt"]["bytes"]
+        assert entry["options"]["equalization"] is True and entry["options"].get("activations", "int8") == "int8"
+        assert entry["conversion"]["equalization"]["pairs"] == 1
+        assert entry["conversion"]["equalization"]["spread_before"] > 100 > entry["conversion"]["equalization"][
+            "spread_after"]
+        assert f"LADDER {entry['name']}: took equalized" in table(manifest)
+    interp = Interpreter(model_path=str(out / manifest["artifacts"][0]["path"]))
+    assert {t["dtype"] for t in interp.get_tensor_details() if "wide" in t["name"].lower()} <= {np.int8, np.int32}

@@ -42,7 +42,8 @@ ACTIVATIONS = ("int8", "int16")  # an int8 artifact's activation type (its weigh
 CALIBRATIONS = ("minmax", "percentile", "entropy")  # onnxruntime's CalibrationMethod, by name
 
 
-_LADDER_DEFAULTS = {"activations": "int8", "graph_prep": False, "calibration": "minmax", "bias_correction": False}
+_LADDER_DEFAULTS = {"activations": "int8", "graph_prep": False, "calibration": "minmax", "bias_correction": False,
+                    "equalization": False}
 
 
 class RecipeError(SpecError):
@@ -96,7 +97,9 @@ class ArtifactConfig:
     int16 QDQ with 8-bit weights); ``graph_prep`` runs onnxruntime's ``quant_pre_process``
     first; ``calibration`` is onnxruntime's range method (``minmax``, ``percentile``, ``entropy``);
     ``bias_correction`` converts a copy of the model whose biases absorb the mean error of its rounded
-    weights (:mod:`dnnkit.passes.bias_correction`). ``candidates`` is how many artifacts this one was chosen
+    weights (:mod:`dnnkit.passes.bias_correction`); ``equalization`` converts a copy whose channel ranges
+    are equalized across layers joined by ReLU or identity (:mod:`dnnkit.passes.equalization`).
+    ``candidates`` is how many artifacts this one was chosen
     from (set by the fallback, not read from recipes): its verdicts are then taken at confidence
     ``1 - 0.05 / candidates`` (:func:`dnnkit.verification.criteria.z_for`).
     """
@@ -118,6 +121,7 @@ class ArtifactConfig:
     graph_prep: bool = False
     calibration: str = "minmax"
     bias_correction: bool = False
+    equalization: bool = False
     candidates: int = 1
     atol: float | None = None
     rtol: float | None = None
@@ -144,8 +148,8 @@ class ArtifactConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as the manifest's ``options`` record them: ``None`` left out, and the ladder's levers
-        (``activations``, ``graph_prep``, ``calibration``, ``bias_correction``) only where they differ from the
-        default."""
+        (``activations``, ``graph_prep``, ``calibration``, ``bias_correction``, ``equalization``) only where
+        they differ from the default."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()
                 if v is not None and not (k in _LADDER_DEFAULTS and v == _LADDER_DEFAULTS[k])}
 
@@ -236,6 +240,7 @@ def _read_artifact(t: TableReader) -> ArtifactConfig:
         graph_prep=t.boolean("graph_prep", False) if int8 and fmt == "onnx" else False,
         calibration=t.choice("calibration", CALIBRATIONS, "minmax") if int8 and fmt == "onnx" else "minmax",
         bias_correction=t.boolean("bias_correction", False) if int8 else False,
+        equalization=t.boolean("equalization", False) if int8 else False,
         atol=t.number("atol", None, low=0.0, low_open=True),
         rtol=t.number("rtol", None, low=0.0),
         min_agreement=t.number("min_agreement", None, low=0.0, high=1.0),

@@ -17,6 +17,7 @@ from dnnkit.formats.onnx import export_onnx, export_onnx_int8
 from dnnkit.formats.saved_model import export_saved_model
 from dnnkit.formats.tflite import export_tflite, share_saved_model
 from dnnkit.passes.bias_correction import bias_correction
+from dnnkit.passes.equalization import cross_layer_equalization
 
 # Whether two identical runs (same spec, seed, versions and machine) write byte-identical files,
 # and why not where they do not (measured; tests/test_jobs_run_kill_and_reproduce.py checks it).
@@ -33,6 +34,9 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
     """Convert one artifact (in this process) and return what the manifest records."""
     fmt, precision = art["format"], art["precision"]
     samples = take(rep, slice(0, art.get("samples")))
+    if art.get("equalization") and art.get("task") != "rank":  # before bias correction, which measures its weights
+        model, record = _equalized(model)
+        return {**convert_one(model, {**art, "equalization": False}, path, rep, metadata), "equalization": record}
     if art.get("bias_correction") and art.get("task") != "rank":
         model, record = _bias_corrected(model, samples, weight_bits(art))
         return {**convert_one(model, {**art, "bias_correction": False}, path, rep, metadata),
@@ -55,7 +59,8 @@ def convert_one(model: Any, art: dict[str, Any], path: str, rep: Any, metadata: 
                              io=art["io"], static_batch=art.get("static_batch"),
                              allow_flex=art["allow_flex"], float_fallback=art["float_fallback"],
                              unroll=art["unroll_recurrent"], float_layers=art.get("float_layers", ()),
-                             activations=art.get("activations", "int8"), metadata=metadata)
+                             activations=art.get("activations", "int8"), fp32_source=art.get("fp32_tflite"),
+                             metadata=metadata)
     if precision == "int8":
         return export_onnx_int8(model if needs_model(art) else None, path, calibration=samples, opset=art["opset"],
                                 metadata=metadata, external_data=art.get("external_data", "auto"),
@@ -97,9 +102,23 @@ def _bias_corrected(model: Any, samples: Any, bits: int) -> tuple[Any, dict[str,
     return per_model[key]
 
 
+_EQUALIZED: "weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]]" = weakref.WeakKeyDictionary()
+
+
+def _equalized(model: Any) -> tuple[Any, dict[str, Any]]:
+    """The cross-layer-equalized copy of ``model`` (made once per model in this process)."""
+    if model not in _EQUALIZED:
+        try:
+            _EQUALIZED[model] = cross_layer_equalization(model)
+        except Exception as exc:  # noqa: BLE001 - a rung that cannot apply fails alone
+            raise ConversionError(one_line(exc, 300)) from None
+    return _EQUALIZED[model]
+
+
 def needs_model(item: dict[str, Any]) -> bool:
     """Whether the item needs the Keras model: not the int8 ONNX quantized from the job's fp32 ONNX
     file (a converter started afresh for it, after the one before was recycled, skips loading a
     large model: 3.3 s for a 224x224 ResNet50)."""
     return not (item.get("format") == "onnx" and item.get("precision") == "int8" and item.get("fp32_onnx")
-                and not item.get("float_layers") and not item.get("bias_correction") and item.get("task") != "rank")
+                and not item.get("float_layers") and not item.get("bias_correction") and not item.get("equalization")
+                and item.get("task") != "rank")

@@ -7,8 +7,11 @@ every artifact is):
 - ONNX ``graph_prep``: onnxruntime's ``quant_pre_process`` (shape inference, graph fusions) before calibration
   (measured on a briefly trained EfficientNetB0: agreement 0.585 -> 0.731);
 - ONNX ``percentile``: the same with percentile (99.999 %) ranges instead of min/max, which cut outliers;
+- ``equalized``: int8 as before, converted from a copy whose channel ranges are equalized across layers joined by
+  an identity or ReLU (:mod:`dnnkit.passes.equalization`; a model with no such pair fails this rung at once);
 - ``int16_activations``: int8 weights, int16 activations where int8 ones cannot hold the range (TFLite: its 16x8
-  kernels, float I/O, ops without a 16x8 kernel left float; ONNX: int16 QDQ, weights at 8 bits). The file keeps int8 weights: about the all-int8 size
+  kernels, float I/O, ops without a 16x8 kernel left float; ONNX: int16 QDQ, weights at 8 bits). The file keeps
+  int8 weights: about the all-int8 size
   (EfficientNetB0 TFLite 0.743 -> 0.986, ONNX 0.731 -> 0.9855; MobileNetV2 ONNX 0.9605 -> 0.993);
 - ``int16_bias_corrected``: the same, converted from a copy of the model whose biases absorb the mean error of its
   weights rounded to 8 bits (:mod:`dnnkit.passes.bias_correction`), where what is left is the weights' error
@@ -42,10 +45,12 @@ MAX_SIZE_GROWTH = 1.25
 RUNGS: dict[str, tuple[tuple[str, dict[str, Any]], ...]] = {
     "onnx": (("graph_prep", {"graph_prep": True}),
              ("percentile", {"graph_prep": True, "calibration": "percentile"}),
+             ("equalized", {"graph_prep": True, "equalization": True}),
              ("int16_activations", {"graph_prep": True, "activations": "int16"}),
              ("int16_bias_corrected", {"graph_prep": True, "activations": "int16", "bias_correction": True})),
     # ops without a 16x8 kernel (ConvNeXt's GELU: NEG) stay float, as TFLite's 16x8 mode documents
-    "tflite": (("int16_activations", {"activations": "int16", "io": "float", "float_fallback": True}),
+    "tflite": (("equalized", {"equalization": True}),
+               ("int16_activations", {"activations": "int16", "io": "float", "float_fallback": True}),
                ("int16_bias_corrected", {"activations": "int16", "io": "float", "float_fallback": True,
                                          "bias_correction": True})),
 }
