@@ -17,6 +17,7 @@ from dnnkit.errors import ConversionError, one_line
 from dnnkit.formats.common import has_recurrent_layers
 from dnnkit.formats.saved_model import write_saved_model
 from dnnkit.formats.tflite_fp16 import keep_small_constants_fp32
+from dnnkit.formats.tflite_int16 import without_squared_difference
 
 
 def unroll_recurrent(model: Any) -> Any:
@@ -223,6 +224,9 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
         kind = "int16x8"
     else:
         kind = precision
+    rewritten = 0
+    if kind == "int16x8":  # LayerNorm's SQUARED_DIFFERENCE has no int16 kernel in LiteRT
+        model, rewritten = without_squared_difference(model)
     model, batch, unrolled = _prepare(model, static_batch, full and unroll)
     fallbacks = ["unroll_recurrent"] if unrolled else []
     conv = _converter(model, saved_model_for(model, batch), kind, representative, batch, io, allow_flex,
@@ -252,6 +256,7 @@ def export_tflite(model: Any, path: str | os.PathLike[str], *, precision: str = 
     return {"batch": batch, "fallbacks": fallbacks,
             **({"activations": activations} if precision == "int8" else {}),
             **({"fp32_constants": restored} if restored is not None else {}),
+            **({"layer_norms_without_squared_difference": rewritten} if rewritten else {}),
             **({"converted_from": os.path.basename(shared)} if isinstance(shared, str) else {})}
 
 
