@@ -9,7 +9,9 @@ found in one registry by its type and engine (:mod:`~dnnkit.passes.registry`); t
 - :mod:`~dnnkit.passes.context`: what every pass gets besides the model (spec, data, fine-tuning);
 - :mod:`~dnnkit.passes.schedules`: pruning schedules;
 - :mod:`~dnnkit.passes.bias_correction`: biases that absorb the mean error of int8-rounded weights (not a
-  registered pass: the converters apply it to a copy when an int8 artifact asks, a rung of the quantization ladder).
+  registered pass: the converters apply it to a copy when an int8 artifact asks, a rung of the quantization ladder);
+- :mod:`~dnnkit.passes.equalization`: cross-layer equalization of channel ranges across ReLU/identity (the same:
+  the ladder's ``equalized`` rung).
 
 Importing the package stays light; a pass imports Keras when it runs.
 
