@@ -100,7 +100,7 @@ def test_masked_attention_int8_verifies_with_its_worst_layers_float(tmp_path):
     assert set(tfl["options"]["float_layers"]) >= {w["name"] for w in worst}
     # picked among the artifact, the quantization ladder's rungs (none verified) and the fallback's candidates
     ladder = tfl["conversion"]["quantization_ladder"]
-    assert ladder["chosen"] is None and [r["rung"] for r in ladder["tried"]] == ["int16_activations",
+    assert ladder["chosen"] is None and [r["rung"] for r in ladder["tried"]] == ["equalized", "int16_activations",
                                                                            "int16_bias_corrected"]
     m = 1 + len(ladder["tried"]) + len(schedule(record["quantized_layers"]))
     assert tfl["options"]["candidates"] == m

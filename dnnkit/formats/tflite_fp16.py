@@ -30,9 +30,18 @@ def _fp32_constants(model: Any, schema: Any) -> dict[bytes, np.ndarray]:
     return out
 
 
+# operands that hold a layer's weights: their fp16 rounding averages out over a dot product and halves the file
+WEIGHT_OPERANDS = {"CONV_2D": (1,), "DEPTHWISE_CONV_2D": (1,), "FULLY_CONNECTED": (1,), "TRANSPOSE_CONV": (1,),
+                   "CONV_3D": (1,), "BATCH_MATMUL": (0, 1), "EMBEDDING_LOOKUP": (1,), "GATHER": (0,)}
+
+
 def keep_small_constants_fp32(fp16: bytes, fp32: bytes,
                               max_elements: int = MAX_FP32_ELEMENTS) -> tuple[bytes, int]:
-    """The fp16 file ``fp16`` with its constants of at most ``max_elements`` elements in fp32.
+    """The fp16 file ``fp16`` with its constants of at most ``max_elements`` elements that are not a layer's
+    weights (biases, normalization constants, scales: :data:`WEIGHT_OPERANDS` stay fp16) in fp32.
+
+    Each such constant becomes an fp32 tensor read directly by the ops that read its DEQUANTIZE, which is
+    dropped; the file keeps one copy of it.
 
     Args:
         fp16: an fp16 TFLite flatbuffer.
@@ -47,15 +56,23 @@ def keep_small_constants_fp32(fp16: bytes, fp32: bytes,
 
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(fp16))
     exact = _fp32_constants(flatbuffer_utils.read_model_from_bytearray(bytearray(fp32)), schema)
-    dequantize = {i for i, code in enumerate(model.operatorCodes)
-                  if max(code.builtinCode, code.deprecatedBuiltinCode) == schema.BuiltinOperator.DEQUANTIZE}
+    names = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    kinds = [names.get(max(c.builtinCode, c.deprecatedBuiltinCode), "?") for c in model.operatorCodes]
+    buffer_users: dict[int, int] = {}
+    for graph in model.subgraphs:
+        for tensor in graph.tensors:
+            buffer_users[tensor.buffer] = buffer_users.get(tensor.buffer, 0) + 1
     restored = 0
     for graph in model.subgraphs:
-        kept_ops = []
+        weights = {int(op.inputs[i]) for op in graph.operators
+                   for i in WEIGHT_OPERANDS.get(kinds[op.opcodeIndex], ()) if i < len(op.inputs)}
+        kept_ops, renamed = [], {}
         for op in graph.operators:
-            value = None
-            if op.opcodeIndex in dequantize:
-                source = graph.tensors[op.inputs[0]]
+            value, source_index = None, None
+            if kinds[op.opcodeIndex] == "DEQUANTIZE" and int(op.outputs[0]) not in weights \
+                    and int(op.outputs[0]) not in set(graph.outputs):
+                source_index = int(op.inputs[0])
+                source = graph.tensors[source_index]
                 data = model.buffers[source.buffer].data
                 value = exact.get(source.name)
                 if (source.type != schema.TensorType.FLOAT16 or data is None or not len(data) or value is None
@@ -66,11 +83,17 @@ def keep_small_constants_fp32(fp16: bytes, fp32: bytes,
             if value is None:
                 kept_ops.append(op)
                 continue
-            buffer = schema.BufferT()
-            buffer.data = np.frombuffer(np.ascontiguousarray(value, np.float32).tobytes(), np.uint8)
-            model.buffers.append(buffer)
-            graph.tensors[op.outputs[0]].buffer = len(model.buffers) - 1  # the op's output is now the constant
+            source = graph.tensors[source_index]
+            data = np.frombuffer(np.ascontiguousarray(value, np.float32).tobytes(), np.uint8)
+            if buffer_users.get(source.buffer, 0) > 1:  # a buffer shared with another tensor keeps its fp16 bytes
+                model.buffers.append(schema.BufferT())
+                source.buffer = len(model.buffers) - 1
+            model.buffers[source.buffer].data = data
+            source.type = schema.TensorType.FLOAT32
+            renamed[int(op.outputs[0])] = source_index  # readers of the DEQUANTIZE read the constant itself
             restored += 1
+        for op in kept_ops:
+            op.inputs = [renamed.get(int(i), int(i)) for i in op.inputs]
         graph.operators = kept_ops
     if not restored:
         return fp16, 0
