@@ -65,6 +65,17 @@ def test_every_artifact_verifies(exported, name, artifact):
         assert drop["ci"][1] <= 0.01 or drop["disagreement_bound"] <= 0.01
         assert ref["accuracy"] - entry["metrics"]["accuracy"] == pytest.approx(drop["value"])
     assert set(entry["metrics"]) == {"accuracy", "precision", "recall", "f1"}
+    if entry["format"] == "tflite" and entry["precision"] == "int8":  # the fourth runtime: TensorFlow Lite Micro
+        fit, tflm = entry["device_fit"], entry["device_fit"]["tflm"]
+        if name == "digits_transformer":  # ops TFLM has no kernel for (the dynamic batch's REDUCE_PROD, GELU)
+            assert tflm["status"] == "skipped" and "REDUCE_PROD" in tflm["reason"], tflm
+            return
+        assert tflm["status"] == "ran" and tflm["inputs"] == 200, tflm
+        judged = tflm["agreement_with_keras"]
+        assert judged["n"] == 200 and judged["verdict"] in ("pass", "inconclusive") and judged["value"] >= 0.95
+        arena = tflm["arena"]
+        assert arena["total"] == arena["head"] + arena["tail"] and arena["smallest_arena_size"] > arena["head"]
+        assert tflm["estimate_over_head"] == round(fit["arena_estimate_bytes"] / arena["head"], 3)
 
 
 @pytest.mark.parametrize("name", SPECS)

@@ -20,7 +20,7 @@ from typing import Any
 from dnnkit.core.fileio import write_text
 from dnnkit.manifest.generation import generation_html
 from dnnkit.manifest.usage import per_class_section, use_section
-from dnnkit.manifest.table import (larger_than_float, main_metric, parity_text, search_lines, size_text,
+from dnnkit.manifest.table import (larger_than_float, main_metric, parity_text, search_lines, size_text, tflm_lines,
                                    slower_than_fp32)
 
 REPORT = "report.html"
@@ -142,7 +142,7 @@ def _notes(manifest: dict[str, Any]) -> str:
     """What to know before shipping: a near-constant reference, files larger or slower than their float twin."""
     items = [f"<li class='failed'>WARNING reference: {_e(w)}</li>" for w in manifest["reference"].get("warnings") or []]
     items += [f"<li>{_e(line)}</li>" for line in larger_than_float(manifest) + slower_than_fp32(manifest["artifacts"])
-              + search_lines(manifest["artifacts"])]
+              + search_lines(manifest["artifacts"]) + tflm_lines(manifest["artifacts"])]
     return f"<ul id='notes'>{''.join(items)}</ul>" if items else ""
 
 
@@ -328,17 +328,26 @@ def _device_section(manifest: dict[str, Any]) -> str:
             continue
         if fit.get("error"):
             rows.append(f"<tr><td>{_e(e['name'])}</td><td class='num'>{size_text(fit.get('flash_bytes'))}</td>"
-                        f"<td colspan='3' class='reason'>{_e(fit['error'])}</td></tr>")
+                        f"<td colspan='4' class='reason'>{_e(fit['error'])}</td></tr>")
             continue
         missing = fit["tflm_unsupported_ops"]
+        tflm = fit.get("tflm") or {}
+        if tflm.get("status") == "ran":
+            a = tflm["arena"]
+            measured = (f"{size_text(a['smallest_arena_size'])} (head {size_text(a['head'])}, "
+                        f"tail {size_text(a['tail'])})")
+        else:
+            measured = _e(f"{tflm.get('status')}: {tflm.get('reason')}") if tflm else "-"
         rows.append(f"<tr><td>{_e(e['name'])}</td><td class='num'>{size_text(fit['flash_bytes'])}</td>"
                     f"<td class='num'>{size_text(fit['arena_estimate_bytes'])}</td>"
                     f"<td class='num'>{size_text(fit['interpreter_arena_bytes'])}</td>"
+                    f"<td class='num'>{measured}</td>"
                     f"<td>{'all ops' if not missing else 'missing: ' + _e(', '.join(missing))}</td></tr>")
     if not rows:
         return ""
     return ("<h2>Device fit</h2><table id='device-fit'><tr><th>artifact</th><th>flash</th>"
             "<th>RAM: activation arena (greedy plan, batch 1)</th><th>LiteRT's arena</th>"
+            "<th>TFLite Micro: measured arena (smallest that allocates)</th>"
             f"<th>TFLite Micro kernels</th></tr>{''.join(rows)}</table>"
             "<p class='reason'>Kernels' scratch buffers come on top of the arena on a microcontroller.</p>")
 

@@ -158,6 +158,28 @@ def search_lines(artifacts: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def tflm_lines(artifacts: list[dict[str, Any]]) -> list[str]:
+    """One ``tflm`` line per artifact run in TensorFlow Lite Micro: its measured arena beside the estimate, how
+    far it is from LiteRT's reference kernels, its top-1 agreement with Keras; or why it did not run."""
+    lines = []
+    for e in artifacts:
+        t = (e.get("device_fit") or {}).get("tflm")
+        if not t:
+            continue
+        if t.get("status") != "ran":
+            lines.append(f"tflm {e['name']}: {t.get('status')} ({t.get('reason')})")
+            continue
+        a = t["arena"]
+        quanta = max((c.get("max_quanta", 0) for c in t.get("vs_litert_reference", [])), default=0)
+        agree = (f", top-1 agreement with Keras {t['top1_agreement_with_keras']:.3f}"
+                 if "top1_agreement_with_keras" in t else "")
+        estimate = f"; estimate {t['estimate_over_head']:.2f}x head" if "estimate_over_head" in t else ""
+        lines.append(f"tflm {e['name']}: arena {a['smallest_arena_size']} B (head {a['head']} + tail {a['tail']}"
+                     f"{estimate}), {quanta} quanta from LiteRT's reference kernels{agree} "
+                     f"({t['inputs']} inputs)")
+    return lines
+
+
 def table(manifest: dict[str, Any]) -> str:
     """Render the manifest as a fixed-width table, one line per artifact, failures below."""
     ref = manifest["reference"]
@@ -178,6 +200,7 @@ def table(manifest: dict[str, Any]) -> str:
         lines += ["", *optimize_table(manifest["optimize"]), ""]
     failed = [e for e in manifest["artifacts"] if e["status"] != "verified"]
     lines += search_lines(manifest["artifacts"])
+    lines += tflm_lines(manifest["artifacts"])
     for e in failed:
         lines.append(f"{e['status'].upper()} {e['name']}: {e.get('failure_reason')}")
     if manifest.get("passes"):

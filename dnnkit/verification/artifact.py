@@ -22,10 +22,11 @@ from dnnkit.core.metrics import predicted_classes, reference_metrics
 from dnnkit.core.tensors import rows, take
 from dnnkit.errors import one_line
 from dnnkit.config.recipe import ArtifactConfig, Recipe
-from dnnkit.verification.criteria import VALUE_CHECKS, failure
+from dnnkit.verification.criteria import VALUE_CHECKS, failure, z_for
 from dnnkit.verification.device_fit import device_fit
 from dnnkit.verification.reference import Reference
 from dnnkit.verification.runtimes import open_artifact
+from dnnkit.verification.tflm import tflm_facts
 from dnnkit.verification.values import check_values, parity_scale, parity_summary
 
 INPUT_SQNR_NOTE_DB = 20.0  # an int8 input feature below this (noise RMS over a tenth of its spread) is named
@@ -213,6 +214,15 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
             entry["device_fit"] = device_fit(p)
         except Exception as exc:  # noqa: BLE001 - a fact about the file, not a check of it
             entry["device_fit"] = {"flash_bytes": os.path.getsize(p), "error": _one_line(exc)}
+        if art.full_integer:  # the fourth runtime: TensorFlow Lite Micro, in a child process of its own
+            tflm = entry["device_fit"]["tflm"] = tflm_facts(p, ref, entry["device_fit"], recipe.min_agreement(art),
+                                                           z_for(art.candidates))
+            judged = tflm.get("agreement_with_keras") or {}
+            if judged.get("verdict") == "fail":
+                failures.append(failure("tflm_agreement", f"TFLite Micro's top-1 agreement with Keras "
+                                        f"{judged['value']:.4f} (n={judged['n']}, 95% CI {judged['ci'][0]:.4f}.."
+                                        f"{judged['ci'][1]:.4f}) vs limit {judged['limit']}", judged["value"],
+                                        judged["limit"]))
     try:
         entry["signature"] = runner.signature()
     except Exception as exc:  # noqa: BLE001 - a description of the file, not a check of it

@@ -1,0 +1,239 @@
+"""TensorFlow Lite Micro as a fourth runtime: a ``.tflite`` file run in TFLM's own interpreter (``pip install
+tflite-micro``: the reference kernels a microcontroller build compiles), in a child process of its own so that a
+crash or a hang costs this check only, with the arena it really allocates.
+
+The child loads the file with a generous arena, reads TFLM's ``RecordingMicroAllocator`` report (total, head:
+the activation plan, tail: persistent buffers and structs), then searches for the smallest ``arena_size`` that
+allocates (what a firmware's ``tensor_arena[]`` must hold), and runs the first inputs in TFLM and in LiteRT's
+reference kernels (``OpResolverType.BUILTIN_REF``), recording how many output quanta apart they are. Where both
+use the same reference integer arithmetic they agree within one quantum (a requantization rounded the other way;
+measured: equal on MobileNetV2 and the digits CNN); TFLM's int8 LOGISTIC and TANH are implemented differently
+(the unrolled digits GRU and LSTM: 5 and 4 quanta), and LiteRT's optimized and XNNPACK kernels drift further
+through a deep network (5-6 quanta on MobileNetV2, same top-1). So the distance is a recorded figure, and the
+criterion is the artifact's own: TFLM's top-1 agreement with Keras on these inputs, judged by the same rule
+(a decisive fail fails the artifact; with few inputs an inconclusive one is recorded).
+
+    python -m dnnkit.verification.tflm MODEL.tflite INPUTS.npy OUT.npz   (the child; used by :func:`tflm_check`)
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+import numpy as np
+
+TFLM_INPUTS = 200  # inputs run in TFLM per artifact: its reference kernels take ~14 ms per MobileNetV2 input here
+TIMEOUT_S = 300.0
+START_ARENA = 64 << 20
+ALIGN = 16
+
+
+def available() -> str | None:
+    """``None`` when the TFLM interpreter can be imported, else why not."""
+    if importlib.util.find_spec("tflite_micro") is None:
+        return ("tflite-micro is not installed (its wheels are built for x86_64 Linux only: "
+                "pip install tflite-micro)")
+    return None
+
+
+def tflm_check(path: str | os.PathLike[str], x: np.ndarray) -> tuple[dict[str, Any], list[np.ndarray]]:
+    """Run ``path`` in TFLM and in LiteRT's reference kernels (in a child process) and compare them.
+
+    Args:
+        path: the ``.tflite`` file (one input).
+        x: float rows to run, one at a time (at most :data:`TFLM_INPUTS` are used), quantized as the file's input
+            says.
+
+    Returns:
+        ``(facts, outputs)``: ``facts`` is ``{"status": "ran"|"failed"|"crashed"|"timeout"|"unavailable", "reason",
+        "arena": {"total", "head", "tail", "smallest_arena_size"}, "inputs", "vs_litert_reference": per output
+        ``{"max_quanta"}`` (integer outputs) or ``{"max_abs_diff"}`` (float ones), "within_one_quantum"}``;
+        ``outputs``: TFLM's outputs, dequantized (empty unless it ran).
+    """
+    missing = available()
+    if missing:
+        return {"status": "unavailable", "reason": missing}, []
+    rows = np.asarray(x, np.float32)[:TFLM_INPUTS]
+    with tempfile.TemporaryDirectory(prefix="dnnkit-tflm-") as tmp:
+        source, result = os.path.join(tmp, "in.npy"), os.path.join(tmp, "out.npz")
+        np.save(source, rows)
+        try:
+            proc = subprocess.run([sys.executable, "-m", "dnnkit.verification.tflm", str(path), source, result],
+                                  capture_output=True, timeout=TIMEOUT_S, text=True)
+        except subprocess.TimeoutExpired:
+            return {"status": "timeout", "reason": f"TFLM did not finish within {TIMEOUT_S:g} s"}, []
+        if proc.returncode != 0 or not os.path.isfile(result):
+            if proc.returncode < 0:
+                return {"status": "crashed",
+                        "reason": f"TFLM process killed by {signal.Signals(-proc.returncode).name}"}, []
+            lines = [line for line in (proc.stderr or "").splitlines() if line.strip()]
+            return {"status": "failed", "reason": (lines[-1] if lines else f"exit {proc.returncode}")[:300]}, []
+        with np.load(result) as got:
+            report = json.loads(str(got["report"]))
+            if report.get("error"):
+                return {"status": "failed", "reason": report["error"], "arena": report.get("arena")}, []
+            count = report["outputs"]
+            tflm = [got[f"tflm{k}"] for k in range(count)]
+            litert = [got[f"ref{k}"] for k in range(count)]
+            outputs = [got[f"deq{k}"] for k in range(count)]
+    comparison = []
+    for mine, ref in zip(tflm, litert):
+        if np.issubdtype(mine.dtype, np.integer):
+            steps = int(np.max(np.abs(mine.astype(np.int64) - ref.astype(np.int64)))) if mine.size else 0
+            comparison.append({"max_quanta": steps})
+        else:
+            comparison.append({"max_abs_diff": float(np.max(np.abs(mine - ref))) if mine.size else 0.0})
+    within = all(c.get("max_quanta", 0) <= 1 for c in comparison)
+    return {"status": "ran", "arena": report["arena"], "inputs": int(rows.shape[0]),
+            "vs_litert_reference": comparison, "within_one_quantum": within}, outputs
+
+
+def tflm_facts(path: str | os.PathLike[str], ref: Any, fit: dict[str, Any], min_agreement: float,
+               z: float) -> dict[str, Any]:
+    """What ``device_fit["tflm"]`` records of an int8 ``.tflite`` file: :func:`tflm_check` on the reference's
+    inputs, the estimate of :mod:`dnnkit.verification.device_fit` over the measured arena, and TFLM's top-1
+    agreement with Keras on those inputs (one classification output), judged as the artifact's own agreement is
+    (``min_agreement``, one-sided bound at ``z``: ``agreement_with_keras.verdict``)."""
+    from dnnkit.core.heads import is_class
+    from dnnkit.core.metrics import predicted_classes
+    from dnnkit.verification.criteria import agreement_check
+
+    if fit.get("tflm_unsupported_ops"):
+        missing = ", ".join(fit["tflm_unsupported_ops"])
+        return {"status": "skipped", "reason": f"TFLite Micro has no kernel for {missing}"}
+    x = ref.x
+    if isinstance(x, dict):
+        if len(x) != 1:
+            return {"status": "skipped", "reason": f"{len(x)} inputs: TFLM runs single-input files only so far"}
+        x = next(iter(x.values()))
+    facts, outputs = tflm_check(path, x)
+    arena = facts.get("arena") or {}
+    if arena.get("head") and fit.get("arena_estimate_bytes"):
+        facts["estimate_over_head"] = round(fit["arena_estimate_bytes"] / arena["head"], 3)
+        facts["estimate_over_total"] = round(fit["arena_estimate_bytes"] / arena["total"], 3)
+    if outputs and len(outputs) == len(ref.outputs) == 1 and is_class(ref.heads[0]):
+        n = len(outputs[0])
+        check = agreement_check(predicted_classes(ref.heads[0], ref.outputs[0][:n]),
+                                predicted_classes(ref.heads[0], outputs[0]), min_agreement, z)
+        facts["top1_agreement_with_keras"] = check["value"]
+        facts["agreement_with_keras"] = {k: check[k] for k in ("value", "n", "ci", "limit", "verdict")}
+    return facts
+
+
+_ALLOCATION = re.compile(r"Arena allocation (total|head|tail) (\d+) bytes")
+
+
+def _allocations(interpreter: Any) -> dict[str, int]:
+    """TFLM's own report (printed by C++ to file descriptor 2 once the interpreter has run), parsed."""
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as capture:
+        saved = os.dup(2)
+        os.dup2(capture.fileno(), 2)
+        try:
+            interpreter.print_allocations()
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        capture.seek(0)
+        text = capture.read().decode(errors="replace")
+    return {k: int(v) for k, v in _ALLOCATION.findall(text)}
+
+
+def _child(path: str, source: str, result: str) -> None:
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from tflite_micro.python.tflite_micro import runtime
+
+    def load(size: int) -> Any:
+        return runtime.Interpreter.from_file(path, arena_size=size)
+
+    report: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    try:
+        interpreter = load(START_ARENA)
+        detail = interpreter.get_input_details(0)
+        interpreter.set_input(np.zeros(detail["shape"], detail["dtype"]), 0)
+        interpreter.invoke()  # the report covers what invoking allocates too
+        arena = _allocations(interpreter)
+        high = arena["total"]
+        while not _allocates(load, high) and high < START_ARENA:
+            high *= 2
+        low = arena.get("head", 0)  # the activation plan alone: less than everything
+        while high - low > ALIGN:
+            mid = (low + high) // 2 // ALIGN * ALIGN
+            if mid <= low:
+                break
+            low, high = (low, mid) if _allocates(load, mid) else (mid, high)
+        report["arena"] = {**arena, "smallest_arena_size": high}
+        reference = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        ref_in = reference.get_input_details()[0]
+        reference.resize_tensor_input(ref_in["index"], [int(v) for v in detail["shape"]])
+        reference.allocate_tensors()
+        ref_outs = reference.get_output_details()
+        rows = np.load(source)
+        dtype = np.dtype(detail["dtype"])
+        scale, zero = _quantization(detail)
+        got: dict[str, list[np.ndarray]] = {}
+        for row in rows:
+            value = row[None]
+            if np.issubdtype(dtype, np.integer):
+                info = np.iinfo(dtype)
+                value = np.clip(np.round(value / scale + zero), info.min, info.max)
+            value = value.astype(dtype)
+            interpreter.set_input(value, 0)
+            interpreter.invoke()
+            reference.set_tensor(ref_in["index"], value)
+            reference.invoke()
+            for k, out in enumerate(ref_outs):
+                mine = np.array(interpreter.get_output(k))
+                o_scale, o_zero = _quantization(interpreter.get_output_details(k))
+                got.setdefault(f"tflm{k}", []).append(mine[0])
+                got.setdefault(f"ref{k}", []).append(reference.get_tensor(out["index"])[0])
+                got.setdefault(f"deq{k}", []).append(
+                    (mine[0].astype(np.float32) - o_zero) * o_scale if np.issubdtype(mine.dtype, np.integer)
+                    else mine[0])
+        arrays = {k: np.stack(v) for k, v in got.items()}
+        report["outputs"] = len(ref_outs)
+    except Exception as exc:  # noqa: BLE001 - recorded, not raised: the parent reports it
+        report["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+    np.savez(result, report=json.dumps(report), **arrays)
+
+
+def _quantization(detail: dict[str, Any]) -> tuple[float, int]:
+    """TFLM's per-tensor ``(scale, zero_point)`` of an I/O tensor (``(1, 0)`` for a float one)."""
+    params = detail.get("quantization_parameters") or {}
+    scales, zeros = params.get("scales", []), params.get("zero_points", [])
+    if len(scales) and float(scales[0]):
+        return float(scales[0]), int(zeros[0])
+    return 1.0, 0
+
+
+def _allocates(load: Any, size: int) -> bool:
+    """Whether an interpreter with a ``size``-byte arena allocates, tried in a forked process: TFLM raises on
+    most arenas too small but crashes on some (measured: SIGSEGV in the interpreter's constructor for the
+    digits MLP), and a crash there says the same as a refusal."""
+    pid = os.fork()
+    if pid == 0:  # the probe: quiet, and gone without running any cleanup of the parent's
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        try:
+            load(size)
+            code = 0
+        except BaseException:  # noqa: BLE001
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+if __name__ == "__main__":
+    _child(*sys.argv[1:4])

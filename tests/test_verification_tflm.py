@@ -1,0 +1,62 @@
+"""TensorFlow Lite Micro as a fourth runtime (dnnkit.verification.tflm): the measured arena, TFLM against LiteRT's
+reference kernels, and every way the child can end (ran, failed, crashed, timed out, not installed) recorded."""
+
+import numpy as np
+import pytest
+
+import dnnkit.verification.tflm as tflm
+
+
+@pytest.fixture(scope="module")
+def int8_file(tmp_path_factory):
+    import keras
+
+    from dnnkit.formats.tflite import export_tflite
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((12, 12, 1)), keras.layers.Conv2D(8, 3, activation="relu"),
+                              keras.layers.MaxPooling2D(), keras.layers.Conv2D(16, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(5)])
+    x = np.random.default_rng(0).uniform(0, 1, (300, 12, 12, 1)).astype("float32")
+    path = tmp_path_factory.mktemp("tflm") / "int8.tflite"
+    export_tflite(model, path, precision="int8", representative=x[:100], io="int8")
+    return path, model, x
+
+
+def test_tflm_runs_the_file_with_its_measured_arena_and_matches_litert_reference_kernels(int8_file):
+    from tflite_micro.python.tflite_micro import runtime
+
+    path, model, x = int8_file
+    facts, outputs = tflm.tflm_check(path, x)
+    assert facts["status"] == "ran", facts
+    assert facts["inputs"] == min(len(x), tflm.TFLM_INPUTS) and outputs[0].shape == (facts["inputs"], 5)
+    arena = facts["arena"]
+    assert arena["total"] == arena["head"] + arena["tail"] and arena["head"] > 0
+    # the smallest arena that allocates, found by search: it allocates, 16 bytes less does not (each tried in a
+    # forked process: TFLM crashes on some arenas too small instead of refusing them)
+    smallest = arena["smallest_arena_size"]
+    assert smallest > arena["head"]
+
+    def load(size):
+        return runtime.Interpreter.from_file(str(path), arena_size=size)
+
+    assert tflm._allocates(load, smallest) and not tflm._allocates(load, smallest - tflm.ALIGN)
+    # the same reference integer arithmetic: at most one output step apart (measured: equal)
+    assert facts["within_one_quantum"] and facts["vs_litert_reference"][0]["max_quanta"] <= 1
+    # dequantized outputs close to Keras's: int8 on this small net keeps the top class
+    ref = model.predict(x[:len(outputs[0])], verbose=0)
+    assert np.mean(outputs[0].argmax(-1) == ref.argmax(-1)) >= 0.9
+
+
+def test_every_way_the_tflm_child_ends_is_recorded(int8_file, tmp_path, monkeypatch):
+    path, _, x = int8_file
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(path.read_bytes()[:200])  # a truncated flatbuffer
+    facts, outputs = tflm.tflm_check(broken, x[:3])
+    assert facts["status"] in ("failed", "crashed") and facts["reason"] and outputs == []
+    monkeypatch.setattr(tflm, "TIMEOUT_S", 0.01)
+    facts, _ = tflm.tflm_check(path, x[:3])
+    assert facts == {"status": "timeout", "reason": "TFLM did not finish within 0.01 s"}
+    monkeypatch.setattr(tflm.importlib.util, "find_spec", lambda name: None)
+    facts, _ = tflm.tflm_check(path, x[:3])
+    assert facts["status"] == "unavailable" and "pip install tflite-micro" in facts["reason"]
