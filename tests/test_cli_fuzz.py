@@ -53,7 +53,8 @@ def _fuzz(mlp_export, tmp_path, every: int) -> None:
         assert not any("timed out" in f["message"] for f in entry["failures"]), entry["name"]
     # every file changed, and the checksum says so first wherever the file still exists
     with_sha = [e for e in manifest["artifacts"] if "sha256" in e]
-    assert all(e["failures"][0]["check"] == "sha256" for e in with_sha)
+    assert all(e["failures"][0]["check"] == "sha256" for e in with_sha), [
+        (e["name"], e["failures"][:2]) for e in with_sha if e["failures"][0]["check"] != "sha256"][:3]
     assert seconds < len(entries) * TIMEOUT_S
 
 

@@ -228,8 +228,14 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
     except Exception as exc:  # noqa: BLE001 - a description of the file, not a check of it
         entry["signature"] = {"error": _one_line(exc)}
     if art.format in ("tflite", "onnx"):
-        entry["metadata"] = runner.metadata()
-        entry["sparsity"] = weight_sparsity(runner.weights())
+        try:
+            entry["metadata"] = runner.metadata()
+        except Exception as exc:  # noqa: BLE001 - unreadable metadata (a damaged file): the digest has failed it
+            entry["metadata"] = {"error": _one_line(exc)}
+        try:
+            entry["sparsity"] = weight_sparsity(runner.weights())
+        except Exception as exc:  # noqa: BLE001 - a fact about the file, not a check of it
+            entry["sparsity"] = {"error": _one_line(exc)}
     entry["gzip_bytes"] = gzip_size(p)
     return finish()
 

@@ -34,8 +34,9 @@ import numpy as np
 Z_ONE_SIDED_95 = 1.6448536269514722
 
 
-# the value checks of a quantized artifact: what quantization noise fails (not names, shapes or loading)
-VALUE_CHECKS = frozenset({"top1_agreement", "accuracy_drop", "rmse_ratio", "sqnr_db"})
+# the value checks of a quantized artifact: what quantization noise fails (not names, shapes or loading);
+# tflm_agreement is the same agreement measured in TensorFlow Lite Micro (dnnkit.verification.tflm)
+VALUE_CHECKS = frozenset({"top1_agreement", "accuracy_drop", "rmse_ratio", "sqnr_db", "tflm_agreement"})
 
 
 PASS, FAIL, INCONCLUSIVE = "pass", "fail", "inconclusive"

@@ -30,6 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from dnnkit.core.heads import is_class
+from dnnkit.core.metrics import predicted_classes
+from dnnkit.verification.criteria import agreement_check
+
 TFLM_INPUTS = 200  # inputs run in TFLM per artifact: its reference kernels take ~14 ms per MobileNetV2 input here
 TIMEOUT_S = 300.0
 START_ARENA = 64 << 20
@@ -102,9 +106,6 @@ def tflm_facts(path: str | os.PathLike[str], ref: Any, fit: dict[str, Any], min_
     inputs, the estimate of :mod:`dnnkit.verification.device_fit` over the measured arena, and TFLM's top-1
     agreement with Keras on those inputs (one classification output), judged as the artifact's own agreement is
     (``min_agreement``, one-sided bound at ``z``: ``agreement_with_keras.verdict``)."""
-    from dnnkit.core.heads import is_class
-    from dnnkit.core.metrics import predicted_classes
-    from dnnkit.verification.criteria import agreement_check
 
     if fit.get("tflm_unsupported_ops"):
         missing = ", ".join(fit["tflm_unsupported_ops"])

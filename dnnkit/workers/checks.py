@@ -82,6 +82,11 @@ def verify_artifacts(items: list[dict[str, Any]] | dict[str, dict[str, Any]], re
         path = Path(by_name[name]["path"])
         if path.exists():
             entry["sha256"], entry["bytes"] = file_digest(path)
+            expected = by_name[name].get("expected_sha256")
+            if expected and entry["sha256"] != expected:  # a damaged file: say so first, as verify_artifact does
+                entry["failures"].insert(0, failure("sha256", "sha256 mismatch: the file changed after export",
+                                                    entry["sha256"], expected))
+                entry["failure_reason"] = f"sha256 mismatch: the file changed after export; {reason}"
         out[name] = entry
     return out
 
