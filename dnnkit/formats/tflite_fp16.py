@@ -64,13 +64,14 @@ def keep_small_constants_fp32(fp16: bytes, fp32: bytes,
             buffer_users[tensor.buffer] = buffer_users.get(tensor.buffer, 0) + 1
     restored = 0
     for graph in model.subgraphs:
-        weights = {int(op.inputs[i]) for op in graph.operators
-                   for i in WEIGHT_OPERANDS.get(kinds[op.opcodeIndex], ()) if i < len(op.inputs)}
+        # a weight operand stays fp16, and a graph output stays the DEQUANTIZE's
+        kept_fp16 = {int(op.inputs[i]) for op in graph.operators
+                     for i in WEIGHT_OPERANDS.get(kinds[op.opcodeIndex], ()) if i < len(op.inputs)}
+        kept_fp16 |= {int(i) for i in graph.outputs}
         kept_ops, renamed = [], {}
         for op in graph.operators:
             value, source_index = None, None
-            if kinds[op.opcodeIndex] == "DEQUANTIZE" and int(op.outputs[0]) not in weights \
-                    and int(op.outputs[0]) not in set(graph.outputs):
+            if kinds[op.opcodeIndex] == "DEQUANTIZE" and int(op.outputs[0]) not in kept_fp16:
                 source_index = int(op.inputs[0])
                 source = graph.tensors[source_index]
                 data = model.buffers[source.buffer].data
@@ -83,7 +84,6 @@ def keep_small_constants_fp32(fp16: bytes, fp32: bytes,
             if value is None:
                 kept_ops.append(op)
                 continue
-            source = graph.tensors[source_index]
             data = np.frombuffer(np.ascontiguousarray(value, np.float32).tobytes(), np.uint8)
             if buffer_users.get(source.buffer, 0) > 1:  # a buffer shared with another tensor keeps its fp16 bytes
                 model.buffers.append(schema.BufferT())

@@ -20,6 +20,12 @@ from dnnkit.core.tensors import rows, set_weights, take
 CORRECTED = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")
 
 
+def channel_ranges(kernel: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The largest magnitude of ``kernel`` per channel along ``axis`` (float64): a symmetric quantizer's range."""
+    moved = np.moveaxis(np.abs(np.asarray(kernel, np.float64)), axis, -1)
+    return moved.reshape(-1, moved.shape[-1]).max(0)
+
+
 def quantize_per_channel(kernel: np.ndarray, bits: int = 8, axis: int = -1) -> np.ndarray:
     """``kernel`` rounded as a symmetric per-channel int quantizer does (channels along ``axis``), dequantized.
 
@@ -33,12 +39,12 @@ def quantize_per_channel(kernel: np.ndarray, bits: int = 8, axis: int = -1) -> n
     """
     levels = 2 ** (bits - 1) - 1
     moved = np.moveaxis(np.asarray(kernel, np.float64), axis, -1)
-    scale = np.abs(moved).reshape(-1, moved.shape[-1]).max(0) / levels
+    scale = channel_ranges(kernel, axis) / levels
     scale[scale == 0] = 1.0
     return np.moveaxis(np.round(moved / scale) * scale, -1, axis).astype(kernel.dtype)
 
 
-def _channel_axis(layer: Any) -> int:
+def channel_axis(layer: Any) -> int:
     """The kernel axis the converters quantize per channel: the layer's outputs (depthwise: its input
     channels times the multiplier, stored as the last two axes; TFLite quantizes along the channel, dnnkit
     folds the multiplier-1 case only)."""
@@ -128,7 +134,7 @@ def bias_correction(model: Any, samples: np.ndarray | dict[str, np.ndarray], *, 
     shifts = []
     for (layer, bn), total in zip(pairs, sums):
         kernel = layer.kernel.numpy() if hasattr(layer.kernel, "numpy") else keras.ops.convert_to_numpy(layer.kernel)
-        delta = quantize_per_channel(kernel, bits, _channel_axis(layer)) - kernel
+        delta = quantize_per_channel(kernel, bits, channel_axis(layer)) - kernel
         error = _mean_output_error(layer, total / n, delta)
         if bn is None:
             target = copy.get_layer(layer.name)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from dnnkit.core.tensors import set_weights
+from dnnkit.passes.bias_correction import channel_axis, channel_ranges
 
 LAYERS = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")
 HOMOGENEOUS = ("linear", "relu", "leaky_relu")
@@ -88,15 +89,6 @@ def equalizable_pairs(model: Any) -> list[tuple[Any, Any, Any]]:
     return pairs
 
 
-def _ranges(kernel: np.ndarray, axis: int) -> np.ndarray:
-    moved = np.moveaxis(np.abs(kernel), axis, -1)
-    return moved.reshape(-1, moved.shape[-1]).max(0)
-
-
-def _out_axis(layer: Any) -> int:
-    return -2 if type(layer).__name__ == "DepthwiseConv2D" else -1
-
-
 def _bn_factor(weights: dict[str, np.ndarray], bn: Any) -> np.ndarray:
     return np.abs(weights["gamma"]) / np.sqrt(weights["moving_variance"] + bn.epsilon)
 
@@ -137,7 +129,7 @@ def cross_layer_equalization(model: Any) -> tuple[Any, dict[str, Any]]:
 
     def first_ranges(first: Any, bn: Any) -> np.ndarray:
         w = _named(first)
-        r = _ranges(w["kernel"], _out_axis(first))
+        r = channel_ranges(w["kernel"], channel_axis(first))
         return r * _bn_factor(_named(bn), bn) if bn is not None else r
 
     def spread() -> float:
@@ -154,7 +146,7 @@ def cross_layer_equalization(model: Any) -> tuple[Any, dict[str, Any]]:
         for first, bn, second in pairs:
             r1 = first_ranges(first, bn)
             w2 = _named(second)
-            r2 = _ranges(w2["kernel"], -2)  # the input-channel axis of Conv, Dense and Depthwise kernels
+            r2 = channel_ranges(w2["kernel"], -2)  # the input-channel axis of Conv, Dense and Depthwise kernels
             s = np.where((r1 > 0) & (r2 > 0), np.sqrt(r1 / np.where(r2 > 0, r2, 1.0)), 1.0)
             largest = max(largest, float(np.max(np.abs(np.log(s)))))
             shape = [1] * w2["kernel"].ndim
@@ -169,7 +161,7 @@ def cross_layer_equalization(model: Any) -> tuple[Any, dict[str, Any]]:
                     w1["beta"] = w1["beta"] / s
             else:
                 shape = [1] * w1["kernel"].ndim
-                shape[_out_axis(first)] = -1
+                shape[channel_axis(first)] = -1
                 w1["kernel"] = w1["kernel"] / s.reshape(shape)
                 if "bias" in w1:
                     w1["bias"] = w1["bias"] / s

@@ -106,7 +106,6 @@ def tflm_facts(path: str | os.PathLike[str], ref: Any, fit: dict[str, Any], min_
     inputs, the estimate of :mod:`dnnkit.verification.device_fit` over the measured arena, and TFLM's top-1
     agreement with Keras on those inputs (one classification output), judged as the artifact's own agreement is
     (``min_agreement``, one-sided bound at ``z``: ``agreement_with_keras.verdict``)."""
-
     if fit.get("tflm_unsupported_ops"):
         missing = ", ".join(fit["tflm_unsupported_ops"])
         return {"status": "skipped", "reason": f"TFLite Micro has no kernel for {missing}"}
@@ -165,8 +164,8 @@ def _child(path: str, source: str, result: str) -> None:
         interpreter.invoke()  # the report covers what invoking allocates too
         arena = _allocations(interpreter)
         high = arena["total"]
-        while not _allocates(load, high) and high < START_ARENA:
-            high *= 2
+        while high < START_ARENA and not _allocates(load, high):
+            high = min(2 * high, START_ARENA)  # START_ARENA allocated above
         low = arena.get("head", 0)  # the activation plan alone: less than everything
         while high - low > ALIGN:
             mid = (low + high) // 2 // ALIGN * ALIGN
