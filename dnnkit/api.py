@@ -162,7 +162,8 @@ def verify(out_dir: str | os.PathLike[str], *, recipe: Any = None, unsafe: bool 
 def optimize(model: ModelLike, recipe: Any = None, out_dir: str | os.PathLike[str] | None = None, *,
              data: DataLike = None, target: str | None = None, max_degradation: float | None = None,
              max_size_kb: float | None = None, max_latency_ms: float | None = None, objective: str | None = None,
-             task: str | None = None, unsafe: bool = False, verbose: Verbose = "auto",
+             max_arena_kb: float | None = None, device: Any = None, task: str | None = None, unsafe: bool = False,
+             verbose: Verbose = "auto",
              overwrite: bool = False, label_column: str | None = None) -> dict[str, Any]:
     """Verify every candidate conversion of a model and keep the best one that meets the goals.
 
@@ -179,6 +180,9 @@ def optimize(model: ModelLike, recipe: Any = None, out_dir: str | os.PathLike[st
         max_size_kb: the largest file, in KiB.
         max_latency_ms: the slowest batch-1 latency (p50 on this machine), in ms.
         objective: ``smallest`` (default) or ``fastest``, among the candidates meeting every goal.
+        max_arena_kb: the largest tensor arena of a TFLite candidate, in KiB (TFLite Micro's measured one).
+        device: a microcontroller budget for the TFLite candidates: a profile name (``"cortex-m4"``), a dict as
+            a ``[device]`` table, or a :class:`~dnnkit.config.device.Device` (default: the recipe's).
         task, unsafe, verbose, overwrite, label_column: as for :func:`export`.
 
     Returns:
@@ -196,7 +200,8 @@ def optimize(model: ModelLike, recipe: Any = None, out_dir: str | os.PathLike[st
         raise FolderError("out_dir: expected the output folder, got none")
     base = as_recipe(recipe) if recipe is not None else None
     goals = goals_from({"target": target, "max_degradation": max_degradation, "max_size_kb": max_size_kb,
-                        "max_latency_ms": max_latency_ms, "objective": objective},
+                        "max_latency_ms": max_latency_ms, "objective": objective, "max_arena_kb": max_arena_kb,
+                        "device": device},
                        base=base.optimize if base is not None else None)
     return _run("optimize", model, base, out_dir, data=data, goals=goals, task=task, unsafe=unsafe,
                 verbose=verbose, overwrite=overwrite, label_column=label_column)

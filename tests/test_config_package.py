@@ -8,7 +8,7 @@ from dnnkit.config.recipe import recipe_from_dict
 
 
 @pytest.mark.parametrize("options, fragment", [
-    ({"layouts": ["kserve"]}, "package.layout: expected one of triton, tf-serving, got 'kserve'"),
+    ({"layouts": ["kserve"]}, "package.layout: expected one of triton, tf-serving, tflm, got 'kserve'"),
     ({"version": 0}, "package.version: expected a positive integer, got 0"),
     ({"version": True}, "package.version: expected a positive integer, got True"),
     ({"max_batch_size": -1}, "package.max_batch_size: expected an integer >= 0, got -1"),

@@ -80,7 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from dnnkit.config.recipe import load_recipe
 
     spec = load_spec(args.spec or default_path(DEFAULT_SPEC))
-    recipe = load_recipe(args.recipe or default_path(DEFAULT_RECIPE))
+    recipe = _with_device(load_recipe(args.recipe or default_path(DEFAULT_RECIPE)), args.device)
     args.out_folder = Path(args.out) if args.out else Path("runs") / f"{spec.name}-{recipe.name}"
     _quiet_tensorflow()
     manifest = run(spec, recipe, args.out_folder, verbose=True, epochs=args.epochs, overwrite=args.overwrite)
@@ -93,13 +93,24 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dnnkit.jobs.export import export
     from dnnkit.config.recipe import load_recipe
 
-    recipe = load_recipe(args.recipe)
+    recipe = _with_device(load_recipe(args.recipe), args.device)
     args.out_folder = args.out
     _quiet_tensorflow()
     convert = compress if args.command == "compress" else export
     manifest = convert(args.model, recipe, args.out, data=args.data, task=args.task, unsafe=args.unsafe,
                        verbose=True, overwrite=args.overwrite, label_column=args.label_column)
     return _print_result(manifest, args, args.out)
+
+
+def _with_device(recipe: Any, device: str | None) -> Any:
+    """The recipe with ``--device``'s budget in place of its ``[device]`` table (as it is without the flag)."""
+    if device is None:
+        return recipe
+    from dataclasses import replace
+
+    from dnnkit.config.device import device_from
+
+    return replace(recipe, device=device_from(device))
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
@@ -111,7 +122,8 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe) if args.recipe else None
     goals = goals_from({"target": args.runtime, "max_degradation": args.max_degradation,
                         "max_size_kb": args.max_size_kb, "max_latency_ms": args.max_latency_ms,
-                        "objective": args.objective}, base=recipe.optimize if recipe else None,
+                        "objective": args.objective, "max_arena_kb": args.max_arena_kb, "device": args.device},
+                       base=recipe.optimize if recipe else None,
                        origin="dnnkit optimize")
     args.out_folder = args.out
     _quiet_tensorflow()

@@ -43,6 +43,10 @@ _OPTIONS: dict[str, dict[str, Any]] = {
                           "criteria the folder records are never used)"),
     "--custom-objects": dict(metavar="FILE.py", help="a Python file that defines and registers the model's custom "
                                                      "layers (runs its code: trusted files only)"),
+    "--device": dict(metavar="PROFILE", help="a microcontroller budget TFLite artifacts are judged by: a profile "
+                                             "(cortex-m4, nano33ble, cortex-m7, esp32-s3, rp2040) or key=value pairs "
+                                             "(ram_kb=192,flash_kb=768[,runtime_flash_kb=..,runtime_ram_kb=..]); "
+                                             "overrides the recipe's [device]"),
     "--verbose": dict(action="store_true", help="show third-party log lines (TensorFlow, absl, XNNPACK) on the "
                                                 "terminal instead of OUT/logs/dnnkit.log"),
 }
@@ -93,6 +97,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--recipe", help="export recipe: a file or a shipped name (`dnnkit recipes`; default: all)")
     r.add_argument("--out", help="output folder (default: runs/<spec>-<recipe>)")
     r.add_argument("--epochs", type=_positive, help="override train.epochs")
+    _option(r, "--device")
     _option(r, "--overwrite")
     r.add_argument("--json", action="store_true", help="print the manifest instead of the table")
     _option(r, "--verbose")
@@ -105,6 +110,7 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("model", help="MODEL.keras, a tf_keras MODEL.h5 or a SavedModel folder")
     x.add_argument("--recipe", required=True, help="export recipe: a TOML file or a shipped name (`dnnkit recipes`)")
     x.add_argument("--out", required=True, help="output folder")
+    _option(x, "--device")
     _option(x, "--overwrite")
     _model_options(x, data_help='"digits", .npz, .csv or an image folder to verify on', data_required=True)
     x.set_defaults(func=cmd_export)
@@ -115,6 +121,7 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("model", metavar="target", help="run directory, MODEL.keras or a tf_keras MODEL.h5")
     c.add_argument("--recipe", required=True, help="recipe with [[passes]] and [[artifacts]]")
     c.add_argument("--out", required=True, help="output folder")
+    _option(c, "--device")
     _option(c, "--overwrite")
     _model_options(c, data_help='"digits", .npz, .csv or an image folder (default: the run\'s own data)')
     c.set_defaults(func=cmd_export)
@@ -133,6 +140,9 @@ def parser() -> argparse.ArgumentParser:
     o.add_argument("--max-size-kb", metavar="N", help="largest file size in KiB")
     o.add_argument("--max-latency-ms", metavar="N", help="slowest batch-1 latency (p50, this machine) in ms")
     o.add_argument("--objective", help="smallest (default) or fastest, among candidates meeting every goal")
+    o.add_argument("--max-arena-kb", metavar="N", help="largest tensor arena of a TFLite candidate in KiB (TFLite "
+                                                       "Micro's measured arena where it ran, else the estimate)")
+    _option(o, "--device")
     o.add_argument("--recipe", help="recipe with an [optimize] table of goals, [verify] settings and [[passes]] "
                                     "whose compressed model gives more candidates (its [[artifacts]] are not used)")
     o.add_argument("--out", required=True, help="output folder")
@@ -140,22 +150,28 @@ def parser() -> argparse.ArgumentParser:
     _model_options(o, data_help='"digits", .npz, .csv or an image folder (default: the run\'s own data)')
     o.set_defaults(func=cmd_optimize)
 
-    k = sub.add_parser("package", help="lay out a verified artifact for Triton or TF Serving, verified again there",
+    k = sub.add_parser("package", help="lay out a verified artifact for Triton, TF Serving or a TFLite Micro "
+                                       "firmware, verified again there",
                        description="Copy a verified artifact of an export folder into a model server's layout: a "
                                    "Triton model repository (config.pbtxt, labels.txt, VERSION/model.onnx) or a TF "
-                                   "Serving base folder (MODEL/VERSION/ SavedModel); run it there against the "
-                                   "reference model again; record it in the manifest under 'package'.")
+                                   "Serving base folder (MODEL/VERSION/ SavedModel); or write a TFLite artifact as "
+                                   "the C source a TFLite Micro firmware compiles (model_data.h/.cc with the arena "
+                                   "size, I/O quantization and labels, micro_op_resolver.h), its array compiled and "
+                                   "read back; run it there against the reference model again; record it in the "
+                                   "manifest under 'package'.")
     k.add_argument("out_dir", help="folder written by dnnkit run/export/compress/optimize")
-    k.add_argument("--layout", action="append", choices=["triton", "tf-serving"], required=True,
-                   help="triton (an ONNX artifact) or tf-serving (the SavedModel); repeat for both")
+    k.add_argument("--layout", action="append", choices=["triton", "tf-serving", "tflm"], required=True,
+                   help="triton (an ONNX artifact), tf-serving (the SavedModel) or tflm (a TFLite artifact as C "
+                        "source); repeat for several")
     k.add_argument("--dest", help="repository / base folder (DEST/LAYOUT for several layouts; default "
-                                  "OUT/serving/LAYOUT)")
+                                  "OUT/serving/LAYOUT, OUT/firmware/tflm)")
     k.add_argument("--model-name", help="the model's folder name (default: the spec or model name)")
     k.add_argument("--version", type=_positive, default=1, help="version folder (default 1)")
     k.add_argument("--max-batch-size", type=int, default=8,
                    help="Triton max_batch_size for a dynamic-batch model (default 8; 0 turns batching off)")
-    k.add_argument("--artifact", help="which ONNX artifact for triton (default: optimize's choice, else the first "
-                                      "verified one)")
+    k.add_argument("--artifact", help="which ONNX artifact for triton, or TFLite artifact for tflm (default: "
+                                      "optimize's choice, else the first verified one; for tflm one that ran in "
+                                      "TFLite Micro first)")
     _option(k, "--recipe")
     k.add_argument("--unsafe", action="store_true", help="allow Lambda layers (trusted files only)")
     _option(k, "--custom-objects")

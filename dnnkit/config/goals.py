@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from dnnkit.config.device import Device, device_from
 from dnnkit.config.tables import TableReader
 
 TARGETS = ("tflite", "onnx", "both")
@@ -16,13 +17,16 @@ OBJECTIVES = ("smallest", "fastest")
 @dataclass(frozen=True)
 class Goals:
     """What ``optimize`` must meet: the most the task metric may drop (accuracy points, or RMSE
-    ratio - 1 for regression), optionally a file size and a batch-1 latency (p50 on this machine)."""
+    ratio - 1 for regression), optionally a file size, a batch-1 latency (p50 on this machine), and for TFLite
+    candidates a tensor arena (TFLite Micro's measured one where it ran) and a microcontroller's budget."""
 
     target: str = "both"
     max_degradation: float = 0.01
     max_size_kb: float | None = None
     max_latency_ms: float | None = None
     objective: str = "smallest"
+    max_arena_kb: float | None = None
+    device: Device | None = None
 
     @property
     def targets(self) -> tuple[str, ...]:
@@ -47,8 +51,12 @@ def read_goals(t: TableReader, base: Goals | None = None) -> Goals:
         max_degradation=t.fraction("max_degradation", d.max_degradation),
         max_size_kb=t.number("max_size_kb", d.max_size_kb, low=0.0, low_open=True),
         max_latency_ms=t.number("max_latency_ms", d.max_latency_ms, low=0.0, low_open=True),
-        objective=t.choice("objective", OBJECTIVES, d.objective))
+        objective=t.choice("objective", OBJECTIVES, d.objective),
+        max_arena_kb=t.number("max_arena_kb", d.max_arena_kb, low=0.0, low_open=True),
+        device=device_from(t.raw("device", None), t.origin) if t.has("device") else d.device)
     t.done()
+    if goals.target == "onnx" and (goals.device is not None or goals.max_arena_kb is not None):
+        t.fail("target", "onnx", "'tflite' or 'both' with a device or max_arena_kb (they judge TFLite candidates)")
     return goals
 
 

@@ -9,19 +9,21 @@ from typing import Any
 from dnnkit.errors import SpecError
 from dnnkit.config.tables import TableReader
 
-# serving layout -> the artifact format it serves
-LAYOUTS = {"triton": "onnx", "tf-serving": "saved_model"}
+# layout -> the artifact format it hands off (tflm: C source for a TensorFlow Lite Micro firmware)
+LAYOUTS = {"triton": "onnx", "tf-serving": "saved_model", "tflm": "tflite"}
+SERVING = ("triton", "tf-serving")  # a [package] table's layouts when it names none
 NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"  # a model folder name
 
 
 def read_package(t: TableReader) -> dict[str, Any]:
     """A recipe's ``[package]`` table as ``{"layouts": [...], **package() keywords}``: ``layouts`` (default
-    both), ``model_name``, ``version``, ``max_batch_size``, ``onnx_artifact`` (Triton's artifact).
+    both serving layouts; ``tflm`` too on request), ``model_name``, ``version``, ``max_batch_size``,
+    ``onnx_artifact`` (Triton's artifact), ``tflite_artifact`` (the firmware's).
 
     Raises:
         SpecError: unknown keys or bad values, naming the field.
     """
-    options = {"layouts": list(t.str_list("layouts", tuple(LAYOUTS), tuple(LAYOUTS))),
+    options = {"layouts": list(t.str_list("layouts", tuple(LAYOUTS), SERVING)),
                "version": t.integer("version", 1), "max_batch_size": t.integer("max_batch_size", 8, minimum=0)}
     if t.has("model_name"):
         options["model_name"] = t.string("model_name")
@@ -29,7 +31,9 @@ def read_package(t: TableReader) -> dict[str, Any]:
             t.fail("model_name", options["model_name"], "letters, digits, '_', '-' or '.' (a folder name)")
     if t.has("onnx_artifact"):
         options["artifact"] = t.string("onnx_artifact")
-    t.done(("layouts", "model_name", "version", "max_batch_size", "onnx_artifact"))
+    if t.has("tflite_artifact"):
+        options["tflite_artifact"] = t.string("tflite_artifact")
+    t.done(("layouts", "model_name", "version", "max_batch_size", "onnx_artifact", "tflite_artifact"))
     if not options["layouts"]:
         t.fail("layouts", [], f"one or more of {', '.join(LAYOUTS)}")
     return options

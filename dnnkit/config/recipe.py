@@ -25,6 +25,7 @@ from dnnkit.core.generation import DEFAULT_STEP_ARTIFACTS, STEP_ARTIFACTS
 from dnnkit.errors import SpecError
 from dnnkit.core.heads import is_value
 from dnnkit.config.goals import Goals, read_goals
+from dnnkit.config.device import Device, read_device
 from dnnkit.config.package import read_package
 from dnnkit.config.passes import PassConfig, read_pass
 from dnnkit.config.shipped import RECIPES, locate, missing_hint
@@ -173,6 +174,7 @@ class Recipe:
     optimize: Goals | None = None  # an [optimize] table's goals (dnnkit optimize)
     package: dict[str, Any] | None = None  # a [package] table: serving layouts (dnnkit.config.package.read_package)
     generation: tuple[str, ...] = DEFAULT_STEP_ARTIFACTS  # a [generation] table's step files (a generative model's)
+    device: Device | None = None  # a [device] table: the microcontroller budget TFLite artifacts are judged by
 
     @property
     def base_dir(self) -> Path:
@@ -302,6 +304,7 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
         package = None
         if top.has("package"):
             package = read_package(top.sub("package"))
+        device = read_device(top.sub("device")) if top.has("device") else None
         generation = DEFAULT_STEP_ARTIFACTS
         if top.has("generation"):
             gen = top.sub("generation")
@@ -327,7 +330,7 @@ def recipe_from_dict(raw: dict[str, Any], origin: str = "<recipe>", path: str | 
         raise RecipeError(str(exc)) from None
     return Recipe(name=name, description=description, artifacts=artifacts, verify=verify, path=path,
                   passes=passes, goal_degradation=max_degradation, optimize=optimize, package=package,
-                  generation=tuple(generation))
+                  generation=tuple(generation), device=device)
 
 
 def load_recipe(path: str | os.PathLike[str]) -> Recipe:

@@ -57,6 +57,8 @@ def optimize(model: str | os.PathLike[str], out_dir: str | os.PathLike[str], *, 
 
 def _optimize(model: str | os.PathLike[str], out: Path, goals: Goals, base: Recipe | None, *, data: str | None,
               task: str | None, unsafe: bool, verbose: bool, label_column: str | None) -> dict[str, Any]:
+    if goals.device is None and base is not None and base.device is not None:  # the recipe's [device] table
+        goals = dataclasses.replace(goals, device=base.device)
     candidates = candidate_recipe(goals, base, sets=2 if base is not None and base.passes else 1)
     made = compressed(model, candidates, out, data=data, task=task, unsafe=unsafe, verbose=verbose,
                       label_column=label_column)
@@ -74,7 +76,7 @@ def _optimize(model: str | os.PathLike[str], out: Path, goals: Goals, base: Reci
     # the rows rank; the manifests are written once, below, when the choice is made
     for _, m in runs.values():
         decide(m)
-    rows = [r for folder, (_, m) in runs.items() for r in candidate_rows(m, folder)]
+    rows = [r for folder, (_, m) in runs.items() for r in candidate_rows(m, folder, goals.device)]
     judge(rows, goals)
     front = pareto(rows)
     picked = choose(rows, goals)
@@ -89,6 +91,8 @@ def _optimize(model: str | os.PathLike[str], out: Path, goals: Goals, base: Reci
             folders[folder] = finish(m, where)["status"]
         elif folder:
             shutil.rmtree(where, ignore_errors=True)  # nothing chosen from the compressed model
+    if goals.device is not None:  # each TFLite artifact's budget in the report; the goals above judge them
+        manifest["device"] = {**dataclasses.asdict(goals.device), "required": False}
     manifest["optimize"] = {"goals": dataclasses.asdict(goals), "candidates": rows, "pareto": front, **picked,
                             "folders": folders}  # folder -> its verdict (dnnkit verify re-checks it)
     if PASSES_FOLDER in runs:

@@ -20,20 +20,25 @@ from dnnkit.verification.reference import Reference
 
 def package(out_dir: str | Path, layouts: str | list[str], *, dest: str | Path | None = None,
             model_name: str | None = None, version: int = 1, max_batch_size: int = 8, artifact: str | None = None,
-            unsafe: bool = False, recipe: Recipe | str | Path | None = None) -> dict[str, Any]:
-    """Lay out verified artifacts of ``out_dir`` for model servers and verify each there.
+            tflite_artifact: str | None = None, unsafe: bool = False,
+            recipe: Recipe | str | Path | None = None) -> dict[str, Any]:
+    """Lay out verified artifacts of ``out_dir`` for model servers (or a TFLite Micro firmware) and verify each
+    there.
 
     Args:
         out_dir: an export folder (``dnnkit run|export|compress|optimize`` output).
-        layouts: ``triton`` (an ONNX artifact) and/or ``tf-serving`` (the SavedModel).
+        layouts: ``triton`` (an ONNX artifact), ``tf-serving`` (the SavedModel) and/or ``tflm`` (a TFLite
+            artifact as ``model_data.h/.cc`` and ``micro_op_resolver.h``; ``OUT/firmware/tflm`` by default).
         dest: the repository / base folder (``DEST/LAYOUT`` for several layouts); ``OUT/serving/LAYOUT``
             by default.
         model_name: the model's folder name; the spec or model name by default.
         version: the version folder (a positive integer).
         max_batch_size: Triton's ``max_batch_size`` for a model with a dynamic batch (0 turns
             batching off); a model with a fixed batch gets 0 and the batch in its dims.
-        artifact: which ONNX artifact Triton gets; by default ``optimize``'s choice, else the first
-            verified ONNX artifact in the manifest.
+        artifact: which ONNX artifact Triton gets (or, naming a TFLite artifact, which one tflm gets); by
+            default ``optimize``'s choice, else the first verified one in the manifest (for tflm: one that ran
+            in TFLite Micro first).
+        tflite_artifact: which TFLite artifact tflm gets.
         unsafe: allow Lambda layers (trusted files only).
         recipe: whose ``[verify]`` criteria judge the layouts (the defaults when ``None``; never the ones the
             folder records).
@@ -53,7 +58,8 @@ def package(out_dir: str | Path, layouts: str | list[str], *, dest: str | Path |
             dest = owned_staging(Path(dest)) or dest  # a layout inside the folder is published with it
         manifest, ref, judged = reverification(out, criteria=criteria, unsafe=unsafe)  # the reference run once
         _lay_out_all(out, manifest, ref, judged, layouts, dict(dest=dest, model_name=model_name, version=version,
-                                                               max_batch_size=max_batch_size, artifact=artifact),
+                                                               max_batch_size=max_batch_size, artifact=artifact,
+                                                               tflite_artifact=tflite_artifact),
                      record_errors=False)
         return finish(manifest, out)
 

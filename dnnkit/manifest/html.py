@@ -338,17 +338,29 @@ def _device_section(manifest: dict[str, Any]) -> str:
                         f"tail {size_text(a['tail'])})")
         else:
             measured = _e(f"{tflm.get('status')}: {tflm.get('reason')}") if tflm else "-"
+        if tflm.get("status") == "ran" and fit.get("arena_estimate_bytes"):
+            measured += f"; estimate {fit['arena_estimate_bytes'] / a['smallest_arena_size']:.2f}x it"
+        b = fit.get("budget")
+        verdict = (f"<span class='status {'verified' if b['verdict'] == 'fits' else 'failed'}'>"
+                   f"{_e(b['verdict'].replace('_', ' '))}</span> {_e(b['reason'])}" if b else "-")
         rows.append(f"<tr><td>{_e(e['name'])}</td><td class='num'>{size_text(fit['flash_bytes'])}</td>"
                     f"<td class='num'>{size_text(fit['arena_estimate_bytes'])}</td>"
                     f"<td class='num'>{size_text(fit['interpreter_arena_bytes'])}</td>"
                     f"<td class='num'>{measured}</td>"
-                    f"<td>{'all ops' if not missing else 'missing: ' + _e(', '.join(missing))}</td></tr>")
+                    f"<td>{'all ops' if not missing else 'missing: ' + _e(', '.join(missing))}</td>"
+                    f"<td>{verdict}</td></tr>")
     if not rows:
         return ""
-    return ("<h2>Device fit</h2><table id='device-fit'><tr><th>artifact</th><th>flash</th>"
+    device = manifest.get("device")
+    budget = (f"<p>Budget: <b>{_e(device['name'])}</b> ({_e(device.get('description'))}): RAM "
+              f"{device['ram_kb']:g} KiB, flash {device['flash_kb']:g} KiB; TFLite Micro counted as "
+              f"{device['runtime_flash_kb']:g} KiB of flash and {device['runtime_ram_kb']:g} KiB of RAM. RAM needed = "
+              "the arena (measured in TFLite Micro where it ran, else the estimate) + one input and one output "
+              "buffer + the interpreter.</p>" if device else "")
+    return ("<h2>Device fit</h2>" + budget + "<table id='device-fit'><tr><th>artifact</th><th>flash</th>"
             "<th>RAM: activation arena (greedy plan, batch 1)</th><th>LiteRT's arena</th>"
             "<th>TFLite Micro: measured arena (smallest that allocates)</th>"
-            f"<th>TFLite Micro kernels</th></tr>{''.join(rows)}</table>"
+            f"<th>TFLite Micro kernels</th><th>device budget</th></tr>{''.join(rows)}</table>"
             "<p class='reason'>Kernels' scratch buffers come on top of the arena on a microcontroller.</p>")
 
 

@@ -113,6 +113,7 @@ def export_manifest(*, recipe: Recipe, ref: Reference, ref_model: Path, out: Pat
         # this process's peak (the reference outputs; training too under `run`); each conversion's and
         # verification's own peak is in its artifact entry (they run in child processes)
         "resources": {"parent_peak_rss_mb": peak_rss_mb()},
+        **({"device": {**asdict(recipe.device), "required": True}} if recipe.device is not None else {}),
         **(extra or {}),
         "artifacts": entries,
     }

@@ -51,6 +51,11 @@ def optimize_table(opt: dict[str, Any]) -> list[str]:
         wanted.append(f"size <= {g['max_size_kb']:g} KB")
     if g.get("max_latency_ms") is not None:
         wanted.append(f"p50 <= {g['max_latency_ms']:g} ms")
+    if g.get("max_arena_kb") is not None:
+        wanted.append(f"TFLite arena <= {g['max_arena_kb']:g} KiB")
+    if g.get("device"):
+        wanted.append(f"TFLite fits {g['device']['name']} ({g['device']['ram_kb']:g} KiB RAM, "
+                      f"{g['device']['flash_kb']:g} KiB flash)")
     lines = [f"optimize: {', '.join(wanted)}; objective {g['objective']}; target {g['target']}"]
     rows = [("candidate", "size", "degradation", "agreement", "p50 ms", "status", "goals missed", "pareto")]
     for r in opt["candidates"]:
@@ -180,6 +185,24 @@ def tflm_lines(artifacts: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def budget_lines(manifest: dict[str, Any]) -> list[str]:
+    """One line per TFLite artifact judged by the recipe's ``[device]`` budget: fits or not, by how much."""
+    device = manifest.get("device")
+    if not device:
+        return []
+    lines = []
+    for e in manifest["artifacts"]:
+        b = (e.get("device_fit") or {}).get("budget")
+        if not b:
+            continue
+        need = [f"{what} {r['need_bytes'] / 1024:.1f} of {r['have_bytes'] / 1024:.1f} KiB"
+                for what, r in (("flash", b.get("flash")), ("RAM", b.get("ram"))) if r]
+        arena = f"; arena {b['arena_source']}" if b.get("ram") else ""
+        lines.append(f"device {device['name']} {e['name']}: {b['verdict'].replace('_', ' ').upper()} "
+                     f"({', '.join(need)}{arena}): {b['reason']}")
+    return lines
+
+
 def table(manifest: dict[str, Any]) -> str:
     """Render the manifest as a fixed-width table, one line per artifact, failures below."""
     ref = manifest["reference"]
@@ -201,6 +224,7 @@ def table(manifest: dict[str, Any]) -> str:
     failed = [e for e in manifest["artifacts"] if e["status"] != "verified"]
     lines += search_lines(manifest["artifacts"])
     lines += tflm_lines(manifest["artifacts"])
+    lines += budget_lines(manifest)
     for e in failed:
         lines.append(f"{e['status'].upper()} {e['name']}: {e.get('failure_reason')}")
     if manifest.get("passes"):
@@ -216,7 +240,9 @@ def table(manifest: dict[str, Any]) -> str:
     for line in (manifest.get("goals") or {}).get("missed", []):
         lines.append(f"GOAL MISSED {line}")
     for layout, rec in (manifest.get("package") or {}).items():
-        lines.append(f"package {layout}: {rec['artifact']} -> {rec['path']} (version {rec['version']}): "
+        what = (f"arena {rec['firmware']['arena']['allocate_bytes']} B, {len(rec['firmware']['ops'])} ops, "
+                f"{rec.get('read_back')}" if rec.get("firmware") else f"version {rec['version']}")
+        lines.append(f"package {layout}: {rec['artifact']} -> {rec['path']} ({what}): "
                      + (rec["status"].upper() + (f" ({rec['failure_reason']})" if rec.get("failure_reason") else "")))
     lines += generation_lines(manifest.get("generation"))
     lines += time_line(manifest.get("timings"))

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from dnnkit.core.metrics import degradation, within
+from dnnkit.verification.budget import apply_budgets
 from dnnkit.verification.criteria import failure
 
 
@@ -89,6 +90,10 @@ def decide(manifest: dict[str, Any]) -> dict[str, Any]:
             closest = ", ".join(names) or "none converted"
             failures.append(failure("goal", f"optimize: no {target} candidate meets every goal (closest: {closest})",
                                     "no candidate", "a candidate meeting every goal", target=target))
+    device = apply_budgets(manifest)
+    if device is not None and device.get("required") and not device["fits"]:  # optimize's goals judge its own
+        failures.append(failure("device", f"device {device['name']}: {_no_fit(manifest)}", "no artifact fits",
+                                "a verified TFLite artifact that fits", device=device["name"]))
     for layout, record in (manifest.get("package") or {}).items():
         if record.get("status") != "verified":
             failures.append(failure("package", f"package {layout}: {record.get('artifact')} in {record.get('path')} is "
@@ -98,3 +103,11 @@ def decide(manifest: dict[str, Any]) -> dict[str, Any]:
     manifest["inconclusive"] = inconclusive
     manifest["status"] = "failed" if failures else "inconclusive" if inconclusive else "verified"
     return manifest
+
+
+def _no_fit(manifest: dict[str, Any]) -> str:
+    """Why no verified TFLite artifact fits the device: each TFLite artifact's budget verdict."""
+    reasons = [f"{e['name']} {e['status']}" + (f", {b['verdict'].replace('_', ' ')}: {b['reason']}" if b else "")
+               for e in manifest["artifacts"] if e.get("format") == "tflite"
+               for b in [(e.get("device_fit") or {}).get("budget")]]
+    return "no verified TFLite artifact fits (" + ("; ".join(reasons) or "the recipe makes none") + ")"

@@ -11,6 +11,7 @@ from typing import Any
 
 from dnnkit.core.metrics import degradation, within
 from dnnkit.config.goals import Goals
+from dnnkit.verification.budget import arena_bytes, budget
 
 CLOSEST = 3  # candidates listed when none meets every goal
 
@@ -34,14 +35,21 @@ def _degradation(head: str, ref_metrics: dict[str, float], entry: dict[str, Any]
 def _row(name: str, target: str, precision: str, status: str, *, bytes_: int | None, p50: float | None,
          degradation: float | None, agreement: float | None, reason: str | None, float_layers: int = 0,
          entry: str | None = None, folder: str = "", path: str | None = None,
-         vs_original: float | None = None) -> dict[str, Any]:
-    return {"name": f"{folder}/{name}" if folder else name, "target": target, "precision": precision,
-            "status": status, "bytes": bytes_, "latency_p50_ms": p50, "degradation": degradation,
-            "top1_agreement": agreement, "float_layers": float_layers, "reason": reason, "entry": entry,
-            "folder": folder, "path": path, "vs_original": vs_original}
+         vs_original: float | None = None, fit: dict[str, Any] | None = None,
+         device: Any = None) -> dict[str, Any]:
+    arena, source = arena_bytes(fit) if fit else (None, "unknown")
+    row = {"name": f"{folder}/{name}" if folder else name, "target": target, "precision": precision,
+           "status": status, "bytes": bytes_, "latency_p50_ms": p50, "degradation": degradation,
+           "top1_agreement": agreement, "float_layers": float_layers, "reason": reason, "entry": entry,
+           "folder": folder, "path": path, "vs_original": vs_original, "arena_bytes": arena,
+           "arena_source": source}
+    if device is not None and target == "tflite":
+        b = budget(fit, device) if fit else {"verdict": "unknown", "reason": "not measured"}
+        row["budget"] = {"verdict": b["verdict"], "reason": b["reason"]}
+    return row
 
 
-def candidate_rows(manifest: dict[str, Any], folder: str = "") -> list[dict[str, Any]]:
+def candidate_rows(manifest: dict[str, Any], folder: str = "", device: Any = None) -> list[dict[str, Any]]:
     """One row per candidate from an export manifest: each artifact, and for an int8 artifact
     repaired by the selective fallback, its all-int8 first attempt too.
 
@@ -50,6 +58,7 @@ def candidate_rows(manifest: dict[str, Any], folder: str = "") -> list[dict[str,
             the recipe's passes: its artifacts are verified against the compressed model, and their
             degradation is the drop from the original model, ``degradation_vs_original``).
         folder: ``""`` or the folder's name, which prefixes the rows' names and paths.
+        device: a :class:`~dnnkit.config.device.Device` whose budget judges the TFLite rows (``row["budget"]``).
     """
     ref = manifest["reference"]
     head, ref_metrics = ref["head"], ref.get("metrics") or {}
@@ -62,7 +71,8 @@ def candidate_rows(manifest: dict[str, Any], folder: str = "") -> list[dict[str,
             rows.append(_row(e["name"], e["format"], e["precision"], first["status"], bytes_=first.get("bytes"),
                              p50=first.get("latency_p50_ms"),
                              degradation=None if folder else _degradation(head, {}, first),
-                             agreement=first.get("top1_agreement"), reason=first.get("reason"), folder=folder))
+                             agreement=first.get("top1_agreement"), reason=first.get("reason"), folder=folder,
+                             device=device))
         k = len(fb["float_layers"]) if fb.get("chosen") else 0
         vs_original = e.get("degradation_vs_original") if folder else None
         rows.append(_row(f"{e['name']}~float{k}" if k else e["name"], e["format"], e["precision"], e["status"],
@@ -70,7 +80,7 @@ def candidate_rows(manifest: dict[str, Any], folder: str = "") -> list[dict[str,
                          degradation=vs_original if folder else _degradation(head, ref_metrics, e),
                          agreement=parity.get("top1_agreement"), reason=e.get("failure_reason"), float_layers=k,
                          entry=e["name"], folder=folder, path=f"{folder}/{e['path']}" if folder else e["path"],
-                         vs_original=vs_original))
+                         vs_original=vs_original, fit=e.get("device_fit"), device=device))
     return rows
 
 
@@ -85,6 +95,12 @@ def judge(rows: list[dict[str, Any]], goals: Goals) -> None:
             r["bytes"] is not None and r["bytes"] <= goals.max_size_kb * 1024)
         met["latency"] = None if goals.max_latency_ms is None else (
             r["latency_p50_ms"] is not None and r["latency_p50_ms"] <= goals.max_latency_ms)
+        tflite = r["target"] == "tflite"  # the microcontroller goals judge TFLite candidates only
+        if goals.max_arena_kb is not None:
+            met["arena"] = None if not tflite else (
+                r.get("arena_bytes") is not None and r["arena_bytes"] <= goals.max_arena_kb * 1024)
+        if goals.device is not None:
+            met["device"] = None if not tflite else (r.get("budget") or {}).get("verdict") == "fits"
         r["goals"] = met
         r["meets"] = all(v is not False for v in met.values())
 
@@ -122,10 +138,14 @@ def _excess(r: dict[str, Any], goals: Goals) -> tuple[int, float]:
         d = r["degradation"]
         total += 1.0 if d is None else max(0.0, d - goals.max_degradation) / max(goals.max_degradation, 1e-3)
     for goal, key, limit in (("size", "bytes", (goals.max_size_kb or 0) * 1024),
-                             ("latency", "latency_p50_ms", goals.max_latency_ms)):
-        if r["goals"][goal] is False:
+                             ("latency", "latency_p50_ms", goals.max_latency_ms),
+                             ("arena", "arena_bytes", (goals.max_arena_kb or 0) * 1024)):
+        if r["goals"].get(goal) is False:
             misses += 1
-            total += 1.0 if r[key] is None else r[key] / limit - 1.0
+            total += 1.0 if r.get(key) is None else r[key] / limit - 1.0
+    if r["goals"].get("device") is False:
+        misses += 1
+        total += 1.0
     return misses, total
 
 

@@ -47,7 +47,8 @@ def device_fit(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     Returns:
         ``{"flash_bytes", "arena_estimate_bytes", "interpreter_arena_bytes", "estimate_over_interpreter",
-        "activation_tensors", "largest_activation_bytes", "activation_bytes_total" (no reuse at all), "ops",
+        "activation_tensors", "largest_activation_bytes", "activation_bytes_total" (no reuse at all), "io_bytes"
+        (one input and one output at batch 1), "ops",
         "tflm_unsupported_ops", "tflm_source"}``.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
@@ -90,11 +91,13 @@ def device_fit(path: str | os.PathLike[str]) -> dict[str, Any]:
     estimate = greedy_arena(buffers)
     measured = _arena_span(spans)
     names = sorted({str(op["op_name"]) for op in ops})
+    io = sum(int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize
+             for d in interpreter.get_input_details() + interpreter.get_output_details())
     return {"flash_bytes": os.path.getsize(path), "arena_estimate_bytes": estimate,
             "interpreter_arena_bytes": measured,
             "estimate_over_interpreter": round(estimate / measured, 3) if measured else None,
             "activation_tensors": len(buffers), "largest_activation_bytes": max((b[0] for b in buffers), default=0),
-            "activation_bytes_total": sum(b[0] for b in buffers),
+            "activation_bytes_total": sum(b[0] for b in buffers), "io_bytes": io,
             "ops": names, "tflm_unsupported_ops": [n for n in names if n not in TFLM_BUILTIN_OPS],
             "tflm_source": f"{SOURCE[0]}@{SOURCE[2][:12]}:{SOURCE[1]}"}
 

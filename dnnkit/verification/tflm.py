@@ -35,6 +35,8 @@ from dnnkit.core.metrics import predicted_classes
 from dnnkit.verification.criteria import agreement_check
 
 TFLM_INPUTS = 200  # inputs run in TFLM per artifact: its reference kernels take ~14 ms per MobileNetV2 input here
+FLOAT_INPUTS = 20  # for a float (or hybrid) file: TFLM's float reference kernels are far slower than its int8 ones
+FLOAT_MAX_BYTES = 16 << 20  # a float file larger than any microcontroller's flash (16 MiB of QSPI) is not run
 TIMEOUT_S = 300.0
 START_ARENA = 64 << 20
 ALIGN = 16
@@ -48,13 +50,14 @@ def available() -> str | None:
     return None
 
 
-def tflm_check(path: str | os.PathLike[str], x: np.ndarray) -> tuple[dict[str, Any], list[np.ndarray]]:
+def tflm_check(path: str | os.PathLike[str], x: np.ndarray,
+               limit: int = TFLM_INPUTS) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Run ``path`` in TFLM and in LiteRT's reference kernels (in a child process) and compare them.
 
     Args:
         path: the ``.tflite`` file (one input).
-        x: float rows to run, one at a time (at most :data:`TFLM_INPUTS` are used), quantized as the file's input
-            says.
+        x: float rows to run, one at a time (at most ``limit`` are used), quantized as the file's input says.
+        limit: the most rows run.
 
     Returns:
         ``(facts, outputs)``: ``facts`` is ``{"status": "ran"|"failed"|"crashed"|"timeout"|"unavailable", "reason",
@@ -65,7 +68,7 @@ def tflm_check(path: str | os.PathLike[str], x: np.ndarray) -> tuple[dict[str, A
     missing = available()
     if missing:
         return {"status": "unavailable", "reason": missing}, []
-    rows = np.asarray(x, np.float32)[:TFLM_INPUTS]
+    rows = np.asarray(x, np.float32)[:limit]
     with tempfile.TemporaryDirectory(prefix="dnnkit-tflm-") as tmp:
         source, result = os.path.join(tmp, "in.npy"), os.path.join(tmp, "out.npz")
         np.save(source, rows)
@@ -101,20 +104,25 @@ def tflm_check(path: str | os.PathLike[str], x: np.ndarray) -> tuple[dict[str, A
 
 
 def tflm_facts(path: str | os.PathLike[str], ref: Any, fit: dict[str, Any], min_agreement: float,
-               z: float) -> dict[str, Any]:
-    """What ``device_fit["tflm"]`` records of an int8 ``.tflite`` file: :func:`tflm_check` on the reference's
-    inputs, the estimate of :mod:`dnnkit.verification.device_fit` over the measured arena, and TFLM's top-1
-    agreement with Keras on those inputs (one classification output), judged as the artifact's own agreement is
-    (``min_agreement``, one-sided bound at ``z``: ``agreement_with_keras.verdict``)."""
+               z: float, *, full_integer: bool = True) -> dict[str, Any]:
+    """What ``device_fit["tflm"]`` records of a ``.tflite`` file: :func:`tflm_check` on the reference's inputs
+    (:data:`TFLM_INPUTS` of a full-integer file, :data:`FLOAT_INPUTS` of another, which is not run at all over
+    :data:`FLOAT_MAX_BYTES`), the estimate of :mod:`dnnkit.verification.device_fit` over the measured arena, and
+    TFLM's top-1 agreement with Keras on those inputs (one classification output), judged as the artifact's own
+    agreement is (``min_agreement``, one-sided bound at ``z``: ``agreement_with_keras.verdict``)."""
     if fit.get("tflm_unsupported_ops"):
         missing = ", ".join(fit["tflm_unsupported_ops"])
         return {"status": "skipped", "reason": f"TFLite Micro has no kernel for {missing}"}
+    size = os.path.getsize(path)
+    if not full_integer and size > FLOAT_MAX_BYTES:
+        return {"status": "skipped", "reason": f"a {size / 2**20:.1f} MiB float file: larger than a "
+                                               f"microcontroller's flash ({FLOAT_MAX_BYTES >> 20} MiB)"}
     x = ref.x
     if isinstance(x, dict):
         if len(x) != 1:
             return {"status": "skipped", "reason": f"{len(x)} inputs: TFLM runs single-input files only so far"}
         x = next(iter(x.values()))
-    facts, outputs = tflm_check(path, x)
+    facts, outputs = tflm_check(path, x, TFLM_INPUTS if full_integer else FLOAT_INPUTS)
     arena = facts.get("arena") or {}
     if arena.get("head") and fit.get("arena_estimate_bytes"):
         facts["estimate_over_head"] = round(fit["arena_estimate_bytes"] / arena["head"], 3)
