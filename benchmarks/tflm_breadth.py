@@ -1,0 +1,121 @@
+"""TensorFlow Lite Micro across the matrix's int8 files (issue 27, part 5).
+
+For each export folder under the given ``benchmarks/byo_matrix.py`` output folders (``DIR/MODEL/manifest.json``),
+each full-integer TFLite artifact (int8, 16x8) is loaded in TFLite Micro's interpreter in a child process
+(:func:`dnnkit.verification.tflm.tflm_check`) and run on the first ``--inputs`` rows of the folder's test split
+(``reference/data.npz``). Printed per file: whether TFLM runs it (or the ops it lacks, or how it failed), its
+measured arena (smallest ``arena_size`` that allocates; head and tail), dnnkit's greedy estimate and LiteRT's own
+arena span beside it (ratios to TFLM's total), TFLM's distance from LiteRT's reference kernels in output quanta,
+and TFLM's top-1 agreement with LiteRT's default kernels (the ones the artifact was verified with) on the same
+rows. A JSON file with every figure is written beside the table.
+
+    python benchmarks/tflm_breadth.py --from DIR [DIR ...] [--inputs 50] [--out tflm_breadth.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def litert_outputs(path: Path, x: np.ndarray) -> np.ndarray:
+    """The file's first output on each row of ``x`` (batch 1) in LiteRT's default kernels, dequantized."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    it = Interpreter(model_path=str(path), num_threads=1)
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+    it.resize_tensor_input(inp["index"], [1, *x.shape[1:]])
+    it.allocate_tensors()
+    scale, zero = inp["quantization"]
+    o_scale, o_zero = out["quantization"]
+    rows = []
+    for row in x:
+        value = row[None]
+        if np.issubdtype(inp["dtype"], np.integer):
+            info = np.iinfo(inp["dtype"])
+            value = np.clip(np.round(value / scale + zero), info.min, info.max)
+        it.set_tensor(inp["index"], value.astype(inp["dtype"]))
+        it.invoke()
+        got = it.get_tensor(out["index"])[0]
+        rows.append((got.astype(np.float32) - o_zero) * o_scale if np.issubdtype(got.dtype, np.integer) else got)
+    return np.stack(rows)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--from", dest="dirs", nargs="+", required=True, help="byo_matrix.py output folders")
+    parser.add_argument("--inputs", type=int, default=50, help="test rows run per file (TFLM runs reference code)")
+    parser.add_argument("--out", default="tflm_breadth.json")
+    args = parser.parse_args()
+
+    from dnnkit.verification.device_fit import device_fit
+    from dnnkit.verification.tflm import available, tflm_check
+
+    if available():
+        print(available())
+        return 2
+    results = []
+    for manifest_path in sorted(p for d in args.dirs for p in Path(d).glob("*/manifest.json")):
+        folder = manifest_path.parent
+        manifest = json.loads(manifest_path.read_text())
+        for entry in manifest["artifacts"]:
+            if entry["format"] != "tflite" or entry["precision"] not in ("int8", "int16x8"):
+                continue
+            path = folder / entry["path"]
+            if not path.is_file():
+                continue
+            row = {"model": folder.name, "artifact": entry["name"], "status_in_matrix": entry["status"],
+                   "bytes": path.stat().st_size}
+            fit = device_fit(path)
+            row.update(estimate=fit["arena_estimate_bytes"], litert_span=fit["interpreter_arena_bytes"],
+                       ops=len(fit["ops"]))
+            with np.load(folder / "reference" / "data.npz", allow_pickle=False) as data:
+                x = data["x_test"][:args.inputs] if "x_test" in data else None
+            start = time.perf_counter()
+            if fit["tflm_unsupported_ops"]:
+                row.update(tflm="skipped", reason="no TFLM kernel for " + ", ".join(fit["tflm_unsupported_ops"]))
+            elif x is None or x.dtype == object:
+                row.update(tflm="skipped", reason="several inputs")
+            else:
+                facts, outputs = tflm_check(path, x.astype(np.float32))
+                row["tflm"] = facts["status"]
+                if facts["status"] == "ran":
+                    a = facts["arena"]
+                    row.update(arena_total=a["total"], arena_head=a["head"], arena_tail=a["tail"],
+                               smallest_arena=a["smallest_arena_size"],
+                               max_quanta_vs_litert_ref=max((c.get("max_quanta", 0)
+                                                             for c in facts["vs_litert_reference"]), default=0))
+                    lite = litert_outputs(path, x.astype(np.float32)[:len(outputs[0])])
+                    if lite.ndim == 2 and lite.shape[-1] > 1:
+                        row["top1_tflm_vs_litert"] = float((lite.argmax(-1) == outputs[0].argmax(-1)).mean())
+                    row["max_abs_tflm_vs_litert"] = float(np.max(np.abs(lite - outputs[0])))
+                else:
+                    row["reason"] = facts.get("reason")
+            row["seconds"] = round(time.perf_counter() - start, 1)
+            results.append(row)
+            print(json.dumps(row), flush=True)
+    print("\nmodel / artifact | TFLM | smallest arena B (head + tail) | estimate / total | LiteRT span / total | "
+          "quanta vs LiteRT ref | top-1 TFLM vs LiteRT")
+    for r in results:
+        if r["tflm"] != "ran":
+            print(f"{r['model']} / {r['artifact']} | {r['tflm']}: {r.get('reason')} | - | - | - | - | -")
+            continue
+        top1 = f"{r['top1_tflm_vs_litert']:.3f}" if "top1_tflm_vs_litert" in r else "-"
+        print(f"{r['model']} / {r['artifact']} | ran | {r['smallest_arena']} ({r['arena_head']} + {r['arena_tail']}) | "
+              f"{r['estimate'] / r['arena_total']:.2f} | {r['litert_span'] / r['arena_total']:.2f} | "
+              f"{r['max_quanta_vs_litert_ref']} | {top1}")
+    Path(args.out).write_text(json.dumps(results, indent=1))
+    print(f"\n{len(results)} files; {sum(r['tflm'] == 'ran' for r in results)} ran in TFLM; results: {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
