@@ -13,7 +13,7 @@ through a deep network (5-6 quanta on MobileNetV2, same top-1). So the distance 
 criterion is the artifact's own: TFLM's top-1 agreement with Keras on these inputs, judged by the same rule
 (a decisive fail fails the artifact; with few inputs an inconclusive one is recorded).
 
-    python -m dnnkit.verification.tflm MODEL.tflite INPUTS.npy OUT.npz   (the child; used by :func:`tflm_check`)
+    python -m dnnkit.verification.tflm MODEL.tflite INPUTS.npz OUT.npz   (the child; used by :func:`tflm_check`)
 """
 
 from __future__ import annotations
@@ -50,28 +50,32 @@ def available() -> str | None:
     return None
 
 
-def tflm_check(path: str | os.PathLike[str], x: np.ndarray,
+def tflm_check(path: str | os.PathLike[str], x: np.ndarray | dict[str, np.ndarray],
                limit: int = TFLM_INPUTS) -> tuple[dict[str, Any], list[np.ndarray]]:
     """Run ``path`` in TFLM and in LiteRT's reference kernels (in a child process) and compare them.
 
     Args:
-        path: the ``.tflite`` file (one input).
-        x: float rows to run, one at a time (at most ``limit`` are used), quantized as the file's input says.
+        path: the ``.tflite`` file.
+        x: float rows to run, one at a time (at most ``limit`` are used), quantized as the file's inputs say: an
+            array for a one-input file, else a dict by the inputs' signature names.
         limit: the most rows run.
 
     Returns:
         ``(facts, outputs)``: ``facts`` is ``{"status": "ran"|"failed"|"crashed"|"timeout"|"unavailable", "reason",
         "arena": {"total", "head", "tail", "smallest_arena_size"}, "inputs", "vs_litert_reference": per output
         ``{"max_quanta"}`` (integer outputs) or ``{"max_abs_diff"}`` (float ones), "within_one_quantum"}``;
-        ``outputs``: TFLM's outputs, dequantized (empty unless it ran).
+        ``outputs``: TFLM's outputs, dequantized, in the signature's output order (empty unless it ran).
     """
     missing = available()
     if missing:
         return {"status": "unavailable", "reason": missing}, []
-    rows = np.asarray(x, np.float32)[:limit]
+    if isinstance(x, dict) and len(x) == 1:
+        x = next(iter(x.values()))
+    feed = {k: np.asarray(v)[:limit] for k, v in x.items()} if isinstance(x, dict) else {"": np.asarray(x)[:limit]}
+    n_rows = min(len(v) for v in feed.values())
     with tempfile.TemporaryDirectory(prefix="dnnkit-tflm-") as tmp:
-        source, result = os.path.join(tmp, "in.npy"), os.path.join(tmp, "out.npz")
-        np.save(source, rows)
+        source, result = os.path.join(tmp, "in.npz"), os.path.join(tmp, "out.npz")
+        np.savez(source, **{f"in:{k}": v for k, v in feed.items()})
         try:
             proc = subprocess.run([sys.executable, "-m", "dnnkit.verification.tflm", str(path), source, result],
                                   capture_output=True, timeout=TIMEOUT_S, text=True)
@@ -99,7 +103,7 @@ def tflm_check(path: str | os.PathLike[str], x: np.ndarray,
         else:
             comparison.append({"max_abs_diff": float(np.max(np.abs(mine - ref))) if mine.size else 0.0})
     within = all(c.get("max_quanta", 0) <= 1 for c in comparison)
-    return {"status": "ran", "arena": report["arena"], "inputs": int(rows.shape[0]),
+    return {"status": "ran", "arena": report["arena"], "inputs": int(n_rows), "output_names": report["output_names"],
             "vs_litert_reference": comparison, "within_one_quantum": within}, outputs
 
 
@@ -117,20 +121,24 @@ def tflm_facts(path: str | os.PathLike[str], ref: Any, fit: dict[str, Any], min_
     if not full_integer and size > FLOAT_MAX_BYTES:
         return {"status": "skipped", "reason": f"a {size / 2**20:.1f} MiB float file: larger than a "
                                                f"microcontroller's flash ({FLOAT_MAX_BYTES >> 20} MiB)"}
-    x = ref.x
-    if isinstance(x, dict):
-        if len(x) != 1:
-            return {"status": "skipped", "reason": f"{len(x)} inputs: TFLM runs single-input files only so far"}
-        x = next(iter(x.values()))
-    facts, outputs = tflm_check(path, x, TFLM_INPUTS if full_integer else FLOAT_INPUTS)
+    facts, outputs = tflm_check(path, ref.x, TFLM_INPUTS if full_integer else FLOAT_INPUTS)
     arena = facts.get("arena") or {}
     if arena.get("head") and fit.get("arena_estimate_bytes"):
         facts["estimate_over_head"] = round(fit["arena_estimate_bytes"] / arena["head"], 3)
         facts["estimate_over_total"] = round(fit["arena_estimate_bytes"] / arena["total"], 3)
-    if outputs and len(outputs) == len(ref.outputs) == 1 and is_class(ref.heads[0]):
-        n = len(outputs[0])
-        check = agreement_check(predicted_classes(ref.heads[0], ref.outputs[0][:n]),
-                                predicted_classes(ref.heads[0], outputs[0]), min_agreement, z)
+    names = facts.get("output_names") or []
+    if len(outputs) != len(ref.outputs):
+        return facts
+    if sorted(names) == sorted(ref.output_names):  # the signature's order to the reference's
+        outputs = [outputs[names.index(n)] for n in ref.output_names]
+    checks = []
+    for head, expected, got in zip(ref.heads, ref.outputs, outputs):
+        if is_class(head) and got.shape[1:] == expected.shape[1:]:
+            n = len(got)
+            checks.append(agreement_check(predicted_classes(head, expected[:n]), predicted_classes(head, got),
+                                          min_agreement, z))
+    if checks:  # several classification outputs: the one furthest below its limit speaks for the file
+        check = min(checks, key=lambda c: (c["verdict"] != "fail", c["value"]))
         facts["top1_agreement_with_keras"] = check["value"]
         facts["agreement_with_keras"] = {k: check[k] for k in ("value", "n", "ci", "limit", "verdict")}
     return facts
@@ -167,8 +175,13 @@ def _child(path: str, source: str, result: str) -> None:
     arrays: dict[str, np.ndarray] = {}
     try:
         interpreter = load(START_ARENA)
-        detail = interpreter.get_input_details(0)
-        interpreter.set_input(np.zeros(detail["shape"], detail["dtype"]), 0)
+        reference = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+        ins, outs = reference.get_input_details(), reference.get_output_details()
+        for k, detail in enumerate(ins):  # batch 1, the shapes TFLM allocated
+            shape = [int(v) for v in interpreter.get_input_details(k)["shape"]]
+            reference.resize_tensor_input(detail["index"], shape)
+            interpreter.set_input(np.zeros(shape, detail["dtype"]), k)
+        reference.allocate_tensors()
         interpreter.invoke()  # the report covers what invoking allocates too
         arena = _allocations(interpreter)
         high = arena["total"]
@@ -181,38 +194,52 @@ def _child(path: str, source: str, result: str) -> None:
                 break
             low, high = (low, mid) if _allocates(load, mid) else (mid, high)
         report["arena"] = {**arena, "smallest_arena_size": high}
-        reference = Interpreter(model_path=path, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-        ref_in = reference.get_input_details()[0]
-        reference.resize_tensor_input(ref_in["index"], [int(v) for v in detail["shape"]])
-        reference.allocate_tensors()
-        ref_outs = reference.get_output_details()
-        rows = np.load(source)
-        dtype = np.dtype(detail["dtype"])
-        scale, zero = _quantization(detail)
+        in_order, out_order, report["output_names"] = _signature_order(reference, ins, outs)
+        with np.load(source) as given:
+            feed = [given[f"in:{name}"] for name in in_order]
         got: dict[str, list[np.ndarray]] = {}
-        for row in rows:
-            value = row[None]
-            if np.issubdtype(dtype, np.integer):
-                info = np.iinfo(dtype)
-                value = np.clip(np.round(value / scale + zero), info.min, info.max)
-            value = value.astype(dtype)
-            interpreter.set_input(value, 0)
+        for r in range(min(len(v) for v in feed)):
+            for k, detail in enumerate(ins):
+                value = feed[k][r][None]
+                dtype = np.dtype(detail["dtype"])
+                if np.issubdtype(dtype, np.integer) and np.issubdtype(value.dtype, np.floating):
+                    scale, zero = _quantization(interpreter.get_input_details(k))
+                    info = np.iinfo(dtype)
+                    value = np.clip(np.round(value / scale + zero), info.min, info.max)
+                value = value.astype(dtype)
+                interpreter.set_input(value, k)
+                reference.set_tensor(detail["index"], value)
             interpreter.invoke()
-            reference.set_tensor(ref_in["index"], value)
             reference.invoke()
-            for k, out in enumerate(ref_outs):
+            for j, k in enumerate(out_order):  # j: the signature's order, k: the subgraph's
                 mine = np.array(interpreter.get_output(k))
                 o_scale, o_zero = _quantization(interpreter.get_output_details(k))
-                got.setdefault(f"tflm{k}", []).append(mine[0])
-                got.setdefault(f"ref{k}", []).append(reference.get_tensor(out["index"])[0])
-                got.setdefault(f"deq{k}", []).append(
+                got.setdefault(f"tflm{j}", []).append(mine[0])
+                got.setdefault(f"ref{j}", []).append(reference.get_tensor(outs[k]["index"])[0])
+                got.setdefault(f"deq{j}", []).append(
                     (mine[0].astype(np.float32) - o_zero) * o_scale if np.issubdtype(mine.dtype, np.integer)
                     else mine[0])
         arrays = {k: np.stack(v) for k, v in got.items()}
-        report["outputs"] = len(ref_outs)
+        report["outputs"] = len(outs)
     except Exception as exc:  # noqa: BLE001 - recorded, not raised: the parent reports it
         report["error"] = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
     np.savez(result, report=json.dumps(report), **arrays)
+
+
+def _signature_order(interpreter: Any, ins: list[dict[str, Any]],
+                     outs: list[dict[str, Any]]) -> tuple[list[str], list[int], list[str]]:
+    """The signature name of each subgraph input (in the subgraph's order, as TFLM numbers them; ``""`` for a
+    file with one input), the subgraph index of each signature output in the signature's order, and those
+    outputs' names (none without a signature)."""
+    signature = interpreter._get_full_signature_list().get("serving_default")
+    if not signature:
+        if len(ins) != 1:
+            raise ValueError(f"{len(ins)} inputs and no serving_default signature to name them")
+        return [""], list(range(len(outs))), []
+    by_index = {index: name for name, index in signature["inputs"].items()}
+    in_order = [by_index[d["index"]] for d in ins] if len(ins) > 1 else [""]
+    position = {d["index"]: k for k, d in enumerate(outs)}
+    return in_order, [position[i] for i in signature["outputs"].values()], list(signature["outputs"])
 
 
 def _quantization(detail: dict[str, Any]) -> tuple[float, int]:
