@@ -21,6 +21,10 @@ NNCF is not a dnnkit dependency: ``pip install -e '.[bench]'`` (nncf 3.4.0; it n
 version of onnx/onnxruntime/numpy than dnnkit pins).
 
     python benchmarks/optimize_nncf.py [--models EfficientNetB0 MobileNetV3Small] [--no-accuracy-control] [--out DIR]
+
+``--from DIR [DIR ...]`` takes each model from a ``benchmarks/byo_matrix.py`` output folder instead of training it
+again: its reference model and data, its fp32 ONNX file (what NNCF quantizes) and its ``onnx_int8`` artifact (dnnkit's
+row, as the matrix verified it; its search seconds are the matrix's ladder and fallback stages).
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ def main() -> int:
     parser.add_argument("--max-drop", type=float, default=0.01)
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--out", default=None)
+    parser.add_argument("--from", dest="from_dirs", nargs="*", default=None,
+                        help="byo_matrix.py output folders holding the models (no training, no dnnkit run)")
     args = parser.parse_args()
     try:
         import nncf
@@ -101,24 +107,30 @@ def main() -> int:
     base = Path(args.out or tempfile.mkdtemp(prefix="optimize-nncf-"))
     results = {}
     for name in args.models:
-        model, data = build(name, args.epochs)
+        if args.from_dirs:
+            folder = next(Path(d) / name for d in args.from_dirs if (Path(d) / name / "manifest.json").is_file())
+            model, data, manifest, best, dnnkit_s = from_matrix(folder)
+            fp32_path = folder / "artifacts" / "onnx_fp32.onnx"
+        else:
+            model, data = build(name, args.epochs)
         x_test, y_test = data["x_test"], np.asarray(data["y_test"])
         ref_logits = model.predict(x_test, verbose=0)
         ref_classes = ref_logits.argmax(-1)
         ref_correct = ref_classes == y_test
 
-        start = time.perf_counter()
-        manifest = dnnkit.optimize(model, out_dir=base / name / "dnnkit", data=data, target="onnx",
-                                   max_degradation=args.max_drop)
-        dnnkit_s = time.perf_counter() - start
-        rows = {r["name"]: r for r in manifest["optimize"]["candidates"]}
-        int8_rows = [r for n, r in rows.items() if n.startswith("onnx_int8")]
-        best = next((r for r in int8_rows if r["status"] == "verified"), int8_rows[-1])
-
-        fp32_dir = base / name / "fp32"
-        dnnkit.export(model, recipe_from_dict({"name": "fp32", "artifacts": [
-            {"name": "onnx_fp32", "format": "onnx", "precision": "fp32"}]}), fp32_dir, data=data)
-        fp32 = onnx.load(str(fp32_dir / "artifacts" / "onnx_fp32.onnx"))
+        if not args.from_dirs:
+            start = time.perf_counter()
+            manifest = dnnkit.optimize(model, out_dir=base / name / "dnnkit", data=data, target="onnx",
+                                       max_degradation=args.max_drop)
+            dnnkit_s = time.perf_counter() - start
+            rows = {r["name"]: r for r in manifest["optimize"]["candidates"]}
+            int8_rows = [r for n, r in rows.items() if n.startswith("onnx_int8")]
+            best = next((r for r in int8_rows if r["status"] == "verified"), int8_rows[-1])
+            fp32_dir = base / name / "fp32"
+            dnnkit.export(model, recipe_from_dict({"name": "fp32", "artifacts": [
+                {"name": "onnx_fp32", "format": "onnx", "precision": "fp32"}]}), fp32_dir, data=data)
+            fp32_path = fp32_dir / "artifacts" / "onnx_fp32.onnx"
+        fp32 = onnx.load(str(fp32_path))
         input_name = fp32.graph.input[0].name
         order = np.random.default_rng(0).permutation(len(data["x_train"]))[:1000]
         calibration = nncf.Dataset([data["x_train"][i:i + 1] for i in order], lambda item: {input_name: item})
@@ -152,7 +164,7 @@ def main() -> int:
                             "top1_agreement": float((classes == ref_classes).mean()),
                             "float_weighted_ops": float_weighted_ops(q)[0],
                             "seconds": round(time.perf_counter() - start, 1)}
-        first = next(r for r in int8_rows if "~" not in r["name"])
+        first = best if args.from_dirs else next(r for r in int8_rows if "~" not in r["name"])
         entry = next((e for e in manifest["artifacts"] if e["name"] == first.get("entry")), {})
         rung = ((entry.get("conversion") or {}).get("ladder") or {}).get("chosen") or "plain int8"
         results[name] = {"plain": plain, "dnnkit_first": {**first, "rung": rung}}
@@ -186,12 +198,12 @@ def main() -> int:
                     "drop": drop["value"], "drop_ci": drop["ci"], "drop_verdict": drop["verdict"],
                     "float_weighted_ops": left, "weighted_ops": total, "bytes": path.stat().st_size,
                     "p50_ms": p50_ms(session, x_test), "seconds": round(nncf_s, 1)}
-        fp32_session = ort.InferenceSession(str(fp32_dir / "artifacts" / "onnx_fp32.onnx"),
-                                            providers=["CPUExecutionProvider"])
+        fp32_session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
         results[name] |= {"dnnkit": {**best, "seconds": round(dnnkit_s, 1),
                                     "reference_accuracy": manifest["reference"]["metrics"].get("accuracy"),
-                                    "weighted_ops": total, "chosen": manifest["optimize"]["chosen"]},
-                         "nncf": nncf_row, "fp32": {"bytes": (fp32_dir / "artifacts" / "onnx_fp32.onnx").stat().st_size,
+                                    "weighted_ops": total,
+                                    "chosen": (manifest.get("optimize") or {}).get("chosen", best["name"])},
+                         "nncf": nncf_row, "fp32": {"bytes": fp32_path.stat().st_size,
                                                     "p50_ms": p50_ms(fp32_session, x_test)}}
         d, n, f = results[name]["dnnkit"], nncf_row, results[name]["fp32"]
         print(f"\n{name} (reference accuracy {n['reference_accuracy']:.4f}; {total} weighted ops; "
@@ -212,6 +224,26 @@ def main() -> int:
         save(base, results)
     save(base, results)
     return 0
+
+
+def from_matrix(folder: Path) -> tuple:
+    """A byo_matrix.py model folder: ``(model, data, manifest, dnnkit's onnx_int8 row, its search seconds)``."""
+    import keras
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    model = keras.models.load_model(folder / "reference" / "model.keras", compile=False)
+    with np.load(folder / "reference" / "data.npz") as d:
+        data = {k: d[k] for k in d}
+    entry = next(e for e in manifest["artifacts"] if e["name"] == "onnx_int8")
+    fb = (entry.get("conversion") or {}).get("selective_fallback") or {}
+    accuracy, reference = (entry.get("metrics") or {}).get("accuracy"), manifest["reference"]["metrics"]["accuracy"]
+    row = {"name": entry["name"], "entry": entry["name"], "status": entry["status"], "bytes": entry["bytes"],
+           "latency_p50_ms": (entry.get("latency_ms") or {}).get("p50"),
+           "degradation": None if accuracy is None else reference - accuracy,
+           "top1_agreement": (entry.get("parity") or {}).get("top1_agreement"),
+           "float_layers": len(fb.get("float_layers") or []) if fb.get("chosen") else 0}
+    timings = manifest.get("timings") or {}
+    return model, data, manifest, row, round(timings.get("ladder_s", 0) + timings.get("selective_fallback_s", 0), 1)
 
 
 def save(base: Path, results: dict) -> None:

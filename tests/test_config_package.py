@@ -28,3 +28,11 @@ def test_a_recipe_package_table_is_read_with_the_recipe():
     with pytest.raises(SpecError, match=r"package\.max_batch_size: expected a non-negative integer, got -2"):
         recipe_from_dict({"name": "r", "artifacts": [{"name": "o", "format": "onnx"}],
                           "package": {"max_batch_size": -2}})
+
+
+def test_a_package_table_asks_for_the_firmware_layout_only_by_name():
+    serving = recipe_from_dict({"name": "r", "artifacts": [{"name": "t", "format": "tflite"}], "package": {}})
+    assert serving.package["layouts"] == ["triton", "tf-serving"]  # the default stays the serving layouts
+    firmware = recipe_from_dict({"name": "r", "artifacts": [{"name": "t", "format": "tflite"}],
+                                 "package": {"layouts": ["tflm"], "tflite_artifact": "t"}})
+    assert firmware.package["layouts"] == ["tflm"] and firmware.package["tflite_artifact"] == "t"
