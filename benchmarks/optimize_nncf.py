@@ -187,6 +187,7 @@ def main() -> int:
             subset_size=1000)
         nncf_s = time.perf_counter() - start
         path = base / name / "nncf_int8.onnx"
+        path.parent.mkdir(parents=True, exist_ok=True)
         onnx.save(quantized, str(path))
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         classes = predict(session, x_test).argmax(-1)

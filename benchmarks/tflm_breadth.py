@@ -4,8 +4,9 @@ For each export folder under the given ``benchmarks/byo_matrix.py`` output folde
 each full-integer TFLite artifact (int8, 16x8) is loaded in TFLite Micro's interpreter in a child process
 (:func:`dnnkit.verification.tflm.tflm_check`) and run on the first ``--inputs`` rows of the folder's test split
 (``reference/data.npz``). Printed per file: whether TFLM runs it (or the ops it lacks, or how it failed), its
-measured arena (smallest ``arena_size`` that allocates; head and tail), dnnkit's greedy estimate and LiteRT's own
-arena span beside it (ratios to TFLM's total), TFLM's distance from LiteRT's reference kernels in output quanta,
+measured arena (smallest ``arena_size`` that allocates; head and tail), dnnkit's two estimates beside it (the
+greedy activation plan, over TFLM's head; the plan + TFLM's modelled persistent tail, over the smallest arena) and
+LiteRT's own arena span, TFLM's distance from LiteRT's reference kernels in output quanta,
 and TFLM's top-1 agreement with LiteRT's default kernels (the ones the artifact was verified with) on the same
 rows. A JSON file with every figure is written beside the table.
 
@@ -75,8 +76,8 @@ def main() -> int:
             row = {"model": folder.name, "artifact": entry["name"], "status_in_matrix": entry["status"],
                    "bytes": path.stat().st_size}
             fit = device_fit(path)
-            row.update(estimate=fit["arena_estimate_bytes"], litert_span=fit["interpreter_arena_bytes"],
-                       ops=len(fit["ops"]))
+            row.update(estimate=fit["arena_estimate_bytes"], tflm_estimate=fit["tflm_arena_estimate_bytes"],
+                       litert_span=fit["interpreter_arena_bytes"], ops=len(fit["ops"]))
             with np.load(folder / "reference" / "data.npz", allow_pickle=False) as data:
                 x = data["x_test"][:args.inputs].astype(np.float32) if "x_test" in data else {
                     k.split("/", 1)[1]: data[k][:args.inputs].astype(np.float32)
@@ -105,16 +106,16 @@ def main() -> int:
             row["seconds"] = round(time.perf_counter() - start, 1)
             results.append(row)
             print(json.dumps(row), flush=True)
-    print("\nmodel / artifact | TFLM | smallest arena B (head + tail) | estimate / total | LiteRT span / total | "
-          "quanta vs LiteRT ref | top-1 TFLM vs LiteRT")
+    print("\nmodel / artifact | TFLM | smallest arena B (head + tail) | plan estimate / head | arena estimate / "
+          "smallest | LiteRT span / smallest | quanta vs LiteRT ref | top-1 TFLM vs LiteRT")
     for r in results:
         if r["tflm"] != "ran":
-            print(f"{r['model']} / {r['artifact']} | {r['tflm']}: {r.get('reason')} | - | - | - | - | -")
+            print(f"{r['model']} / {r['artifact']} | {r['tflm']}: {r.get('reason')} | - | - | - | - | - | -")
             continue
         top1 = f"{r['top1_tflm_vs_litert']:.3f}" if "top1_tflm_vs_litert" in r else "-"
         print(f"{r['model']} / {r['artifact']} | ran | {r['smallest_arena']} ({r['arena_head']} + {r['arena_tail']}) | "
-              f"{r['estimate'] / r['arena_total']:.2f} | {r['litert_span'] / r['arena_total']:.2f} | "
-              f"{r['max_quanta_vs_litert_ref']} | {top1}")
+              f"{r['estimate'] / r['arena_head']:.2f} | {r['tflm_estimate'] / r['smallest_arena']:.2f} | "
+              f"{r['litert_span'] / r['smallest_arena']:.2f} | {r['max_quanta_vs_litert_ref']} | {top1}")
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"\n{len(results)} files; {sum(r['tflm'] == 'ran' for r in results)} ran in TFLM; results: {args.out}")
     return 0

@@ -50,6 +50,8 @@ def test_budget_without_tflm_uses_the_estimate_and_says_so_and_missing_kernels_n
     b = budget(_fit(), TINY)
     assert b["arena_source"] == "estimate" and b["ram"]["arena_bytes"] == 2_000
     assert b["verdict"] == "fits" and b["reason"].endswith("(RAM from the arena estimate)")
+    modelled = budget({**_fit(), "tflm_arena_estimate_bytes": 4_000}, TINY)  # the plan + TFLM's modelled tail
+    assert modelled["arena_source"] == "estimate" and modelled["ram"]["arena_bytes"] == 4_000
     tflm_failed = _fit(estimate=3_000)
     tflm_failed["tflm"] = {"status": "crashed", "reason": "TFLM process killed by SIGSEGV"}
     assert budget(tflm_failed, TINY)["ram"]["arena_bytes"] == 3_000

@@ -338,8 +338,8 @@ def _device_section(manifest: dict[str, Any]) -> str:
                         f"tail {size_text(a['tail'])})")
         else:
             measured = _e(f"{tflm.get('status')}: {tflm.get('reason')}") if tflm else "-"
-        if tflm.get("status") == "ran" and fit.get("arena_estimate_bytes"):
-            measured += f"; estimate {fit['arena_estimate_bytes'] / a['smallest_arena_size']:.2f}x it"
+        if tflm.get("status") == "ran" and fit.get("tflm_arena_estimate_bytes"):
+            measured += f"; estimated {size_text(fit['tflm_arena_estimate_bytes'])}"
         b = fit.get("budget")
         verdict = (f"<span class='status {'verified' if b['verdict'] == 'fits' else 'failed'}'>"
                    f"{_e(b['verdict'].replace('_', ' '))}</span> {_e(b['reason'])}" if b else "-")

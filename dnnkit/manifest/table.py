@@ -178,7 +178,9 @@ def tflm_lines(artifacts: list[dict[str, Any]]) -> list[str]:
         quanta = max((c.get("max_quanta", 0) for c in t.get("vs_litert_reference", [])), default=0)
         agree = (f", top-1 agreement with Keras {t['top1_agreement_with_keras']:.3f}"
                  if "top1_agreement_with_keras" in t else "")
-        estimate = f"; estimate {t['estimate_over_head']:.2f}x head" if "estimate_over_head" in t else ""
+        estimate = f"; plan estimate {t['estimate_over_head']:.2f}x head" if "estimate_over_head" in t else ""
+        if "tflm_estimate_over_smallest" in t:
+            estimate += f", arena estimate {t['tflm_estimate_over_smallest']:.2f}x"
         lines.append(f"tflm {e['name']}: arena {a['smallest_arena_size']} B (head {a['head']} + tail {a['tail']}"
                      f"{estimate}), {quanta} quanta from LiteRT's reference kernels{agree} "
                      f"({t['inputs']} inputs)")

@@ -23,6 +23,19 @@ from dnnkit.verification.tflm_ops import SOURCE, TFLM_BUILTIN_OPS
 
 ALIGN = 16  # TFLM's kBufferAlignment
 
+# TFLite Micro's persistent allocations (its arena's tail), per item, as its RecordingMicroAllocator reports them on
+# x86-64 (tflite-micro 0.dev20261023; a 32-bit microcontroller's structs are smaller): a TfLiteEvalTensor per
+# tensor, a NodeAndRegistration per op, a TfLiteTensor per graph input/output; the kernels' own data ("persistent
+# buffer data") is dominated by int8 convolutions' and fully-connected layers' per-channel requantization tables
+# (a 32-bit multiplier and shift per output channel) plus some bytes per op (measured: 37-77 per op on 11 of the
+# matrix's files, 60 taken); while it plans, TFLM needs scratch per tensor (measured 58-68 B) where the activation
+# plan will lie, so the head is the larger of the two; and ~512 B the interpreter needs whatever the model (the
+# smallest MLPs' remainder). Fitted on 13 of the matrix's int8 files: the model's figure was 0.80-1.02 of the
+# smallest arena TFLM allocates (the activation plan alone: 0.01-0.89); benchmarks/tflm_breadth.py prints both.
+TFLM_EVAL_TENSOR, TFLM_NODE, TFLM_IO_TENSOR, TFLM_OP_DATA, TFLM_CHANNEL, TFLM_PLANNER = 24, 64, 80, 60, 8, 68
+TFLM_BASE = 512
+PER_CHANNEL_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+
 
 def greedy_arena(buffers: list[tuple[int, int, int]]) -> int:
     """Bytes of an arena holding ``buffers`` (``(size, first_op, last_op)``, lifetimes inclusive)
@@ -46,7 +59,9 @@ def device_fit(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Flash, RAM and TFLM op coverage of one ``.tflite`` file (batch 1).
 
     Returns:
-        ``{"flash_bytes", "arena_estimate_bytes", "interpreter_arena_bytes", "estimate_over_interpreter",
+        ``{"flash_bytes", "arena_estimate_bytes" (the activation plan: TFLM's head), "tflm_arena_estimate_bytes"
+        (the plan + TFLM's persistent tail, modelled: what a firmware's arena needs where TFLM cannot run the
+        file here), "interpreter_arena_bytes", "estimate_over_interpreter",
         "activation_tensors", "largest_activation_bytes", "activation_bytes_total" (no reuse at all), "io_bytes"
         (one input and one output at batch 1), "ops",
         "tflm_unsupported_ops", "tflm_source"}``.
@@ -90,10 +105,21 @@ def device_fit(path: str | os.PathLike[str]) -> dict[str, Any]:
         spans.append((int(view.ctypes.data), int(view.nbytes)))
     estimate = greedy_arena(buffers)
     measured = _arena_span(spans)
+    details = {int(t["index"]): t for t in interpreter.get_tensor_details()}
+    channels = 0
+    for op in ops:  # int8 weights: a multiplier and a shift per output channel in the kernel's persistent data
+        if op["op_name"] in PER_CHANNEL_OPS and len(op["inputs"]) > 1 and int(op["inputs"][1]) in details and \
+                np.dtype(details[int(op["inputs"][1])]["dtype"]) == np.int8:
+            shape = details[int(op["outputs"][0])]["shape"]
+            channels += int(shape[-1]) if len(shape) else 1
+    tail = (TFLM_BASE + TFLM_EVAL_TENSOR * len(details) + (TFLM_NODE + TFLM_OP_DATA) * len(ops)
+            + TFLM_CHANNEL * channels + TFLM_IO_TENSOR * (len(inputs) + len(outputs)))
+    tflm_estimate = tail + max(estimate, TFLM_PLANNER * len(details))
     names = sorted({str(op["op_name"]) for op in ops})
     io = sum(int(np.prod(d["shape"])) * np.dtype(d["dtype"]).itemsize
              for d in interpreter.get_input_details() + interpreter.get_output_details())
     return {"flash_bytes": os.path.getsize(path), "arena_estimate_bytes": estimate,
+            "tflm_arena_estimate_bytes": -(-tflm_estimate // ALIGN) * ALIGN,
             "interpreter_arena_bytes": measured,
             "estimate_over_interpreter": round(estimate / measured, 3) if measured else None,
             "activation_tensors": len(buffers), "largest_activation_bytes": max((b[0] for b in buffers), default=0),

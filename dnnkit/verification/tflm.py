@@ -126,6 +126,9 @@ def tflm_facts(path: str | os.PathLike[str], ref: Any, fit: dict[str, Any], min_
     if arena.get("head") and fit.get("arena_estimate_bytes"):
         facts["estimate_over_head"] = round(fit["arena_estimate_bytes"] / arena["head"], 3)
         facts["estimate_over_total"] = round(fit["arena_estimate_bytes"] / arena["total"], 3)
+    if arena.get("smallest_arena_size") and fit.get("tflm_arena_estimate_bytes"):
+        facts["tflm_estimate_over_smallest"] = round(fit["tflm_arena_estimate_bytes"]
+                                                     / arena["smallest_arena_size"], 3)
     names = facts.get("output_names") or []
     if len(outputs) != len(ref.outputs):
         return facts
