@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,7 +76,9 @@ def aeq_files(fp32: Path, calibration: np.ndarray, out: Path) -> dict[str, tuple
     recipes = {"aeq static_wi8_ai8 minmax": recipe.static_wi8_ai8(),
                "aeq static_wi8_ai8 mse": recipe.static_wi8_ai8(AlgorithmName.MSE),
                "aeq static_wi8_ai8 octav": recipe.static_wi8_ai8(AlgorithmName.OCTAV),
-               "aeq static_wi8_ai16": recipe.static_wi8_ai16()}
+               "aeq static_wi8_ai16": recipe.static_wi8_ai16(),
+               "aeq wi8_ai8, SE/swish ops ai16": _pattern_recipe(recipe, "ai16"),
+               "aeq wi8_ai8, SE/swish ops float": _pattern_recipe(recipe, "float")}
     files = {}
     out.mkdir(parents=True, exist_ok=True)
     for label, rp in recipes.items():
@@ -89,6 +92,25 @@ def aeq_files(fp32: Path, calibration: np.ndarray, out: Path) -> dict[str, tuple
         except Exception as exc:  # noqa: BLE001 - the row records it
             files[label] = (None, time.perf_counter() - start, f"{type(exc).__name__}: {str(exc)[:200]}")
     return files
+
+
+PATTERN_OPS = ("LOGISTIC", "MUL", "MEAN", "HARD_SWISH")  # the squeeze-excite gate and swish / hard-swish
+
+
+def _pattern_recipe(recipe: Any, kind: str) -> list[dict[str, Any]]:
+    """ai-edge-quantizer's per-op protection by pattern: ``static_wi8_ai8`` with the squeeze-excite and swish
+    ops (:data:`PATTERN_OPS`) given int16 activations (``ai16``) or left float (``float``); later entries of a
+    recipe override earlier ones for the ops they name."""
+    import copy
+
+    rows = recipe.static_wi8_ai8()
+    for op in PATTERN_OPS:
+        if kind == "ai16":
+            rows.append({**copy.deepcopy(recipe.static_wi8_ai16()[0]), "operation": op})
+        else:
+            rows.append({"regex": ".*", "operation": op, "algorithm_key": "no_quantize",
+                         "op_config": {"compute_precision": "FLOAT", "explicit_dequantize": False}})
+    return rows
 
 
 def main() -> int:

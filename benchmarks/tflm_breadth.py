@@ -57,6 +57,8 @@ def main() -> int:
     parser.add_argument("--out", default="tflm_breadth.json")
     args = parser.parse_args()
 
+    from dnnkit.config.device import PROFILES, RUNTIME_FLASH_KB
+    from dnnkit.verification.budget import budget
     from dnnkit.verification.device_fit import device_fit
     from dnnkit.verification.tflm import available, tflm_check
 
@@ -90,6 +92,9 @@ def main() -> int:
             else:
                 facts, outputs = tflm_check(path, x, args.inputs)
                 row["tflm"] = facts["status"]
+                judged = {name: budget({**fit, "tflm": facts}, device) for name, device in PROFILES.items()}
+                row["fits"] = [name for name, b in judged.items() if b["verdict"] == "fits"]
+                row["ram_need"] = next(iter(judged.values())).get("ram", {}).get("need_bytes")
                 if facts["status"] == "ran":
                     a = facts["arena"]
                     row.update(arena_total=a["total"], arena_head=a["head"], arena_tail=a["tail"],
@@ -107,15 +112,18 @@ def main() -> int:
             results.append(row)
             print(json.dumps(row), flush=True)
     print("\nmodel / artifact | TFLM | smallest arena B (head + tail) | plan estimate / head | arena estimate / "
-          "smallest | LiteRT span / smallest | quanta vs LiteRT ref | top-1 TFLM vs LiteRT")
+          "smallest | LiteRT span / smallest | quanta vs LiteRT ref | top-1 TFLM vs LiteRT | flash KiB, RAM KiB "
+          "needed | fits (profiles)")
     for r in results:
         if r["tflm"] != "ran":
-            print(f"{r['model']} / {r['artifact']} | {r['tflm']}: {r.get('reason')} | - | - | - | - | - | -")
+            print(f"{r['model']} / {r['artifact']} | {r['tflm']}: {r.get('reason')} | - | - | - | - | - | - | - | -")
             continue
         top1 = f"{r['top1_tflm_vs_litert']:.3f}" if "top1_tflm_vs_litert" in r else "-"
         print(f"{r['model']} / {r['artifact']} | ran | {r['smallest_arena']} ({r['arena_head']} + {r['arena_tail']}) | "
               f"{r['estimate'] / r['arena_head']:.2f} | {r['tflm_estimate'] / r['smallest_arena']:.2f} | "
-              f"{r['litert_span'] / r['smallest_arena']:.2f} | {r['max_quanta_vs_litert_ref']} | {top1}")
+              f"{r['litert_span'] / r['smallest_arena']:.2f} | {r['max_quanta_vs_litert_ref']} | {top1} | "
+              f"{r['bytes'] / 1024 + RUNTIME_FLASH_KB:.0f}, {r['ram_need'] / 1024:.0f} | "
+              f"{', '.join(r['fits']) or 'none'}")
     Path(args.out).write_text(json.dumps(results, indent=1))
     print(f"\n{len(results)} files; {sum(r['tflm'] == 'ran' for r in results)} ran in TFLM; results: {args.out}")
     return 0

@@ -5,7 +5,7 @@ and :mod:`dnnkit.verification.tflm` recorded about it, against a :class:`~dnnkit
 - RAM = the tensor arena + one copy each of the input and the output the application fills and reads (at
   batch 1) + the stated interpreter objects (``runtime_ram_kb``). The arena is TFLite Micro's *measured*
   smallest ``arena_size`` that allocates where the file ran in it, else the estimate of the activation plan
-  plus TFLM's persistent tail, modelled (0.95-1.08 of the measured arena on the matrix's files): such a verdict
+  plus TFLM's persistent tail, modelled (0.94-1.08 of the measured arena on the matrix's files): such a verdict
   says ``estimate``.
 
 A file with an op TFLite Micro has no kernel for, or one TFLite Micro fails to run (it refuses hybrid int8 and

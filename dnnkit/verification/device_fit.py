@@ -30,7 +30,7 @@ ALIGN = 16  # TFLM's kBufferAlignment
 # (a 32-bit multiplier and shift per output channel) plus some bytes per op (measured: 37-77 per op on 11 of the
 # matrix's files, 60 taken); while it plans, TFLM needs scratch per tensor (measured 58-68 B) where the activation
 # plan will lie, so the head is the larger of the two; and ~512 B the interpreter needs whatever the model (the
-# smallest MLPs' remainder). Fitted on 13 of the matrix's int8 files: the model's figure was 0.80-1.02 of the
+# smallest MLPs' remainder). Fitted on 13 of the matrix's int8 files: the model's figure is 0.94-1.08 of the
 # smallest arena TFLM allocates (the activation plan alone: 0.01-0.89); benchmarks/tflm_breadth.py prints both.
 TFLM_EVAL_TENSOR, TFLM_NODE, TFLM_IO_TENSOR, TFLM_OP_DATA, TFLM_CHANNEL, TFLM_PLANNER = 24, 64, 80, 60, 8, 68
 TFLM_BASE = 512
