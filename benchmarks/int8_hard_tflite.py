@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from pathlib import Path
@@ -82,7 +83,7 @@ def aeq_files(fp32: Path, calibration: np.ndarray, out: Path) -> dict[str, tuple
     files = {}
     out.mkdir(parents=True, exist_ok=True)
     for label, rp in recipes.items():
-        path = out / (label.replace(" ", "_") + ".tflite")
+        path = out / (re.sub(r"[^A-Za-z0-9_.-]+", "_", label) + ".tflite")
         start = time.perf_counter()
         try:
             qt = quantizer.Quantizer(str(fp32), rp)
@@ -95,6 +96,7 @@ def aeq_files(fp32: Path, calibration: np.ndarray, out: Path) -> dict[str, tuple
 
 
 PATTERN_OPS = ("LOGISTIC", "MUL", "MEAN", "HARD_SWISH")  # the squeeze-excite gate and swish / hard-swish
+INT16_PATTERN_OPS = PATTERN_OPS[:3]  # ai-edge-quantizer 0.10 has no int16 HARD_SWISH ("Unsupported op")
 
 
 def _pattern_recipe(recipe: Any, kind: str) -> list[dict[str, Any]]:
@@ -104,7 +106,7 @@ def _pattern_recipe(recipe: Any, kind: str) -> list[dict[str, Any]]:
     import copy
 
     rows = recipe.static_wi8_ai8()
-    for op in PATTERN_OPS:
+    for op in INT16_PATTERN_OPS if kind == "ai16" else PATTERN_OPS:
         if kind == "ai16":
             rows.append({**copy.deepcopy(recipe.static_wi8_ai16()[0]), "operation": op})
         else:
