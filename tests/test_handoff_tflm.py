@@ -116,6 +116,9 @@ def test_a_damaged_copy_fails_verify_and_an_op_tflm_lacks_is_refused(firmware, t
     line = next(l for l in result.stdout.splitlines() if l.startswith("package tflm"))
     assert "FAILED (sha256 mismatch" in line, result.stdout
     shutil.rmtree(out / "firmware")
+    result = cli("package", str(out), "--layout", "tflm", "--artifact", "nope")
+    assert result.returncode == 2 and "package.artifact: expected one of the tflite artifacts" in result.stderr
+    assert "Traceback" not in result.stderr and not (out / "firmware").exists()
     methods = {k: v for k, v in handoff.TFLM_ADD_METHODS.items() if k != "FULLY_CONNECTED"}
     monkeypatch.setattr(handoff, "TFLM_ADD_METHODS", methods)
     with pytest.raises(SpecError, match="package.layout: tflm needs every op in TensorFlow Lite Micro; tflite_int8 "

@@ -44,7 +44,7 @@ def lay_out(out: Path, manifest: dict[str, Any], ref: Reference, recipe: Recipe,
             dest: str | Path | None, model_name: str | None, version: int, max_batch_size: int,
             artifact: str | None, tflite_artifact: str | None = None) -> dict[str, Any]:
     """One layout written (staged beside its place, moved in when done) and verified: its record."""
-    entry = pick(manifest, LAYOUTS[layout], _wanted(manifest, layout, artifact, tflite_artifact))
+    entry = pick(manifest, LAYOUTS[layout], _wanted(manifest, layout, artifact, tflite_artifact, alone=count == 1))
     name = model_name or check_model_name(re.sub(r"[^A-Za-z0-9_.-]", "_", manifest["reference"].get("spec")
                                                  or out.resolve().name).lstrip("_.-") or "model")
     home = "firmware" if layout == "tflm" else "serving"
@@ -95,9 +95,11 @@ def lay_out(out: Path, manifest: dict[str, Any], ref: Reference, recipe: Recipe,
             "parity": fresh.get("parity"), "metrics": fresh.get("metrics"), **record}
 
 
-def _wanted(manifest: dict[str, Any], layout: str, artifact: str | None, tflite_artifact: str | None) -> str | None:
+def _wanted(manifest: dict[str, Any], layout: str, artifact: str | None, tflite_artifact: str | None, *,
+            alone: bool) -> str | None:
     """The artifact a layout was asked for: ``artifact`` for triton; for tflm ``tflite_artifact``, or ``artifact``
-    where it names a TFLite one (``dnnkit package --layout tflm --artifact NAME``)."""
+    where it names a TFLite one or tflm is the only layout asked for (``dnnkit package --layout tflm --artifact
+    NAME``: a name of another format is then refused by :func:`pick`)."""
     if layout == "triton":
         return artifact
     if layout != "tflm":
@@ -105,7 +107,7 @@ def _wanted(manifest: dict[str, Any], layout: str, artifact: str | None, tflite_
     if tflite_artifact is not None:
         return tflite_artifact
     formats = {e["name"]: e["format"] for e in manifest["artifacts"]}
-    return artifact if formats.get(artifact) == "tflite" else None
+    return artifact if alone or formats.get(artifact) == "tflite" else None
 
 
 def _tflm_first(entry: dict[str, Any]) -> tuple[bool, bool]:
