@@ -49,7 +49,7 @@ def test_budget_adds_the_stated_overheads_and_says_by_how_much():
 def test_budget_without_tflm_uses_the_estimate_and_says_so_and_missing_kernels_never_fit():
     b = budget(_fit(), TINY)
     assert b["arena_source"] == "estimate" and b["ram"]["arena_bytes"] == 2_000
-    assert b["verdict"] == "fits" and b["reason"].endswith("(RAM from the arena estimate)")
+    assert b["verdict"] == "fits" and b["reason"].endswith("(RAM from the arena estimate)")  # TFLM never ran
     modelled = budget({**_fit(), "tflm_arena_estimate_bytes": 4_000}, TINY)  # the plan + TFLM's modelled tail
     assert modelled["arena_source"] == "estimate" and modelled["ram"]["arena_bytes"] == 4_000
     tflm_failed = _fit(estimate=3_000)

@@ -95,3 +95,20 @@ def test_several_inputs_and_outputs_run_in_tflm_matched_by_signature_name(tmp_pa
     for name, out in zip(facts["output_names"], outputs):  # int8 of a small net: close to Keras, output by output
         scale = float(np.max(np.abs(expected[name])))
         assert float(np.max(np.abs(out - expected[name]))) < 0.1 * scale, name
+
+
+def test_a_tflm_hang_costs_only_its_share_of_the_artifacts_timeout_and_while_loops_are_not_run(int8_file):
+    """The child gets TIMEOUT_SHARE of the artifact's verification timeout, so a hang is recorded as ``timeout``
+    while the artifact's own checks still finish; WHILE (Keras's recurrent loop in a float file, on which TFLM's
+    kernel never returned) is not run at all."""
+    from types import SimpleNamespace
+
+    path, model, x = int8_file
+    ref = SimpleNamespace(x=x[:5], outputs=[model.predict(x[:5], verbose=0)], heads=["multiclass"],
+                          output_names=["output_0"])
+    fit = {"ops": ["CONV_2D", "FULLY_CONNECTED"], "tflm_unsupported_ops": []}
+    facts = tflm.tflm_facts(path, ref, fit, 0.98, 1.645, timeout=0.025)
+    assert facts == {"status": "timeout", "reason": "TFLM did not finish within 0.01 s"}
+    looped = tflm.tflm_facts(path, ref, {**fit, "ops": ["FULLY_CONNECTED", "WHILE"]}, 0.98, 1.645,
+                             full_integer=False)
+    assert looped["status"] == "skipped" and looped["reason"].startswith("WHILE: TFLite Micro's kernel did not")

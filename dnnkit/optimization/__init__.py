@@ -23,7 +23,8 @@ it too.
 
 The search is its own package: :mod:`~dnnkit.optimization.candidates` (the registry and the recipe of
 candidates), :mod:`~dnnkit.optimization.choice` (rows, goals met, the Pareto front, the pick). The job
-that converts and verifies them is :mod:`dnnkit.jobs.optimize`.
+that converts and verifies them is :mod:`dnnkit.jobs.optimize`. ``--device`` and ``--max-arena-kb`` goals judge
+the TFLite candidates by their microcontroller budget (:mod:`dnnkit.verification.budget`).
 
-May import: :mod:`dnnkit.config`, :mod:`dnnkit.core`.
+May import: :mod:`dnnkit.config`, :mod:`dnnkit.core`, :mod:`dnnkit.verification` (the budget of a candidate).
 """

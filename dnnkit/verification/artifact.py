@@ -216,7 +216,8 @@ def verify_artifact(path: str | os.PathLike[str], art: ArtifactConfig, recipe: R
             entry["device_fit"] = {"flash_bytes": os.path.getsize(p), "error": _one_line(exc)}
         if "error" not in entry["device_fit"]:  # the fourth runtime: TensorFlow Lite Micro, a child process of its own
             tflm = entry["device_fit"]["tflm"] = tflm_facts(p, ref, entry["device_fit"], recipe.min_agreement(art),
-                                                           z_for(art.candidates), full_integer=art.full_integer)
+                                                           z_for(art.candidates), full_integer=art.full_integer,
+                                                           timeout=recipe.timeout(art))
             judged = tflm.get("agreement_with_keras") or {}
             if judged.get("verdict") == "fail":
                 failures.append(failure("tflm_agreement", f"TFLite Micro's top-1 agreement with Keras "

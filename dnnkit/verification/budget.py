@@ -76,7 +76,8 @@ def budget(fit: dict[str, Any], device: Device) -> dict[str, Any]:
     else:
         spare = (f"flash {_kib(record['flash']['margin_bytes'])} spare, RAM {_kib(record['ram']['margin_bytes'])} "
                  f"spare")
-        record.update(verdict="fits", reason=spare + (" (RAM from the arena estimate)" if source == "estimate"
+        why = f": TFLite Micro {tflm['status']}" if tflm.get("status") else ""
+        record.update(verdict="fits", reason=spare + (f" (RAM from the arena estimate{why})" if source == "estimate"
                                                       else ""))
     return record
 
