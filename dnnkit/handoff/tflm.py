@@ -170,7 +170,9 @@ def _header(origin: str, length: int, arena: dict[str, Any], inputs: list[dict[s
     for kind, tensors in (("INPUT", inputs), ("OUTPUT", outputs)):
         lines.append(f"#define DNNKIT_NUM_{kind}S {len(tensors)}")
         for i, t in enumerate(tensors):
-            quant = (f"real = {t['scale']!r} * (q - {t['zero_point']})" if t["scale"] else "not quantized")
+            zero = t["zero_point"]
+            quant = (f"real = {t['scale']!r} * (q {'-' if zero >= 0 else '+'} {abs(zero)})" if t["scale"]
+                     else "not quantized")
             lines.append(f"// {kind.lower()} {i} {t['name']!r}: {t['dtype']} {t['shape']}, {quant}")
             for key, value in ((f"{kind}{i}_SCALE", f"{t['scale']!r}f"),
                                (f"{kind}{i}_ZERO_POINT", f"({t['zero_point']})"),
