@@ -166,6 +166,8 @@ def test_the_export_is_judged_by_the_device_at_its_measured_figures(firmware):
     assert failed["status"] == "failed" and "RAM 0.0 KiB over" in failed["failures"][-1]["message"]
     report = (out / "report.html").read_text()
     assert "device budget" in report and "Budget: <b>cortex-m4</b>" in report
+    arena = manifest["package"]["tflm"]["firmware"]["arena"]["allocate_bytes"]
+    assert f"<td>arena {arena} B, 1 ops, compiled with" in report or f"<td>arena {arena} B, 1 ops, parsed" in report
 
 
 def test_without_a_compiler_the_array_is_parsed_back(firmware, monkeypatch):

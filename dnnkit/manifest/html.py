@@ -369,10 +369,19 @@ def _package_section(manifest: dict[str, Any]) -> str:
     if not records:
         return ""
     rows = "".join(f"<tr><td>{_e(layout)}</td><td>{_e(r.get('artifact'))}</td><td>{_e(r.get('path'))}</td>"
-                   f"<td>{_e(r.get('version'))}</td><td><span class='status {_e(r.get('status'))}'>"
+                   f"<td>{_e(_layout_detail(r))}</td><td><span class='status {_e(r.get('status'))}'>"
                    f"{_e(str(r.get('status')).upper())}</span></td></tr>" for layout, r in records.items())
-    return ("<h2>Serving layouts</h2><table id='package'><tr><th>layout</th><th>artifact</th><th>path</th>"
-            f"<th>version</th><th>status</th></tr>{rows}</table>")
+    return ("<h2>Serving layouts and firmware</h2><table id='package'><tr><th>layout</th><th>artifact</th>"
+            f"<th>path</th><th>version / firmware</th><th>status</th></tr>{rows}</table>")
+
+
+def _layout_detail(record: dict[str, Any]) -> str:
+    """A serving layout's version; a firmware's arena, op count and how its array was read back."""
+    firmware = record.get("firmware")
+    if not firmware:
+        return str(record.get("version"))
+    return (f"arena {firmware['arena']['allocate_bytes']} B, {len(firmware['ops'])} ops, "
+            f"{record.get('read_back')}")
 
 
 def _versions(manifest: dict[str, Any]) -> str:
