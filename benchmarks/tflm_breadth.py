@@ -25,29 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def litert_outputs(path: Path, x: np.ndarray) -> np.ndarray:
-    """The file's first output on each row of ``x`` (batch 1) in LiteRT's default kernels, dequantized."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_path=str(path), num_threads=1)
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-    it.resize_tensor_input(inp["index"], [1, *x.shape[1:]])
-    it.allocate_tensors()
-    scale, zero = inp["quantization"]
-    o_scale, o_zero = out["quantization"]
-    rows = []
-    for row in x:
-        value = row[None]
-        if np.issubdtype(inp["dtype"], np.integer):
-            info = np.iinfo(inp["dtype"])
-            value = np.clip(np.round(value / scale + zero), info.min, info.max)
-        it.set_tensor(inp["index"], value.astype(inp["dtype"]))
-        it.invoke()
-        got = it.get_tensor(out["index"])[0]
-        rows.append((got.astype(np.float32) - o_zero) * o_scale if np.issubdtype(got.dtype, np.integer) else got)
-    return np.stack(rows)
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main() -> int:
@@ -56,6 +34,8 @@ def main() -> int:
     parser.add_argument("--inputs", type=int, default=50, help="test rows run per file (TFLM runs reference code)")
     parser.add_argument("--out", default="tflm_breadth.json")
     args = parser.parse_args()
+
+    from int8_hard_tflite import run_tflite
 
     from dnnkit.config.device import PROFILES, RUNTIME_FLASH_KB
     from dnnkit.verification.budget import budget
@@ -102,7 +82,7 @@ def main() -> int:
                                max_quanta_vs_litert_ref=max((c.get("max_quanta", 0)
                                                              for c in facts["vs_litert_reference"]), default=0))
                     if not isinstance(x, dict):  # several inputs: the distance from LiteRT's reference kernels only
-                        lite = litert_outputs(path, x[:len(outputs[0])])
+                        lite = run_tflite(path, x[:len(outputs[0])])[0]  # LiteRT's default kernels, dequantized
                         if lite.ndim == 2 and lite.shape[-1] > 1:
                             row["top1_tflm_vs_litert"] = float((lite.argmax(-1) == outputs[0].argmax(-1)).mean())
                         row["max_abs_tflm_vs_litert"] = float(np.max(np.abs(lite - outputs[0])))

@@ -6,8 +6,8 @@
     DEST/MODEL/micro_op_resolver.h  ``DnnkitRegisterOps()``: one ``Add*()`` call per builtin op the model uses,
                                     on a ``MicroMutableOpResolver`` sized to exactly those ops
 
-The arena is TFLite Micro's own: the smallest ``arena_size`` that allocates, measured by loading the file in the
-TFLM interpreter (:func:`dnnkit.verification.tflm.tflm_check`) on this 64-bit machine; a 32-bit
+The arena is TFLite Micro's own: the smallest ``arena_size`` that allocates, as the artifact's verification
+measured it in the TFLM interpreter (:func:`dnnkit.verification.tflm.tflm_check`) on this 64-bit machine; a 32-bit
 microcontroller's structs are no larger. Optimized kernels (CMSIS-NN, ESP-NN) may ask for scratch buffers the
 reference kernels do not: ``DNNKIT_TENSOR_ARENA_SIZE`` adds ``ARENA_HEADROOM`` for them.
 
@@ -30,7 +30,6 @@ import numpy as np
 
 from dnnkit.errors import SpecError
 from dnnkit.verification.budget import arena_bytes
-from dnnkit.verification.tflm import tflm_check
 from dnnkit.verification.tflm_ops import SOURCE, TFLM_ADD_METHODS
 
 FILES = ("model_data.h", "model_data.cc", "micro_op_resolver.h")
@@ -55,7 +54,7 @@ def write_tflm(source: Path, folder: Path, entry: dict[str, Any]) -> tuple[list[
     if missing:
         raise SpecError(f"package.layout: tflm needs every op in TensorFlow Lite Micro; {entry['name']} uses "
                         f"{', '.join(missing)}, which it has no kernel for")
-    arena = _arena(source, entry, inputs)
+    arena = _arena(entry)
     labels = [str(label) for label in ((entry.get("metadata") or {}).get("labels") or [])]
     data = source.read_bytes()
     folder.mkdir(parents=True, exist_ok=True)
@@ -120,23 +119,17 @@ def _describe(source: Path) -> tuple[list[str], list[dict[str, Any]], list[dict[
         [tensor(d) for d in interpreter.get_output_details()]
 
 
-def _arena(source: Path, entry: dict[str, Any], inputs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The arena the firmware allocates: measured in TFLM now (one input of zeros), else as recorded."""
-    x = np.zeros([1, *inputs[0]["shape"][1:]], np.float32) if len(inputs) == 1 else None
-    measured: dict[str, Any] = {}
-    if x is not None:
-        facts, _ = tflm_check(source, x)
-        if facts.get("status") == "ran":
-            measured = facts["arena"]
-    size, how = ((measured["smallest_arena_size"], "measured in TFLite Micro") if measured else
-                 arena_bytes(entry.get("device_fit") or {}))
+def _arena(entry: dict[str, Any]) -> dict[str, Any]:
+    """The arena the firmware allocates: the one verification measured in TFLM for these very bytes (``dnnkit
+    package`` verifies the folder first; a recipe's ``[package]`` runs after its export), else the estimate."""
+    fit = entry.get("device_fit") or {}
+    size, source = arena_bytes(fit)
     if size is None:
-        raise SpecError(f"package.layout: tflm needs the arena of {entry['name']}, which could not be measured "
-                        f"(TFLite Micro: {'unavailable' if x is None else 'did not load it'}) or estimated")
-    if how == "estimate":
-        how = "ESTIMATED (not measured in TFLite Micro; its persistent buffers come on top)"
-    elif how == "measured":
-        how = "measured in TFLite Micro (recorded at verification)"
+        raise SpecError(f"package.layout: tflm needs the arena of {entry['name']}, which was neither measured in "
+                        f"TFLite Micro nor estimated")
+    measured = ((fit.get("tflm") or {}).get("arena") or {}) if source == "measured" else {}
+    how = ("measured in TFLite Micro" if measured else
+           "ESTIMATED (not measured in TFLite Micro: the activation plan + its modelled persistent buffers)")
     allocate = -(-(int(size) + ARENA_HEADROOM) // ALIGN) * ALIGN
     return {"smallest_bytes": int(size), "allocate_bytes": allocate, "headroom_bytes": ARENA_HEADROOM,
             "source": how, **({k: measured[k] for k in ("head", "tail") if k in measured})}

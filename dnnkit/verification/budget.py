@@ -14,7 +14,7 @@ fp16-weight files), does not fit any device, whatever its size.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import fields
 from typing import Any
 
 from dnnkit.config.device import Device
@@ -92,7 +92,7 @@ def apply_budgets(manifest: dict[str, Any]) -> dict[str, Any] | None:
     section = manifest.get("device")
     if not section:
         return None
-    device = Device(**{k: section[k] for k in asdict(Device("", 0, 0)) if k in section})
+    device = Device(**{f.name: section[f.name] for f in fields(Device) if f.name in section})
     fits = []
     for entry in manifest.get("artifacts") or []:
         fit = entry.get("device_fit")
